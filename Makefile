@@ -1,0 +1,52 @@
+# push-server — two commands: `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+PORT ?= 3000
+DEV_ENV := .dev/relay.env
+
+.PHONY: run test vet lint bench fuzz build redis-server clean
+
+build:
+	$(GO) build -o bin/push-server .
+
+# run serves on :$(PORT) on the embedded store (./data). It makes a relay key
+# pair once, in $(DEV_ENV), so that the README's curl walk-through can sign.
+run: $(DEV_ENV)
+	@set -a; source $(DEV_ENV); set +a; \
+	echo "relay public key: $$RELAY_PUBLIC_KEY (private key in $(DEV_ENV))"; \
+	PORT=$(PORT) LOG_FORMAT=text $(GO) run .
+
+$(DEV_ENV):
+	@mkdir -p .dev
+	@$(GO) run . keygen > $@.tmp && mv $@.tmp $@
+
+# test needs a redis-server binary: the tests start their own throwaway
+# servers on free ports and never touch one they did not start.
+test: redis-server vet
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+STATICCHECK_VERSION ?= 2025.1.1
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+redis-server:
+	@if ! command -v redis-server >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing redis-server (Debian package) for the tests"; \
+			(apt-get install -y -q redis-server >/dev/null 2>&1 || \
+			 (apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null)) || exit 1; \
+		else \
+			echo "make test needs redis-server on PATH (e.g. apt-get install redis-server)"; exit 1; \
+		fi; \
+	fi
+
+bench: redis-server
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+clean:
+	rm -rf bin .dev data

@@ -1,0 +1,567 @@
+// Package cachetest is the contract suite for cache.Store implementations,
+// in the manner of testing/fstest: Run checks the promises written in
+// cache.Store's documentation, and spells out the fine print. It also starts
+// private Redis servers for tests (StartRedis).
+package cachetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"push-server/cache"
+)
+
+// Run checks that stores made by newStore keep every promise of cache.Store.
+// Each subtest makes its own store; newStore must close it in t.Cleanup
+// (Close is called more than once by the ClosedStoreIsUnavailable subtest).
+// Stores made by one Run may share backing data only if they cannot see each
+// other's keys (e.g. a random Redis key prefix each).
+//
+// Fine print checked here, beyond the interface docs:
+//   - a Lookup right after Register or Unregister returned, on the same
+//     store, sees the change (no stale cached answer);
+//   - ids, tokens, tenants and message ids are arbitrary bytes: NUL,
+//     non-UTF-8, '{', '}', '/' and 4096-byte tokens round-trip exactly;
+//   - a delivery committed after its lease ran out still counts, and a
+//     Release after Commit does not undo it;
+//   - after Close every method returns an error matching ErrUnavailable.
+func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s cache.Store)
+	}{
+		{"RegisterThenLookup", testRegisterThenLookup},
+		{"RegisterIsUpsert", testRegisterIsUpsert},
+		{"TypesAndAlwaysRawRoundTrip", testTypesAndAlwaysRawRoundTrip},
+		{"UnregisterIsIdempotent", testUnregisterIsIdempotent},
+		{"TokenMovesToNewClient", testTokenMovesToNewClient},
+		{"ReRegisterWithNewTokenFreesOldToken", testReRegisterFreesOldToken},
+		{"TenantsAreIsolated", testTenantsAreIsolated},
+		{"LookupAfterWriteIsFresh", testLookupAfterWriteIsFresh},
+		{"ConcurrentRegistrationsOfOneToken", testConcurrentRegistrationsOfOneToken},
+		{"ConcurrentUpsertsOfOneID", testConcurrentUpsertsOfOneID},
+		{"DedupReserveCommit", testDedupReserveCommit},
+		{"DedupReleaseAllowsRetry", testDedupReleaseAllowsRetry},
+		{"DedupIsPerTenantClientAndMessage", testDedupScope},
+		{"DedupRaceDeliversOnce", testDedupRaceDeliversOnce},
+		{"LeaseExpires", testLeaseExpires},
+		{"CommitTTLExpires", testCommitTTLExpires},
+		{"LateReleaseDoesNotDropNewClaim", testLateReleaseDoesNotDropNewClaim},
+		{"LateCommitCounts", testLateCommitCounts},
+		{"OddBytes", testOddBytes},
+		{"ClosedStoreIsUnavailable", testClosedStoreIsUnavailable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+	}
+}
+
+// The dedup TTL and lease used where expiry is not under test: long enough
+// never to run out during a test.
+const (
+	longTTL   = time.Hour
+	longLease = time.Minute
+)
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func mustRegister(t *testing.T, s cache.Store, tenant string, c cache.Client) {
+	t.Helper()
+	if err := s.Register(ctx(t), tenant, c); err != nil {
+		t.Fatalf("Register(%q, %+v): %v", tenant, c, err)
+	}
+}
+
+func mustUnregister(t *testing.T, s cache.Store, tenant, id string) {
+	t.Helper()
+	if err := s.Unregister(ctx(t), tenant, id); err != nil {
+		t.Fatalf("Unregister(%q, %q): %v", tenant, id, err)
+	}
+}
+
+// wantClient checks that id looks up as want.
+func wantClient(t *testing.T, s cache.Store, tenant string, want cache.Client) {
+	t.Helper()
+	got, err := s.Lookup(ctx(t), tenant, want.ID)
+	if err != nil {
+		t.Fatalf("Lookup(%q, %q): %v; want %+v", tenant, want.ID, err, want)
+	}
+	if got != want {
+		t.Fatalf("Lookup(%q, %q) = %+v; want %+v", tenant, want.ID, got, want)
+	}
+}
+
+// wantNotFound checks that id does not look up.
+func wantNotFound(t *testing.T, s cache.Store, tenant, id string) {
+	t.Helper()
+	got, err := s.Lookup(ctx(t), tenant, id)
+	if !errors.Is(err, cache.ErrClientNotFound) {
+		t.Fatalf("Lookup(%q, %q) = %+v, %v; want ErrClientNotFound", tenant, id, got, err)
+	}
+}
+
+func testRegisterThenLookup(t *testing.T, s cache.Store) {
+	wantNotFound(t, s, "", "z6MkA")
+	c := cache.Client{ID: "z6MkA", Type: cache.TypeAPNS, Token: "tok-a"}
+	mustRegister(t, s, "", c)
+	wantClient(t, s, "", c)
+	wantNotFound(t, s, "", "z6MkB")
+}
+
+func testRegisterIsUpsert(t *testing.T, s cache.Store) {
+	mustRegister(t, s, "", cache.Client{ID: "id", Type: cache.TypeAPNS, Token: "tok-1"})
+	c := cache.Client{ID: "id", Type: cache.TypeFCM, Token: "tok-2", AlwaysRaw: true}
+	mustRegister(t, s, "", c)
+	wantClient(t, s, "", c)
+	// Same token, new type: still one client, with the new fields.
+	c.Type, c.AlwaysRaw = cache.TypeNoop, false
+	mustRegister(t, s, "", c)
+	wantClient(t, s, "", c)
+}
+
+func testTypesAndAlwaysRawRoundTrip(t *testing.T, s cache.Store) {
+	for i, typ := range []string{cache.TypeAPNS, cache.TypeAPNSSandbox, cache.TypeFCM, cache.TypeNoop} {
+		for _, raw := range []bool{false, true} {
+			c := cache.Client{ID: fmt.Sprintf("id-%d-%v", i, raw), Type: typ, Token: fmt.Sprintf("tok-%d-%v", i, raw), AlwaysRaw: raw}
+			mustRegister(t, s, "", c)
+			wantClient(t, s, "", c)
+		}
+	}
+}
+
+func testUnregisterIsIdempotent(t *testing.T, s cache.Store) {
+	mustUnregister(t, s, "", "never-registered")
+	c := cache.Client{ID: "id", Type: cache.TypeFCM, Token: "tok"}
+	mustRegister(t, s, "", c)
+	mustUnregister(t, s, "", "id")
+	wantNotFound(t, s, "", "id")
+	mustUnregister(t, s, "", "id")
+	wantNotFound(t, s, "", "id")
+	// The token was released with the client: the id can come back with it.
+	mustRegister(t, s, "", c)
+	wantClient(t, s, "", c)
+}
+
+func testTokenMovesToNewClient(t *testing.T, s cache.Store) {
+	old := cache.Client{ID: "old", Type: cache.TypeAPNS, Token: "shared"}
+	mustRegister(t, s, "", old)
+	moved := cache.Client{ID: "new", Type: cache.TypeFCM, Token: "shared"}
+	mustRegister(t, s, "", moved)
+	wantNotFound(t, s, "", "old")
+	wantClient(t, s, "", moved)
+	// Unregistering the old id must not take the token from the new one.
+	mustUnregister(t, s, "", "old")
+	wantClient(t, s, "", moved)
+}
+
+func testReRegisterFreesOldToken(t *testing.T, s cache.Store) {
+	a := cache.Client{ID: "a", Type: cache.TypeAPNS, Token: "first"}
+	mustRegister(t, s, "", a)
+	a.Token = "second"
+	mustRegister(t, s, "", a)
+	// "first" is free now: b takes it without retiring a.
+	b := cache.Client{ID: "b", Type: cache.TypeFCM, Token: "first"}
+	mustRegister(t, s, "", b)
+	wantClient(t, s, "", a)
+	wantClient(t, s, "", b)
+	// And a's old token leaving b does not disturb a either.
+	mustUnregister(t, s, "", "b")
+	wantClient(t, s, "", a)
+}
+
+func testTenantsAreIsolated(t *testing.T, s cache.Store) {
+	// Same id, same token, two tenants: two unrelated clients.
+	c0 := cache.Client{ID: "id", Type: cache.TypeAPNS, Token: "tok"}
+	ca := cache.Client{ID: "id", Type: cache.TypeFCM, Token: "tok", AlwaysRaw: true}
+	mustRegister(t, s, "", c0)
+	mustRegister(t, s, "a", ca)
+	wantClient(t, s, "", c0)
+	wantClient(t, s, "a", ca)
+	wantNotFound(t, s, "b", "id")
+
+	// A token move in one tenant does not reach the other.
+	other := cache.Client{ID: "other", Type: cache.TypeNoop, Token: "tok"}
+	mustRegister(t, s, "a", other)
+	wantNotFound(t, s, "a", "id")
+	wantClient(t, s, "", c0)
+
+	mustUnregister(t, s, "", "id")
+	wantNotFound(t, s, "", "id")
+	wantClient(t, s, "a", other)
+
+	// Tenant and id must not blur into each other when spelled as one key.
+	x := cache.Client{ID: "c", Type: cache.TypeAPNS, Token: "x"}
+	y := cache.Client{ID: "b/c", Type: cache.TypeFCM, Token: "y"}
+	mustRegister(t, s, "a/b", x)
+	mustRegister(t, s, "a", y)
+	wantClient(t, s, "a/b", x)
+	wantClient(t, s, "a", y)
+
+	// Dedup records are per tenant too.
+	c := ctx(t)
+	r, err := s.Reserve(c, "", "id", "m", longLease)
+	if err != nil {
+		t.Fatalf("Reserve in tenant \"\": %v", err)
+	}
+	if err := s.Commit(c, r, longTTL); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if _, err := s.Reserve(c, "a", "id", "m", longLease); err != nil {
+		t.Fatalf("Reserve of the same ids in tenant \"a\" = %v; want a fresh reservation", err)
+	}
+}
+
+// testLookupAfterWriteIsFresh catches a cache that answers from before the
+// write: each Lookup follows the write it must reflect immediately.
+func testLookupAfterWriteIsFresh(t *testing.T, s cache.Store) {
+	const rounds = 200
+	for i := range rounds {
+		c := cache.Client{ID: "fresh", Type: cache.TypeAPNS, Token: fmt.Sprintf("tok-%d-a", i)}
+		mustRegister(t, s, "", c)
+		wantClient(t, s, "", c)
+		c.Token, c.Type, c.AlwaysRaw = fmt.Sprintf("tok-%d-b", i), cache.TypeFCM, true
+		mustRegister(t, s, "", c)
+		wantClient(t, s, "", c)
+		mustUnregister(t, s, "", "fresh")
+		wantNotFound(t, s, "", "fresh")
+	}
+}
+
+func testConcurrentRegistrationsOfOneToken(t *testing.T, s cache.Store) {
+	const n = 32
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			c := cache.Client{ID: fmt.Sprintf("racer-%d", i), Type: cache.TypeFCM, Token: "contested"}
+			if err := s.Register(ctx(t), "", c); err != nil {
+				errs <- err
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Register: %v", err)
+	}
+	var owners []string
+	for i := range n {
+		id := fmt.Sprintf("racer-%d", i)
+		got, err := s.Lookup(ctx(t), "", id)
+		switch {
+		case err == nil:
+			if got.Token != "contested" || got.ID != id {
+				t.Errorf("Lookup(%q) = %+v; want token \"contested\"", id, got)
+			}
+			owners = append(owners, id)
+		case !errors.Is(err, cache.ErrClientNotFound):
+			t.Fatalf("Lookup(%q): %v", id, err)
+		}
+	}
+	if len(owners) != 1 {
+		t.Fatalf("%d clients look up with one token: %v; want exactly 1", len(owners), owners)
+	}
+}
+
+func testConcurrentUpsertsOfOneID(t *testing.T, s cache.Store) {
+	const writers, rounds = 8, 12
+	types := []string{cache.TypeAPNS, cache.TypeAPNSSandbox, cache.TypeFCM, cache.TypeNoop}
+	// Every written client's fields follow from its token, so a client mixed
+	// from two registrations is recognised.
+	clientFor := func(w, r int) cache.Client {
+		return cache.Client{ID: "upserted", Type: types[(w+r)%4], Token: fmt.Sprintf("tok-%d-%d", w, r), AlwaysRaw: (w+r)%3 == 0}
+	}
+	written := make(map[string]cache.Client)
+	for w := range writers {
+		for r := range rounds {
+			c := clientFor(w, r)
+			written[c.Token] = c
+		}
+	}
+	check := func(got cache.Client) error {
+		if want, ok := written[got.Token]; !ok || got != want {
+			return fmt.Errorf("Lookup = %+v; not one of the written clients", got)
+		}
+		return nil
+	}
+	mustRegister(t, s, "", clientFor(0, 0))
+
+	var stop atomic.Bool
+	var readerErr error
+	var readers sync.WaitGroup
+	readers.Go(func() {
+		for !stop.Load() {
+			got, err := s.Lookup(ctx(t), "", "upserted")
+			if errors.Is(err, cache.ErrClientNotFound) {
+				// Allowed while upserts with different tokens race.
+				continue
+			}
+			if err == nil {
+				err = check(got)
+			}
+			if err != nil {
+				readerErr = err
+				return
+			}
+		}
+	})
+	var wg sync.WaitGroup
+	errs := make(chan error, writers*rounds)
+	for w := range writers {
+		wg.Go(func() {
+			for r := range rounds {
+				if err := s.Register(ctx(t), "", clientFor(w, r)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	stop.Store(true)
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Register: %v", err)
+	}
+	if readerErr != nil {
+		t.Fatal(readerErr)
+	}
+	final, err := s.Lookup(ctx(t), "", "upserted")
+	if err != nil {
+		t.Fatalf("Lookup after the upserts: %v; want one of the written clients", err)
+	}
+	if err := check(final); err != nil {
+		t.Fatal(err)
+	}
+	// Every other token was let go: other ids take them without retiring
+	// the survivor.
+	i := 0
+	for tok := range written {
+		if tok == final.Token {
+			continue
+		}
+		if i++; i > 16 {
+			break
+		}
+		other := cache.Client{ID: "taker-" + tok, Type: cache.TypeNoop, Token: tok}
+		mustRegister(t, s, "", other)
+		wantClient(t, s, "", other)
+	}
+	wantClient(t, s, "", final)
+}
+
+func mustReserve(t *testing.T, s cache.Store, tenant, id, msg string, lease time.Duration) cache.Reservation {
+	t.Helper()
+	r, err := s.Reserve(ctx(t), tenant, id, msg, lease)
+	if err != nil {
+		t.Fatalf("Reserve(%q, %q, %q): %v", tenant, id, msg, err)
+	}
+	if r.Tenant != tenant || r.ClientID != id || r.MessageID != msg {
+		t.Fatalf("Reserve(%q, %q, %q) = %+v; want the same names back", tenant, id, msg, r)
+	}
+	return r
+}
+
+func wantReserveErr(t *testing.T, s cache.Store, tenant, id, msg string, want error) {
+	t.Helper()
+	r, err := s.Reserve(ctx(t), tenant, id, msg, longLease)
+	if !errors.Is(err, want) {
+		t.Fatalf("Reserve(%q, %q, %q) = %+v, %v; want %v", tenant, id, msg, r, err, want)
+	}
+}
+
+func mustCommit(t *testing.T, s cache.Store, r cache.Reservation, ttl time.Duration) {
+	t.Helper()
+	if err := s.Commit(ctx(t), r, ttl); err != nil {
+		t.Fatalf("Commit(%+v): %v", r, err)
+	}
+}
+
+func mustRelease(t *testing.T, s cache.Store, r cache.Reservation) {
+	t.Helper()
+	if err := s.Release(ctx(t), r); err != nil {
+		t.Fatalf("Release(%+v): %v", r, err)
+	}
+}
+
+func testDedupReserveCommit(t *testing.T, s cache.Store) {
+	r := mustReserve(t, s, "", "id", "m1", longLease)
+	wantReserveErr(t, s, "", "id", "m1", cache.ErrDeliveryInProgress)
+	mustCommit(t, s, r, longTTL)
+	wantReserveErr(t, s, "", "id", "m1", cache.ErrAlreadyDelivered)
+	// A Release after Commit (a confused caller) does not undo the delivery.
+	mustRelease(t, s, r)
+	wantReserveErr(t, s, "", "id", "m1", cache.ErrAlreadyDelivered)
+}
+
+func testDedupReleaseAllowsRetry(t *testing.T, s cache.Store) {
+	r := mustReserve(t, s, "", "id", "m1", longLease)
+	mustRelease(t, s, r)
+	r2 := mustReserve(t, s, "", "id", "m1", longLease)
+	if r2.Nonce == r.Nonce {
+		t.Fatalf("two reservations share nonce %d", r.Nonce)
+	}
+	mustCommit(t, s, r2, longTTL)
+	wantReserveErr(t, s, "", "id", "m1", cache.ErrAlreadyDelivered)
+}
+
+func testDedupScope(t *testing.T, s cache.Store) {
+	r := mustReserve(t, s, "", "id", "m", longLease)
+	mustCommit(t, s, r, longTTL)
+	mustReserve(t, s, "", "id", "m2", longLease)    // another message
+	mustReserve(t, s, "", "id2", "m", longLease)    // another client
+	mustReserve(t, s, "t", "id", "m", longLease)    // another tenant
+	mustReserve(t, s, "", "id}", "m", longLease)    // an id that extends this one
+	mustReserve(t, s, "", "i", "dm", longLease)     // id and message split elsewhere
+	mustReserve(t, s, "", "id", "m\x00", longLease) // a message id that extends this one
+}
+
+func testDedupRaceDeliversOnce(t *testing.T, s cache.Store) {
+	const n = 64
+	var won, inProgress, delivered atomic.Int32
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Go(func() {
+			<-start
+			r, err := s.Reserve(ctx(t), "", "id", "raced", longLease)
+			switch {
+			case err == nil:
+				won.Add(1)
+				if err := s.Commit(ctx(t), r, longTTL); err != nil {
+					errs <- err
+				}
+			case errors.Is(err, cache.ErrDeliveryInProgress):
+				inProgress.Add(1)
+			case errors.Is(err, cache.ErrAlreadyDelivered):
+				delivered.Add(1)
+			default:
+				errs <- err
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if won.Load() != 1 {
+		t.Fatalf("%d of %d racing Reserves won (%d in progress, %d delivered); want exactly 1", won.Load(), n, inProgress.Load(), delivered.Load())
+	}
+	wantReserveErr(t, s, "", "id", "raced", cache.ErrAlreadyDelivered)
+}
+
+func testLeaseExpires(t *testing.T, s cache.Store) {
+	mustReserve(t, s, "", "id", "m", 200*time.Millisecond)
+	wantReserveErr(t, s, "", "id", "m", cache.ErrDeliveryInProgress)
+	time.Sleep(300 * time.Millisecond)
+	r := mustReserve(t, s, "", "id", "m", longLease)
+	mustCommit(t, s, r, longTTL)
+	wantReserveErr(t, s, "", "id", "m", cache.ErrAlreadyDelivered)
+}
+
+func testCommitTTLExpires(t *testing.T, s cache.Store) {
+	r := mustReserve(t, s, "", "id", "m", longLease)
+	mustCommit(t, s, r, 200*time.Millisecond)
+	wantReserveErr(t, s, "", "id", "m", cache.ErrAlreadyDelivered)
+	time.Sleep(300 * time.Millisecond)
+	mustReserve(t, s, "", "id", "m", longLease)
+}
+
+func testLateReleaseDoesNotDropNewClaim(t *testing.T, s cache.Store) {
+	stale := mustReserve(t, s, "", "id", "m", 100*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	fresh := mustReserve(t, s, "", "id", "m", longLease)
+	mustRelease(t, s, stale) // too late: the claim is fresh's now
+	wantReserveErr(t, s, "", "id", "m", cache.ErrDeliveryInProgress)
+	mustCommit(t, s, fresh, longTTL)
+	wantReserveErr(t, s, "", "id", "m", cache.ErrAlreadyDelivered)
+}
+
+// testLateCommitCounts: the message was delivered even though the lease ran
+// out before Commit, so later Reserves must see it as delivered.
+func testLateCommitCounts(t *testing.T, s cache.Store) {
+	r := mustReserve(t, s, "", "id", "m", 100*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	mustCommit(t, s, r, longTTL)
+	wantReserveErr(t, s, "", "id", "m", cache.ErrAlreadyDelivered)
+}
+
+func testOddBytes(t *testing.T, s cache.Store) {
+	var all strings.Builder
+	for all.Len() < 4096 {
+		all.WriteByte(byte(all.Len() % 256))
+	}
+	long := all.String()
+	odd := []struct {
+		tenant string
+		c      cache.Client
+	}{
+		{"", cache.Client{ID: "a\x00b", Type: cache.TypeAPNS, Token: "t\x00"}},
+		{"", cache.Client{ID: "\xff\xfe}{", Type: cache.TypeFCM, Token: "\xc3\x28", AlwaysRaw: true}},
+		{"", cache.Client{ID: "{x}", Type: cache.TypeNoop, Token: "{x}"}},
+		{"", cache.Client{ID: "}", Type: cache.TypeNoop, Token: "}"}},
+		{"", cache.Client{ID: strings.Repeat("é", 127), Type: cache.TypeAPNSSandbox, Token: long}},
+		{"t\x00{}/\xff", cache.Client{ID: "a\x00b", Type: cache.TypeFCM, Token: "t\x00"}},
+	}
+	for _, o := range odd {
+		mustRegister(t, s, o.tenant, o.c)
+	}
+	for _, o := range odd {
+		wantClient(t, s, o.tenant, o.c)
+	}
+	// "a" is a prefix of "a\x00b": it is not that client.
+	wantNotFound(t, s, "", "a")
+	for _, o := range odd {
+		r := mustReserve(t, s, o.tenant, o.c.ID, "\x00\xff{}"+long[:300], longLease)
+		mustCommit(t, s, r, longTTL)
+		wantReserveErr(t, s, o.tenant, o.c.ID, "\x00\xff{}"+long[:300], cache.ErrAlreadyDelivered)
+	}
+	for _, o := range odd {
+		mustUnregister(t, s, o.tenant, o.c.ID)
+		wantNotFound(t, s, o.tenant, o.c.ID)
+	}
+}
+
+func testClosedStoreIsUnavailable(t *testing.T, s cache.Store) {
+	c := cache.Client{ID: "id", Type: cache.TypeAPNS, Token: "tok"}
+	mustRegister(t, s, "", c)
+	r := mustReserve(t, s, "", "id", "m", longLease)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	x := ctx(t)
+	f := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, cache.ErrUnavailable) {
+			t.Errorf("%s on a closed store = %v; want ErrUnavailable", op, err)
+		}
+	}
+	f("Register", s.Register(x, "", c))
+	f("Unregister", s.Unregister(x, "", "id"))
+	_, err := s.Lookup(x, "", "id")
+	f("Lookup", err)
+	_, err = s.Reserve(x, "", "id", "m2", longLease)
+	f("Reserve", err)
+	f("Commit", s.Commit(x, r, longTTL))
+	f("Release", s.Release(x, r))
+	f("Ping", s.Ping(x))
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

@@ -1,0 +1,122 @@
+package cachetest
+
+import (
+	"bufio"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// StartRedis starts a private redis-server on a free 127.0.0.1 port, with no
+// persistence and its working directory in t.TempDir(), and returns its
+// address ("127.0.0.1:port") once it answers PING. args are appended to the
+// command line (e.g. "--maxmemory", "1mb"). The server is killed in
+// t.Cleanup. It never touches any other Redis.
+func StartRedis(t testing.TB, args ...string) (addr string) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server not found in PATH (%v); `make test` installs it", err)
+	}
+	// The free port is found by binding and releasing it, so another process
+	// may grab it in between: then the server fails to start and we retry.
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("cannot find a free port: %v", err)
+		}
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		cmdArgs := append([]string{
+			"--port", strconv.Itoa(port),
+			"--bind", "127.0.0.1",
+			"--save", "",
+			"--appendonly", "no",
+			"--dir", t.TempDir(),
+		}, args...)
+		cmd := exec.Command(bin, cmdArgs...)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("cannot start %s: %v", bin, err)
+		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		stop := func() {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if waitForPong(addr, exited, 5*time.Second) {
+			t.Cleanup(stop)
+			return addr
+		}
+		stop()
+		t.Logf("redis-server on %s did not come up (attempt %d): %s", addr, attempt+1, out.String())
+	}
+	t.Fatalf("cannot start redis-server after 3 attempts")
+	return ""
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitForPong polls addr with PING until it answers +PONG, the process exits,
+// or the time runs out.
+func waitForPong(addr string, exited <-chan struct{}, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		if ping(addr) {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+func ping(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return false
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return err == nil && line == "+PONG\r\n"
+}
+
+// ShutdownRedis stops a server that StartRedis started (SHUTDOWN NOSAVE), so
+// a test can see how its callers behave with the store gone. It returns once
+// the port no longer answers.
+func ShutdownRedis(t testing.TB, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatalf("cannot reach redis-server on %s: %v", addr, err)
+	}
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	_, _ = c.Write([]byte("SHUTDOWN NOSAVE\r\n"))
+	_, _ = bufio.NewReader(c).ReadString('\n') // the server closes the connection
+	c.Close()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if !ping(addr) {
+			return
+		}
+	}
+	t.Fatalf("redis-server on %s still answers after SHUTDOWN", addr)
+}

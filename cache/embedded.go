@@ -1,0 +1,398 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// EmbeddedFile is the name of the embedded store's file inside its directory.
+const EmbeddedFile = "push-server.db"
+
+// embeddedSweepEvery is how often expired dedup records and abandoned
+// reservations are purged; until then they are only ignored.
+const embeddedSweepEvery = time.Minute
+
+// Buckets of the embedded store. Keys start with tenantPrefix, so the same id
+// or token in two tenants are two keys.
+var (
+	bucketClients = []byte("clients") // tenantPrefix + id → record (record.go)
+	bucketTokens  = []byte("tokens")  // tenantPrefix + sha256(token) → id
+	bucketDedup   = []byte("dedup")   // tenantPrefix + uvarint(len(id)) + id + message id → expiry, unix ns, 8 bytes big endian
+)
+
+// Embedded is a Store in one bbolt file, for a single server without Redis.
+// Every write is one bbolt transaction, durable (fsynced) when the method
+// returns, so a restart keeps clients and delivered-message records.
+// Reservations that are neither committed nor released live only in memory:
+// bbolt's file lock makes this process the only user of the file, and a
+// restart ends every delivery that was in progress anyway.
+//
+// Expired dedup records are treated as absent and purged by a sweeper every
+// minute; Close stops it. All methods are safe for concurrent use.
+type Embedded struct {
+	db     *bolt.DB
+	closed atomic.Bool
+	nonces *nonceSource
+
+	// mu guards pending, and is held across Reserve's read of the delivered
+	// record so that a check and a claim are one step.
+	mu      sync.Mutex
+	pending map[string]claim
+
+	stop      chan struct{}
+	swept     sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// claim is a live reservation held in memory.
+type claim struct {
+	nonce   uint64
+	expires time.Time
+}
+
+var _ Store = (*Embedded)(nil)
+
+// OpenEmbedded opens (creating it if needed) the store in dir/push-server.db;
+// dir is created with mode 0700. When another process holds the file, it
+// fails after a second rather than waiting.
+func OpenEmbedded(dir string) (*Embedded, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create data directory: %w", err)
+	}
+	path := filepath.Join(dir, EmbeddedFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("cannot open %s: another process holds its lock (is a second push-server using this DATA_DIR?): %w", path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot open %s: %w", path, err)
+	}
+	// Commits of concurrent sends share one fsync; a short delay keeps a
+	// lone send's latency close to one fsync (bbolt's default is 10ms).
+	db.MaxBatchDelay = 2 * time.Millisecond
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketClients, bucketTokens, bucketDedup} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("cannot create buckets in %s: %w", path, err)
+	}
+	e := &Embedded{
+		db:      db,
+		nonces:  newNonceSource(),
+		pending: make(map[string]claim),
+		stop:    make(chan struct{}),
+	}
+	e.swept.Add(1)
+	go e.sweep()
+	return e, nil
+}
+
+// dbError wraps a bbolt error as ErrUnavailable: a closed database or a disk
+// that fails both mean the store cannot serve.
+func dbError(what string, err error) error {
+	return fmt.Errorf("cannot %s: %v: %w", what, err, ErrUnavailable)
+}
+
+func (e *Embedded) check(ctx context.Context) error {
+	if e.closed.Load() {
+		return fmt.Errorf("embedded store is closed: %w", ErrUnavailable)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%v: %w", err, ErrUnavailable)
+	}
+	return nil
+}
+
+// appendTenantPrefix appends a length-prefixed tenant, so that no tenant's
+// keys are a prefix of another's.
+func appendTenantPrefix(dst []byte, tenant string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(tenant)))
+	return append(dst, tenant...)
+}
+
+func embeddedClientKey(tenant, id string) []byte {
+	return append(appendTenantPrefix(make([]byte, 0, len(tenant)+len(id)+2), tenant), id...)
+}
+
+func embeddedTokenKey(tenant string, hash *[sha256.Size]byte) []byte {
+	return append(appendTenantPrefix(make([]byte, 0, len(tenant)+sha256.Size+2), tenant), hash[:]...)
+}
+
+func embeddedDedupKey(tenant, id, messageID string) []byte {
+	k := appendTenantPrefix(make([]byte, 0, len(tenant)+len(id)+len(messageID)+4), tenant)
+	k = binary.AppendUvarint(k, uint64(len(id)))
+	k = append(k, id...)
+	return append(k, messageID...)
+}
+
+// Register implements Store. One transaction moves the token, drops the
+// token's previous owner and this id's previous token, and writes the record.
+func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error {
+	if err := e.check(ctx); err != nil {
+		return err
+	}
+	hash := sha256.Sum256([]byte(c.Token))
+	rec, err := appendRecord(nil, c, 0, &hash)
+	if err != nil {
+		return err
+	}
+	ck, tk := embeddedClientKey(tenant, c.ID), embeddedTokenKey(tenant, &hash)
+	err = e.db.Update(func(tx *bolt.Tx) error {
+		clients, tokens := tx.Bucket(bucketClients), tx.Bucket(bucketTokens)
+		if prev := tokens.Get(tk); prev != nil && string(prev) != c.ID {
+			if err := clients.Delete(embeddedClientKey(tenant, string(prev))); err != nil {
+				return err
+			}
+		}
+		if prev := clients.Get(ck); prev != nil {
+			if pr, err := decodeRecord(prev); err == nil && pr.hash != hash {
+				ok := embeddedTokenKey(tenant, &pr.hash)
+				if bytes.Equal(tokens.Get(ok), []byte(c.ID)) {
+					if err := tokens.Delete(ok); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := tokens.Put(tk, []byte(c.ID)); err != nil {
+			return err
+		}
+		return clients.Put(ck, rec)
+	})
+	if err != nil {
+		return dbError(fmt.Sprintf("register client %q", c.ID), err)
+	}
+	return nil
+}
+
+// Unregister implements Store.
+func (e *Embedded) Unregister(ctx context.Context, tenant, id string) error {
+	if err := e.check(ctx); err != nil {
+		return err
+	}
+	ck := embeddedClientKey(tenant, id)
+	err := e.db.Update(func(tx *bolt.Tx) error {
+		clients, tokens := tx.Bucket(bucketClients), tx.Bucket(bucketTokens)
+		prev := clients.Get(ck)
+		if prev == nil {
+			return nil
+		}
+		if pr, err := decodeRecord(prev); err == nil {
+			tk := embeddedTokenKey(tenant, &pr.hash)
+			if bytes.Equal(tokens.Get(tk), []byte(id)) {
+				if err := tokens.Delete(tk); err != nil {
+					return err
+				}
+			}
+		}
+		return clients.Delete(ck)
+	})
+	if err != nil {
+		return dbError(fmt.Sprintf("unregister client %q", id), err)
+	}
+	return nil
+}
+
+// Lookup implements Store.
+func (e *Embedded) Lookup(ctx context.Context, tenant, id string) (Client, error) {
+	if err := e.check(ctx); err != nil {
+		return Client{}, err
+	}
+	var (
+		rec    record
+		found  bool
+		decErr error
+	)
+	ck := embeddedClientKey(tenant, id)
+	err := e.db.View(func(tx *bolt.Tx) error {
+		// The value is valid only inside the transaction; decodeRecord copies.
+		if v := tx.Bucket(bucketClients).Get(ck); v != nil {
+			found = true
+			rec, decErr = decodeRecord(v)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return Client{}, dbError(fmt.Sprintf("read client %q", id), err)
+	case !found:
+		return Client{}, ErrClientNotFound
+	case decErr != nil:
+		return Client{}, fmt.Errorf("cannot read client %q: %w", id, decErr)
+	}
+	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw}, nil
+}
+
+// Reserve implements Store.
+func (e *Embedded) Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
+	if err := e.check(ctx); err != nil {
+		return Reservation{}, err
+	}
+	k := embeddedDedupKey(tenant, clientID, messageID)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	now := time.Now()
+	if c, ok := e.pending[string(k)]; ok && now.Before(c.expires) {
+		return Reservation{}, ErrDeliveryInProgress
+	}
+	var delivered bool
+	err := e.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDedup).Get(k)
+		delivered = len(v) == 8 && int64(binary.BigEndian.Uint64(v)) > now.UnixNano()
+		return nil
+	})
+	if err != nil {
+		return Reservation{}, dbError(fmt.Sprintf("reserve message %q for client %q", messageID, clientID), err)
+	}
+	if delivered {
+		return Reservation{}, ErrAlreadyDelivered
+	}
+	nonce := e.nonces.next()
+	e.pending[string(k)] = claim{nonce: nonce, expires: now.Add(lease)}
+	return Reservation{Tenant: tenant, ClientID: clientID, MessageID: messageID, Nonce: nonce}, nil
+}
+
+// Commit implements Store. Like Redis.Commit it records the delivery whoever
+// holds the claim now, and drops that claim: "delivered" supersedes it. The
+// record is written before the claim goes, so a Reserve in between sees one
+// or the other.
+func (e *Embedded) Commit(ctx context.Context, r Reservation, ttl time.Duration) error {
+	if err := e.check(ctx); err != nil {
+		return err
+	}
+	k := embeddedDedupKey(r.Tenant, r.ClientID, r.MessageID)
+	expires := binary.BigEndian.AppendUint64(nil, uint64(time.Now().Add(ttl).UnixNano()))
+	// Batch: concurrent commits share one fsync. Its function may run twice,
+	// which a Put tolerates.
+	err := e.db.Batch(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDedup).Put(k, expires)
+	})
+	if err != nil {
+		return dbError(fmt.Sprintf("commit message %q for client %q", r.MessageID, r.ClientID), err)
+	}
+	e.mu.Lock()
+	delete(e.pending, string(k))
+	e.mu.Unlock()
+	return nil
+}
+
+// Release implements Store.
+func (e *Embedded) Release(ctx context.Context, r Reservation) error {
+	if err := e.check(ctx); err != nil {
+		return err
+	}
+	k := string(embeddedDedupKey(r.Tenant, r.ClientID, r.MessageID))
+	e.mu.Lock()
+	if c, ok := e.pending[k]; ok && c.nonce == r.Nonce {
+		delete(e.pending, k)
+	}
+	e.mu.Unlock()
+	return nil
+}
+
+// Ping implements Store: it answers unless the store is closed.
+func (e *Embedded) Ping(ctx context.Context) error {
+	if err := e.check(ctx); err != nil {
+		return err
+	}
+	if err := e.db.View(func(*bolt.Tx) error { return nil }); err != nil {
+		return dbError("read embedded store", err)
+	}
+	return nil
+}
+
+// Close implements Store: it stops the sweeper and closes the file. It may be
+// called more than once; later calls to other methods give ErrUnavailable.
+func (e *Embedded) Close() error {
+	e.closeOnce.Do(func() {
+		e.closed.Store(true)
+		close(e.stop)
+		e.swept.Wait()
+		if err := e.db.Close(); err != nil {
+			e.closeErr = fmt.Errorf("cannot close embedded store: %w", err)
+		}
+	})
+	return e.closeErr
+}
+
+func (e *Embedded) sweep() {
+	defer e.swept.Done()
+	t := time.NewTicker(embeddedSweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			// An error here means the store is closing or the disk fails;
+			// the next Commit reports the latter, so it is not logged.
+			_ = e.purgeExpired(time.Now())
+		}
+	}
+}
+
+// purgeExpired deletes dedup records and claims that expired before now.
+// Records go in chunks, so a large backlog does not hold the write lock (and
+// the Commits waiting on it) for long.
+func (e *Embedded) purgeExpired(now time.Time) error {
+	e.mu.Lock()
+	for k, c := range e.pending {
+		if !now.Before(c.expires) {
+			delete(e.pending, k)
+		}
+	}
+	e.mu.Unlock()
+
+	const chunk = 1000
+	var from []byte
+	for {
+		var next []byte
+		err := e.db.Update(func(tx *bolt.Tx) error {
+			cur := tx.Bucket(bucketDedup).Cursor()
+			k, v := cur.First()
+			if from != nil {
+				k, v = cur.Seek(from)
+			}
+			for n := 0; k != nil; n++ {
+				if n == chunk {
+					next = bytes.Clone(k)
+					return nil
+				}
+				if len(v) != 8 || int64(binary.BigEndian.Uint64(v)) <= now.UnixNano() {
+					// Cursor.Next after Delete skips a key, so seek past the
+					// deleted one instead (k is copied: Delete may reuse it).
+					kc := bytes.Clone(k)
+					if err := cur.Delete(); err != nil {
+						return err
+					}
+					k, v = cur.Seek(kc)
+					continue
+				}
+				k, v = cur.Next()
+			}
+			return nil
+		})
+		if err != nil || next == nil {
+			return err
+		}
+		from = next
+	}
+}

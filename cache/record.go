@@ -1,0 +1,126 @@
+package cache
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+)
+
+// A client record is one value, so that it is written and read atomically:
+//
+//	[0]      recordVersion
+//	[1]      flags (bit 0: always_raw)
+//	[2:10]   registration nonce, big endian
+//	[10:42]  sha256(token)
+//	[42]     len(type)
+//	[43:..]  type, then the token up to the end
+//
+// The nonce and the token hash sit at fixed offsets so that the Redis Lua
+// scripts can compare them with string.sub without parsing the record.
+const (
+	recordVersion   = 1
+	recordNonceOff  = 2
+	recordHashOff   = recordNonceOff + 8
+	recordTypeOff   = recordHashOff + sha256.Size
+	recordHeaderLen = recordTypeOff + 1
+
+	flagAlwaysRaw = 1
+)
+
+// errCorruptRecord means a stored record does not decode; it is our bug or a
+// foreign writer, not an outage, so it does not wrap ErrUnavailable.
+var errCorruptRecord = errors.New("cache: corrupt client record")
+
+type record struct {
+	nonce     uint64
+	hash      [sha256.Size]byte
+	typ       string
+	token     string
+	alwaysRaw bool
+}
+
+// appendRecord appends the encoding of c registered with nonce to dst and
+// returns the extended slice.
+func appendRecord(dst []byte, c Client, nonce uint64, hash *[sha256.Size]byte) ([]byte, error) {
+	if len(c.Type) > 255 {
+		return dst, fmt.Errorf("cannot encode client %q: type is %d bytes, at most 255 fit", c.ID, len(c.Type))
+	}
+	var flags byte
+	if c.AlwaysRaw {
+		flags |= flagAlwaysRaw
+	}
+	dst = append(dst, recordVersion, flags)
+	dst = binary.BigEndian.AppendUint64(dst, nonce)
+	dst = append(dst, hash[:]...)
+	dst = append(dst, byte(len(c.Type)))
+	dst = append(dst, c.Type...)
+	return append(dst, c.Token...), nil
+}
+
+// decodeRecord parses b; the returned strings are copies, so b may be reused.
+func decodeRecord(b []byte) (record, error) {
+	var r record
+	if len(b) < recordHeaderLen || b[0] != recordVersion {
+		return r, errCorruptRecord
+	}
+	r.alwaysRaw = b[1]&flagAlwaysRaw != 0
+	r.nonce = binary.BigEndian.Uint64(b[recordNonceOff:])
+	copy(r.hash[:], b[recordHashOff:recordTypeOff])
+	n := int(b[recordTypeOff])
+	if len(b) < recordHeaderLen+n {
+		return r, errCorruptRecord
+	}
+	r.typ = string(b[recordHeaderLen : recordHeaderLen+n])
+	r.token = string(b[recordHeaderLen+n:])
+	return r, nil
+}
+
+// nonceSource hands out numbers that are unique within the process and, with
+// a random 64-bit base, unique across processes with overwhelming
+// probability. They tell one registration or reservation from a later one on
+// the same key.
+type nonceSource struct {
+	n atomic.Uint64
+}
+
+func newNonceSource() *nonceSource {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand never fails on supported platforms (Go 1.24+ crashes instead).
+		panic("BUG: crypto/rand failed: " + err.Error())
+	}
+	s := &nonceSource{}
+	s.n.Store(binary.BigEndian.Uint64(b[:]))
+	return s
+}
+
+func (s *nonceSource) next() uint64 {
+	for {
+		if n := s.n.Add(1); n != 0 { // 0 is never handed out, so it can mean "none"
+			return n
+		}
+	}
+}
+
+// appendTenant appends an unambiguous spelling of tenant to dst. Tenant ids
+// allowed by the API ([A-Za-z0-9_-]) are kept as they are, so keys stay
+// readable; anything else is hex-encoded behind a '~', which the allowed
+// alphabet cannot produce, so no two tenants share a spelling and a tenant can
+// never contain the '/' that ends it in a key.
+func appendTenant(dst []byte, tenant string) []byte {
+	for i := 0; i < len(tenant); i++ {
+		c := tenant[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			const hexDigits = "0123456789abcdef"
+			dst = append(dst, '~')
+			for j := 0; j < len(tenant); j++ {
+				dst = append(dst, hexDigits[tenant[j]>>4], hexDigits[tenant[j]&15])
+			}
+			return dst
+		}
+	}
+	return append(dst, tenant...)
+}

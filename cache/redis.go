@@ -1,0 +1,409 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// RedisConfig configures NewRedis. Zero fields take the defaults below.
+type RedisConfig struct {
+	// URL is a redis:// or rediss:// URL, as parsed by rueidis.ParseURL. A
+	// single address that is not a cluster node is used as one server; a
+	// cluster node makes the store a cluster client.
+	URL string
+	// KeyPrefix starts every key; default "ps:". It must not contain '{' or
+	// '}', which would change the keys' hash slots. Tests use a random one.
+	KeyPrefix string
+	// CacheTTL bounds how long a look-up answer may be served from the
+	// client-side cache; default 1m. Invalidation normally drops an entry
+	// much sooner (see Redis).
+	CacheTTL time.Duration
+	// Timeout bounds each Store method call, connecting, and every wait for
+	// a reply on a connection; default 2s. A store that does not answer
+	// within it gives ErrUnavailable rather than hanging a request.
+	Timeout time.Duration
+}
+
+// Defaults for RedisConfig's zero fields.
+const (
+	DefaultKeyPrefix = "ps:"
+	DefaultCacheTTL  = time.Minute
+	DefaultTimeout   = 2 * time.Second
+)
+
+// Redis is a Store on Redis (≥ 7.0), standalone or cluster, through rueidis
+// with client-side caching for look-ups.
+//
+// Key layout (P is the key prefix, T the tenant, spelled by appendTenant):
+//
+//	P c:{T/<id>}               client record: one value, see record.go
+//	P t:{T/<hex sha256(token)>} token owner index: 8-byte nonce + client id
+//	P d:{T/<id>}:<message id>  dedup: "p:<nonce>" while reserved, "d" once delivered
+//
+// Every multi-key step touches one key, or keys of one hash tag, so the
+// layout works unchanged on Redis Cluster. The token index is the authority:
+// a client exists only while the owner entry of its record's token names it,
+// so a token move needs no cross-slot transaction. Register takes the token
+// (SET … GET), writes the record (SET … GET), then, with compare-and-delete
+// scripts, retires the token's previous owner's record if it is still the
+// registration that owned the token, and releases this id's previous token
+// if the index still names this registration. The registration nonce in both
+// values is what "still" compares, so an old cleanup never deletes a newer
+// registration's key. A record whose token was taken before the record was
+// written stays behind unreachable until its id registers or unregisters
+// again; it never looks up.
+//
+// Cache coherence: every connection tracks the keys it read (RESP3 CLIENT
+// TRACKING, OPTIN) and Redis pushes invalidations on change. After a write,
+// Register and Unregister wait for one more reply on the connections they
+// wrote on, which Redis sends after the write's invalidation, so a Lookup on
+// the same Redis value right after they return is never stale. Another Redis
+// value on the same server gets the invalidation pushed asynchronously: it is
+// normally applied within a round trip, and the tests bound it by 1s; if a
+// connection breaks, its whole cache is dropped with it. CacheTTL bounds
+// staleness should an invalidation ever be lost.
+//
+// All methods are safe for concurrent use.
+type Redis struct {
+	c         rueidis.Client
+	prefix    string
+	cacheTTL  time.Duration
+	timeout   time.Duration
+	nonces    *nonceSource
+	closeOnce sync.Once
+}
+
+var _ Store = (*Redis)(nil)
+
+// Scripts run on one key each, so they work in any slot of a cluster.
+var (
+	// retireScript deletes KEYS[1], a client record, if its registration
+	// nonce (bytes 3..10, Lua counts from 1) is ARGV[1].
+	retireScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 3, 10) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+	// compareAndDeleteScript deletes KEYS[1] if its value is ARGV[1].
+	compareAndDeleteScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+)
+
+// NewRedis connects to cfg.URL. The connection is made before it returns; a
+// server that cannot be reached gives an error wrapping ErrUnavailable.
+func NewRedis(cfg RedisConfig) (*Redis, error) {
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = DefaultKeyPrefix
+	}
+	if strings.ContainsAny(cfg.KeyPrefix, "{}") {
+		return nil, fmt.Errorf("redis key prefix %q: must not contain '{' or '}', which select hash slots", cfg.KeyPrefix)
+	}
+	if cfg.CacheTTL <= 0 {
+		cfg.CacheTTL = DefaultCacheTTL
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	opt, err := rueidis.ParseURL(cfg.URL)
+	if err != nil {
+		// The URL may hold a password, so it is not repeated here.
+		return nil, fmt.Errorf("cannot parse redis URL: %v", err)
+	}
+	opt.Dialer.Timeout = cfg.Timeout
+	// Also the deadline of the connection handshake and of waiting for a
+	// pipelined reply, so a server that accepts but never answers cannot
+	// hang start-up or a request.
+	opt.ConnWriteTimeout = cfg.Timeout
+	// A set OnInvalidations makes rueidis start each connection's reading
+	// goroutine at once, so invalidations pushed by Redis are applied while
+	// this process only serves cache hits (otherwise they would wait in the
+	// socket until the next command on that connection).
+	opt.OnInvalidations = func([]rueidis.RedisMessage) {}
+	// One connection per server. rueidis sends a cached read to the
+	// connection picked by the key's slot but a plain command to a random
+	// one, so with several connections a write's invalidation could reach
+	// the reading connection after Register returned (seen in
+	// LookupAfterWriteIsFresh). On one connection, settle's replies come
+	// after the invalidations. Auto-pipelining keeps one connection busy.
+	opt.PipelineMultiplex = -1
+	c, err := rueidis.NewClient(opt)
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to redis: %v: %w", err, ErrUnavailable)
+	}
+	return &Redis{
+		c:        c,
+		prefix:   cfg.KeyPrefix,
+		cacheTTL: cfg.CacheTTL,
+		timeout:  cfg.Timeout,
+		nonces:   newNonceSource(),
+	}, nil
+}
+
+// unavailable wraps ErrUnavailable with what failed and the cause's text; the
+// cause itself is not wrapped, so no rueidis type leaves the package.
+func unavailable(what string, err error) error {
+	return fmt.Errorf("cannot %s: %v: %w", what, err, ErrUnavailable)
+}
+
+func (r *Redis) clientKey(tenant, id string) string {
+	b := make([]byte, 0, len(r.prefix)+len(tenant)+len(id)+5)
+	b = append(b, r.prefix...)
+	b = append(b, "c:{"...)
+	b = appendTenant(b, tenant)
+	b = append(b, '/')
+	b = append(b, id...)
+	b = append(b, '}')
+	return rueidis.BinaryString(b)
+}
+
+func (r *Redis) tokenKey(tenant string, hash *[sha256.Size]byte) string {
+	b := make([]byte, 0, len(r.prefix)+len(tenant)+2*sha256.Size+5)
+	b = append(b, r.prefix...)
+	b = append(b, "t:{"...)
+	b = appendTenant(b, tenant)
+	b = append(b, '/')
+	b = hex.AppendEncode(b, hash[:])
+	b = append(b, '}')
+	return rueidis.BinaryString(b)
+}
+
+// dedupKey shares the client key's hash tag: both start "{T/<id>", and the
+// tag ends at the first '}', which is the same byte in both even when the id
+// contains one.
+func (r *Redis) dedupKey(tenant, id, messageID string) string {
+	b := make([]byte, 0, len(r.prefix)+len(tenant)+len(id)+len(messageID)+6)
+	b = append(b, r.prefix...)
+	b = append(b, "d:{"...)
+	b = appendTenant(b, tenant)
+	b = append(b, '/')
+	b = append(b, id...)
+	b = append(b, "}:"...)
+	b = append(b, messageID...)
+	return rueidis.BinaryString(b)
+}
+
+// ownerValue is a token index value: the registration nonce, then the id.
+func ownerValue(nonce uint64, id string) string {
+	b := make([]byte, 0, 8+len(id))
+	b = binary.BigEndian.AppendUint64(b, nonce)
+	return rueidis.BinaryString(append(b, id...))
+}
+
+func nonceBytes(nonce uint64) string {
+	return rueidis.BinaryString(binary.BigEndian.AppendUint64(nil, nonce))
+}
+
+// Register implements Store; see Redis for the steps and why they are safe.
+func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+
+	hash := sha256.Sum256([]byte(c.Token))
+	nonce := r.nonces.next()
+	rec, err := appendRecord(nil, c, nonce, &hash)
+	if err != nil {
+		return err
+	}
+	ck, tk := r.clientKey(tenant, c.ID), r.tokenKey(tenant, &hash)
+
+	prevOwner, err := r.c.Do(ctx, r.c.B().Set().Key(tk).Value(ownerValue(nonce, c.ID)).Get().Build()).AsBytes()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return unavailable(fmt.Sprintf("take token for client %q", c.ID), err)
+	}
+	prevRec, err := r.c.Do(ctx, r.c.B().Set().Key(ck).Value(rueidis.BinaryString(rec)).Get().Build()).AsBytes()
+	if err != nil && !rueidis.IsRedisNil(err) {
+		return unavailable(fmt.Sprintf("write client %q", c.ID), err)
+	}
+	touched := []string{tk, ck}
+
+	if len(prevOwner) >= 8 && string(prevOwner[8:]) != c.ID {
+		// The token was another client's: that client stops existing. Its
+		// record is deleted only if it is still the registration that held
+		// the token; a newer one has its own token and stays.
+		pk := r.clientKey(tenant, string(prevOwner[8:]))
+		err := retireScript.Exec(ctx, r.c, []string{pk}, []string{rueidis.BinaryString(prevOwner[:8])}).Error()
+		if err != nil {
+			return unavailable(fmt.Sprintf("retire the previous owner of client %q's token", c.ID), err)
+		}
+		touched = append(touched, pk)
+	}
+	if prevRec != nil {
+		// A previous record that does not decode is overwritten now anyway;
+		// its token entry, if any, can only be found through it, so it is
+		// left behind as unreachable garbage.
+		if pr, err := decodeRecord(prevRec); err == nil && pr.hash != hash {
+			ok := r.tokenKey(tenant, &pr.hash)
+			err := compareAndDeleteScript.Exec(ctx, r.c, []string{ok}, []string{ownerValue(pr.nonce, c.ID)}).Error()
+			if err != nil {
+				return unavailable(fmt.Sprintf("release client %q's previous token", c.ID), err)
+			}
+			touched = append(touched, ok)
+		}
+	}
+	r.settle(ctx, touched)
+	return nil
+}
+
+// settle waits for one reply per written key on the connection that wrote
+// it. Redis sends a write's invalidation right after the write's reply, so
+// once these replies arrive the invalidations have been applied to this
+// process's cache and a following Lookup cannot see the old value. Its error
+// is ignored: the writes are done, and a broken connection drops its cache.
+func (r *Redis) settle(ctx context.Context, keys []string) {
+	cmds := make(rueidis.Commands, len(keys))
+	for i, k := range keys {
+		cmds[i] = r.c.B().Exists().Key(k).Build()
+	}
+	r.c.DoMulti(ctx, cmds...)
+}
+
+// Unregister implements Store.
+func (r *Redis) Unregister(ctx context.Context, tenant, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+
+	ck := r.clientKey(tenant, id)
+	prev, err := r.c.Do(ctx, r.c.B().Getdel().Key(ck).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return nil
+	}
+	if err != nil {
+		return unavailable(fmt.Sprintf("delete client %q", id), err)
+	}
+	touched := []string{ck}
+	if pr, err := decodeRecord(prev); err == nil {
+		tk := r.tokenKey(tenant, &pr.hash)
+		err := compareAndDeleteScript.Exec(ctx, r.c, []string{tk}, []string{ownerValue(pr.nonce, id)}).Error()
+		if err != nil {
+			return unavailable(fmt.Sprintf("release client %q's token", id), err)
+		}
+		touched = append(touched, tk)
+	}
+	r.settle(ctx, touched)
+	return nil
+}
+
+// Lookup implements Store. It reads the record, then the owner of its token,
+// both through the client-side cache: a hit costs no round trip.
+func (r *Redis) Lookup(ctx context.Context, tenant, id string) (Client, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+
+	b, err := r.c.DoCache(ctx, r.c.B().Get().Key(r.clientKey(tenant, id)).Cache(), r.cacheTTL).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return Client{}, ErrClientNotFound
+	}
+	if err != nil {
+		return Client{}, unavailable(fmt.Sprintf("read client %q", id), err)
+	}
+	rec, err := decodeRecord(b)
+	if err != nil {
+		return Client{}, fmt.Errorf("cannot read client %q: %w", id, err)
+	}
+	owner, err := r.c.DoCache(ctx, r.c.B().Get().Key(r.tokenKey(tenant, &rec.hash)).Cache(), r.cacheTTL).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return Client{}, ErrClientNotFound
+	}
+	if err != nil {
+		return Client{}, unavailable(fmt.Sprintf("read the owner of client %q's token", id), err)
+	}
+	if len(owner) < 8 || string(owner[8:]) != id {
+		// The token moved to another client id.
+		return Client{}, ErrClientNotFound
+	}
+	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw}, nil
+}
+
+// Dedup values. A reservation holds "p:<nonce>" with the lease as expiry.
+const (
+	dedupDelivered     = "d"
+	dedupPendingPrefix = "p:"
+)
+
+func pendingValue(nonce uint64) string {
+	return dedupPendingPrefix + strconv.FormatUint(nonce, 10)
+}
+
+// durationMs rounds d up to whole milliseconds, at least 1, since PX 0 is an
+// error.
+func durationMs(d time.Duration) int64 {
+	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
+	return max(ms, 1)
+}
+
+// Reserve implements Store with one SET NX GET PX (Redis ≥ 7.0): it claims
+// the key and returns what held it, in one atomic step.
+func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+
+	nonce := r.nonces.next()
+	k := r.dedupKey(tenant, clientID, messageID)
+	prev, err := r.c.Do(ctx, r.c.B().Set().Key(k).Value(pendingValue(nonce)).Nx().Get().PxMilliseconds(durationMs(lease)).Build()).AsBytes()
+	switch {
+	case rueidis.IsRedisNil(err):
+		return Reservation{Tenant: tenant, ClientID: clientID, MessageID: messageID, Nonce: nonce}, nil
+	case err != nil:
+		return Reservation{}, unavailable(fmt.Sprintf("reserve message %q for client %q", messageID, clientID), err)
+	case string(prev) == dedupDelivered:
+		return Reservation{}, ErrAlreadyDelivered
+	case bytes.HasPrefix(prev, []byte(dedupPendingPrefix)):
+		return Reservation{}, ErrDeliveryInProgress
+	default:
+		return Reservation{}, fmt.Errorf("cannot reserve message %q for client %q: unexpected dedup value %q", messageID, clientID, prev)
+	}
+}
+
+// Commit implements Store with a plain SET rather than a compare-and-set: the
+// message was delivered whoever holds the key now, and "delivered" is the
+// strongest state, so overwriting a later claim (possible only after r's
+// lease ran out) just turns that claimant's Reserve-time doubt into the
+// truth. Its Release then finds the key not its own and leaves it.
+func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+
+	k := r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
+	if err := r.c.Do(ctx, r.c.B().Set().Key(k).Value(dedupDelivered).PxMilliseconds(durationMs(ttl)).Build()).Error(); err != nil {
+		return unavailable(fmt.Sprintf("commit message %q for client %q", res.MessageID, res.ClientID), err)
+	}
+	return nil
+}
+
+// Release implements Store: it deletes the key only if it still holds res's
+// claim.
+func (r *Redis) Release(ctx context.Context, res Reservation) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+
+	k := r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
+	if err := compareAndDeleteScript.Exec(ctx, r.c, []string{k}, []string{pendingValue(res.Nonce)}).Error(); err != nil {
+		return unavailable(fmt.Sprintf("release message %q for client %q", res.MessageID, res.ClientID), err)
+	}
+	return nil
+}
+
+// Ping implements Store.
+func (r *Redis) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	if err := r.c.Do(ctx, r.c.B().Ping().Build()).Error(); err != nil {
+		return unavailable("ping redis", err)
+	}
+	return nil
+}
+
+// Close implements Store. It may be called more than once; later calls to
+// other methods give ErrUnavailable.
+func (r *Redis) Close() error {
+	r.closeOnce.Do(r.c.Close)
+	return nil
+}

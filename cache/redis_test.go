@@ -1,0 +1,198 @@
+package cache_test
+
+import (
+	"crypto/rand"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"push-server/cache"
+	"push-server/cache/cachetest"
+)
+
+// randomPrefix keeps stores on one server from seeing each other's keys, so
+// no test ever needs to flush anything.
+func randomPrefix() string {
+	return "test-" + rand.Text()[:12] + ":"
+}
+
+func newRedis(t testing.TB, cfg cache.RedisConfig) *cache.Redis {
+	t.Helper()
+	s, err := cache.NewRedis(cfg)
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestRedis(t *testing.T) {
+	url := "redis://" + cachetest.StartRedis(t)
+	cachetest.Run(t, func(t *testing.T) cache.Store {
+		return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+	})
+}
+
+// TestRedisOtherStoreSeesChanges: two stores on one server (two gateway
+// instances) each cache look-ups; a change made through one reaches the
+// other's cache by invalidation within the bound documented on Redis.
+func TestRedisOtherStoreSeesChanges(t *testing.T) {
+	url := "redis://" + cachetest.StartRedis(t)
+	prefix := randomPrefix()
+	a := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix})
+	b := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix, CacheTTL: time.Hour})
+	ctx := t.Context()
+
+	// eventually polls b until it answers want (a client, or ErrClientNotFound).
+	eventually := func(id string, want cache.Client, wantErr error) {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for {
+			got, err := b.Lookup(ctx, "", id)
+			if errors.Is(err, wantErr) && got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("other store: Lookup(%q) = %+v, %v after 1s; want %+v, %v", id, got, err, want, wantErr)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for i := range 20 {
+		c := cache.Client{ID: "shared", Type: cache.TypeAPNS, Token: "tok-1"}
+		if i%2 == 1 {
+			c.Token, c.Type = "tok-2", cache.TypeFCM
+		}
+		if err := a.Register(ctx, "", c); err != nil {
+			t.Fatalf("Register: %v", err)
+		}
+		eventually("shared", c, nil) // also fills b's cache
+		// Moving the token away through a must retire "shared" in b's cache.
+		thief := cache.Client{ID: "thief", Type: cache.TypeNoop, Token: c.Token}
+		if err := a.Register(ctx, "", thief); err != nil {
+			t.Fatalf("Register: %v", err)
+		}
+		eventually("shared", cache.Client{}, cache.ErrClientNotFound)
+		eventually("thief", thief, nil)
+		if err := a.Unregister(ctx, "", "thief"); err != nil {
+			t.Fatalf("Unregister: %v", err)
+		}
+		eventually("thief", cache.Client{}, cache.ErrClientNotFound)
+	}
+}
+
+// TestRedisDeadPortIsUnavailable: nothing listens, so connecting fails fast
+// with ErrUnavailable.
+func TestRedisDeadPortIsUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	start := time.Now()
+	s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, Timeout: 500 * time.Millisecond})
+	if err == nil {
+		s.Close()
+		t.Fatal("NewRedis on a dead port succeeded")
+	}
+	if !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("NewRedis on a dead port: %v; want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("NewRedis on a dead port took %v; want about the 500ms timeout at most", took)
+	}
+}
+
+// TestRedisSilentServerIsUnavailable: a server that accepts connections but
+// never answers must not hang NewRedis.
+func TestRedisSilentServerIsUnavailable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	start := time.Now()
+	s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + l.Addr().String(), Timeout: 300 * time.Millisecond})
+	if err == nil {
+		s.Close()
+		t.Fatal("NewRedis on a silent server succeeded")
+	}
+	if !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("NewRedis on a silent server: %v; want ErrUnavailable", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("NewRedis on a silent server took %v; want about the 300ms timeout", took)
+	}
+}
+
+// TestRedisServerGoneIsUnavailable: the server dies under a connected store;
+// every method answers ErrUnavailable within the timeout.
+func TestRedisServerGoneIsUnavailable(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	s := newRedis(t, cache.RedisConfig{URL: "redis://" + addr, KeyPrefix: randomPrefix(), Timeout: 300 * time.Millisecond})
+	ctx := t.Context()
+	c := cache.Client{ID: "id", Type: cache.TypeAPNS, Token: "tok"}
+	if err := s.Register(ctx, "", c); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if _, err := s.Lookup(ctx, "", "id"); err != nil { // now cached
+		t.Fatalf("Lookup: %v", err)
+	}
+	shutdown(t, addr)
+	ops := map[string]func() error{
+		"Ping":     func() error { return s.Ping(ctx) },
+		"Register": func() error { return s.Register(ctx, "", c) },
+		"Reserve": func() error {
+			_, err := s.Reserve(ctx, "", "id", "m", time.Minute)
+			return err
+		},
+		"Lookup": func() error {
+			_, err := s.Lookup(ctx, "", "id")
+			return err
+		},
+	}
+	for name, op := range ops {
+		start := time.Now()
+		err := op()
+		if !errors.Is(err, cache.ErrUnavailable) {
+			t.Errorf("%s with the server gone: %v; want ErrUnavailable", name, err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Errorf("%s with the server gone took %v; want about the 300ms timeout", name, took)
+		}
+	}
+}
+
+// shutdown stops the redis-server at addr, which the test started itself.
+func shutdown(t *testing.T, addr string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("SHUTDOWN NOSAVE\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The server closes the connection as it exits.
+	_, _ = c.Read(make([]byte, 64))
+	for range 100 {
+		if _, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err != nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("redis-server at %s still accepts connections after SHUTDOWN", addr)
+}

@@ -1,0 +1,100 @@
+// Package cache stores registered clients (device tokens) and delivery
+// deduplication records. It has two implementations of one Store interface:
+// Redis through rueidis (with client-side caching for look-ups) and an
+// embedded durable store (bbolt) used when REDIS_URL is unset. The promises in
+// Store's documentation are checked for both by the shared suite in
+// cache/cachetest.
+//
+// cache imports none of router, verify or dispatch.
+package cache
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Provider types a client may be registered with. They are stored lowercase.
+const (
+	TypeAPNS        = "apns"
+	TypeAPNSSandbox = "apns-sandbox"
+	TypeFCM         = "fcm"
+	TypeNoop        = "noop"
+)
+
+// Client is one registered device.
+type Client struct {
+	// ID is the client id without a leading "did:key:".
+	ID string
+	// Type is one of the Type constants.
+	Type string
+	// Token is the provider's device token.
+	Token string
+	// AlwaysRaw asks for the message to be pushed as custom data only.
+	AlwaysRaw bool
+}
+
+// Errors returned by a Store. Wrapped errors match them with errors.Is.
+var (
+	// ErrClientNotFound means no client is registered under the id (or its
+	// token has since moved to another client id).
+	ErrClientNotFound = errors.New("cache: client not found")
+	// ErrAlreadyDelivered means the message id was already delivered to the
+	// client within the dedup TTL.
+	ErrAlreadyDelivered = errors.New("cache: message already delivered")
+	// ErrDeliveryInProgress means another request holds the reservation for
+	// the same (client, message id) and has not committed or released it.
+	ErrDeliveryInProgress = errors.New("cache: delivery in progress")
+	// ErrUnavailable means the store could not be reached or did not answer
+	// in time. Nothing is known to have been written.
+	ErrUnavailable = errors.New("cache: store unavailable")
+)
+
+// Reservation is a claim on one (tenant, client, message id) taken by
+// Store.Reserve. Exactly one of Commit or Release must be called on it.
+type Reservation struct {
+	// Tenant, ClientID and MessageID name the claimed record.
+	Tenant, ClientID, MessageID string
+	// Nonce distinguishes this claim from a later one on the same record, so
+	// that a late Release cannot drop somebody else's claim.
+	Nonce uint64
+}
+
+// Store keeps clients and dedup records. All methods are safe for concurrent
+// use. tenant scopes every id: "" is the single-tenant namespace, and the same
+// client id or token in two tenants are two unrelated records.
+//
+// See cache/cachetest for the exact behaviour every implementation must show.
+type Store interface {
+	// Register stores c under its ID, replacing any previous registration of
+	// that id (upsert). A token belongs to one client: when c.Token is held by
+	// another client id in the same tenant, that other id stops existing.
+	// Concurrent registrations never leave two look-up-able clients on one
+	// token, nor a half-written client. When Register returns nil the
+	// registration is durable.
+	Register(ctx context.Context, tenant string, c Client) error
+	// Unregister removes the client. Removing an unknown id is not an error.
+	Unregister(ctx context.Context, tenant, id string) error
+	// Lookup returns the client registered under id, or ErrClientNotFound.
+	// After Register or Unregister returned, Lookup on any Store of the same
+	// backing data sees the change (no stale cached answer).
+	Lookup(ctx context.Context, tenant, id string) (Client, error)
+
+	// Reserve claims (tenant, clientID, messageID) before a delivery. It
+	// returns ErrAlreadyDelivered when a delivery was committed within the
+	// dedup TTL, ErrDeliveryInProgress when another claim is live. A claim
+	// that is neither committed nor released expires after lease.
+	Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error)
+	// Commit records the reserved message as delivered for ttl. It counts
+	// even when r's lease has run out, and then supersedes any newer claim:
+	// the message was delivered either way.
+	Commit(ctx context.Context, r Reservation, ttl time.Duration) error
+	// Release drops the claim so that a retry can deliver the message. It
+	// does nothing when the claim is no longer r's.
+	Release(ctx context.Context, r Reservation) error
+
+	// Ping checks that the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}

@@ -1,0 +1,226 @@
+package dispatch
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sideshow/apns2/certificate"
+	"github.com/sideshow/apns2/token"
+	"software.sslmate.com/src/go-pkcs12"
+)
+
+// APNs authentication modes, the values of APNS_TYPE.
+const (
+	APNSTypeCertificate = "certificate"
+	APNSTypeToken       = "token"
+)
+
+// Defaults filled in by New when the Config leaves a field zero.
+const (
+	// DefaultTimeout bounds one push, retries included.
+	DefaultTimeout = 10 * time.Second
+	// DefaultMaxAttempts bounds the tries of one push.
+	DefaultMaxAttempts = 3
+)
+
+// Validate checks every setting without touching the network and returns an
+// error naming the environment variable of the first bad one. It opens the
+// .p12 and parses the keys, so a wrong password or a wrong key type stops
+// start-up instead of failing the first push.
+func (c *Config) Validate() error {
+	_, err := c.parse()
+	return err
+}
+
+// credentials is what parse extracts from a Config: the material New needs
+// to build the providers.
+type credentials struct {
+	apnsCert tls.Certificate   // certificate auth; zero otherwise
+	apnsKey  *ecdsa.PrivateKey // token auth; nil otherwise
+	fcm      *serviceAccount   // nil when FCM is not configured
+}
+
+// serviceAccount is the part of a service-account JSON that dispatch reads
+// itself; golang.org/x/oauth2/google reads the rest.
+type serviceAccount struct {
+	Type        string `json:"type"`
+	ProjectID   string `json:"project_id"`
+	PrivateKey  string `json:"private_key"`
+	ClientEmail string `json:"client_email"`
+	TokenURI    string `json:"token_uri"`
+}
+
+// parse is Validate's body; New calls it too, so what was validated is what
+// gets built.
+func (c *Config) parse() (*credentials, error) {
+	var cr credentials
+	switch c.APNSType {
+	case "":
+		// APNs not configured; the other APNS_* credentials are ignored.
+	case APNSTypeCertificate, APNSTypeToken:
+		if c.APNSTopic == "" {
+			return nil, errors.New("APNS_TOPIC: required when APNS_TYPE is set")
+		}
+		if c.APNSType == APNSTypeCertificate {
+			cert, err := parseP12(c.APNSCertificate, c.APNSCertificatePassword)
+			if err != nil {
+				return nil, err
+			}
+			cr.apnsCert = cert
+		} else {
+			key, err := parseAPNSKey(c.APNSPKCS8PEM)
+			if err != nil {
+				return nil, err
+			}
+			if c.APNSKeyID == "" {
+				return nil, errors.New("APNS_KEY_ID: required when APNS_TYPE is token")
+			}
+			if c.APNSTeamID == "" {
+				return nil, errors.New("APNS_TEAM_ID: required when APNS_TYPE is token")
+			}
+			cr.apnsKey = key
+		}
+	default:
+		return nil, fmt.Errorf("APNS_TYPE: want %q or %q, got %q", APNSTypeCertificate, APNSTypeToken, c.APNSType)
+	}
+	if len(c.FCMCredentials) > 0 {
+		sa, err := parseServiceAccount(c.FCMCredentials)
+		if err != nil {
+			return nil, err
+		}
+		cr.fcm = sa
+	}
+	for _, u := range [...]struct{ name, value string }{
+		{"APNS_URL", c.APNSURL}, {"APNS_SANDBOX_URL", c.APNSSandboxURL}, {"FCM_URL", c.FCMURL},
+	} {
+		if err := checkBaseURL(u.value); err != nil {
+			return nil, fmt.Errorf("%s: %w", u.name, err)
+		}
+	}
+	if c.Timeout < 0 {
+		return nil, fmt.Errorf("PROVIDER_TIMEOUT: want a positive duration, got %s", c.Timeout)
+	}
+	if c.MaxAttempts < 0 {
+		return nil, fmt.Errorf("PROVIDER_MAX_ATTEMPTS: want at least 1, got %d", c.MaxAttempts)
+	}
+	return &cr, nil
+}
+
+// parseP12 opens an APNs .p12. apns2's decoder (golang.org/x/crypto/pkcs12)
+// knows only the legacy 3DES/RC2 encryption and exactly one certificate, so
+// a .p12 exported by OpenSSL 3 or macOS 14+ (AES, PBES2) or one holding the
+// chain is opened with go-pkcs12 instead.
+func parseP12(p12 []byte, password string) (tls.Certificate, error) {
+	if len(p12) == 0 {
+		return tls.Certificate{}, errors.New("APNS_CERTIFICATE: required when APNS_TYPE is certificate")
+	}
+	cert, err := certificate.FromP12Bytes(p12, password)
+	if err != nil {
+		key, leaf, chain, err2 := pkcs12.DecodeChain(p12, password)
+		if err2 != nil {
+			return tls.Certificate{}, fmt.Errorf("APNS_CERTIFICATE: cannot open .p12 with APNS_CERTIFICATE_PASSWORD: %w", err2)
+		}
+		cert = tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
+		for _, c := range chain {
+			cert.Certificate = append(cert.Certificate, c.Raw)
+		}
+	}
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok || cert.Leaf == nil {
+		return tls.Certificate{}, errors.New("APNS_CERTIFICATE: the .p12 must hold a certificate and its private key")
+	}
+	pub, ok := cert.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(signer.Public()) {
+		return tls.Certificate{}, errors.New("APNS_CERTIFICATE: the private key in the .p12 does not match its certificate")
+	}
+	if now := time.Now(); now.After(cert.Leaf.NotAfter) {
+		return tls.Certificate{}, fmt.Errorf("APNS_CERTIFICATE: the certificate expired on %s", cert.Leaf.NotAfter.Format(time.DateOnly))
+	}
+	return cert, nil
+}
+
+// parseAPNSKey reads the .p8 key of token auth: a PEM PKCS#8 P-256 key.
+func parseAPNSKey(pemText []byte) (*ecdsa.PrivateKey, error) {
+	if len(pemText) == 0 {
+		return nil, errors.New("APNS_PKCS8_PEM: required when APNS_TYPE is token")
+	}
+	key, err := token.AuthKeyFromBytes(pemText)
+	if err != nil {
+		return nil, fmt.Errorf("APNS_PKCS8_PEM: want a P-256 PKCS#8 key: %w", err)
+	}
+	if key.Curve != elliptic.P256() {
+		return nil, fmt.Errorf("APNS_PKCS8_PEM: want a P-256 PKCS#8 key, got curve %s", key.Curve.Params().Name)
+	}
+	return key, nil
+}
+
+// parseServiceAccount checks a service-account JSON enough that the first
+// token request can succeed: the fields the JWT grant needs and an RSA key.
+// Whether Google accepts the key is only known when it answers.
+func parseServiceAccount(js []byte) (*serviceAccount, error) {
+	var sa serviceAccount
+	if err := json.Unmarshal(js, &sa); err != nil {
+		return nil, fmt.Errorf("FCM_V1_CREDENTIALS: want a service-account JSON: %w", err)
+	}
+	switch {
+	case sa.Type != "service_account":
+		return nil, fmt.Errorf(`FCM_V1_CREDENTIALS: want "type": "service_account", got %q`, sa.Type)
+	case sa.ProjectID == "":
+		return nil, errors.New("FCM_V1_CREDENTIALS: project_id is missing")
+	case sa.ClientEmail == "":
+		return nil, errors.New("FCM_V1_CREDENTIALS: client_email is missing")
+	}
+	block, _ := pem.Decode([]byte(sa.PrivateKey))
+	if block == nil {
+		return nil, errors.New("FCM_V1_CREDENTIALS: private_key is not PEM")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		// Older keys are PKCS#1; oauth2/google accepts both.
+		if k1, err1 := x509.ParsePKCS1PrivateKey(block.Bytes); err1 == nil {
+			key, err = k1, nil
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("FCM_V1_CREDENTIALS: cannot parse private_key: %w", err)
+	}
+	if _, ok := key.(*rsa.PrivateKey); !ok {
+		return nil, fmt.Errorf("FCM_V1_CREDENTIALS: private_key must be RSA, got %T", key)
+	}
+	if sa.TokenURI != "" {
+		u, err := url.Parse(sa.TokenURI)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("FCM_V1_CREDENTIALS: token_uri %q is not an http(s) URL", sa.TokenURI)
+		}
+	}
+	return &sa, nil
+}
+
+// checkBaseURL accepts "" and scheme://host[:port] with an http or https
+// scheme: the senders append the provider's path themselves.
+func checkBaseURL(s string) error {
+	if s == "" {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.Opaque != "" {
+		return fmt.Errorf("want scheme://host[:port] with scheme http or https, got %q", s)
+	}
+	return nil
+}
+
+// baseURL returns s without a trailing slash, so the path appended to it
+// starts with exactly one.
+func baseURL(s string) string { return strings.TrimSuffix(s, "/") }

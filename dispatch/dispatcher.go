@@ -1,0 +1,186 @@
+package dispatch
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sideshow/apns2"
+	"github.com/sideshow/apns2/token"
+	"golang.org/x/net/http2"
+)
+
+// Config is what dispatch needs from the environment. main fills it; Validate
+// names the environment variable of the first bad setting.
+type Config struct {
+	APNSType                string // APNS_TYPE: "", "certificate" or "token" (lowercased by main)
+	APNSTopic               string // APNS_TOPIC
+	APNSCertificate         []byte // APNS_CERTIFICATE, base64-decoded .p12
+	APNSCertificatePassword string // APNS_CERTIFICATE_PASSWORD
+	APNSPKCS8PEM            []byte // APNS_PKCS8_PEM, PEM text (main decodes a base64 form)
+	APNSKeyID               string // APNS_KEY_ID
+	APNSTeamID              string // APNS_TEAM_ID
+	FCMCredentials          []byte // FCM_V1_CREDENTIALS, service-account JSON
+
+	APNSURL        string // APNS_URL; "" = Apple's production host
+	APNSSandboxURL string // APNS_SANDBOX_URL; "" = Apple's development host
+	FCMURL         string // FCM_URL; "" = Google's host
+
+	// Timeout bounds one push, retries included (PROVIDER_TIMEOUT).
+	Timeout time.Duration
+	// MaxAttempts bounds tries per push (PROVIDER_MAX_ATTEMPTS); 0 means 3.
+	MaxAttempts int
+	// RetryDelay returns how long to wait before try attempt+1 (attempt
+	// counts from 1); retryAfter is the provider's Retry-After, 0 when absent.
+	// nil means capped exponential backoff with jitter. Tests pass a zero
+	// delay instead of sleeping.
+	RetryDelay func(attempt int, retryAfter time.Duration) time.Duration
+	// RootCAs, when set, replaces the system roots for provider TLS (for
+	// mock providers with a self-signed certificate).
+	RootCAs *x509.CertPool
+	// Logger receives provider misconfiguration reports; nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// Dispatcher holds the providers built from one Config: each configured
+// provider once, with its long-lived connections. It is safe for concurrent
+// use; Close it when done.
+type Dispatcher struct {
+	noop        *Noop
+	apns        *apnsSender // nil when APNs is not configured
+	apnsSandbox *apnsSender // nil when APNs is not configured
+	fcm         *fcmSender  // nil when FCM is not configured
+	closers     []interface{ CloseIdleConnections() }
+}
+
+// New validates cfg and builds every configured provider: with APNS_TYPE
+// set, "apns" (production host, or APNS_URL) and "apns-sandbox"
+// (development host, or APNS_SANDBOX_URL), each an apns2 client over an
+// HTTP/2 transport shared per scheme, with one provider token for both;
+// with FCM_V1_CREDENTIALS set, "fcm", one messaging client. Nothing is
+// dialled until the first push. "noop" always exists.
+func New(cfg Config) (*Dispatcher, error) {
+	cr, err := cfg.parse()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.RetryDelay == nil {
+		cfg.RetryDelay = defaultRetryDelay
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	policy := &retryPolicy{maxAttempts: cfg.MaxAttempts, delay: cfg.RetryDelay}
+	d := &Dispatcher{noop: new(Noop)}
+
+	if cfg.APNSType != "" {
+		var tok *token.Token
+		if cr.apnsKey != nil {
+			// One token for both hosts: apns2 re-signs it when it is 50
+			// minutes old, under Apple's limit of one update per 20 minutes
+			// and its one-hour expiry.
+			tok = &token.Token{AuthKey: cr.apnsKey, KeyID: cfg.APNSKeyID, TeamID: cfg.APNSTeamID}
+			if _, err := tok.Generate(); err != nil {
+				return nil, fmt.Errorf("APNS_PKCS8_PEM: cannot sign a provider token: %w", err)
+			}
+		}
+		var cert *tls.Certificate
+		if cr.apnsKey == nil {
+			cert = &cr.apnsCert
+		}
+		transports := make(map[string]*http2.Transport, 2)
+		transportFor := func(host string) http.RoundTripper {
+			scheme := "https"
+			if strings.HasPrefix(host, "http://") {
+				scheme = "http"
+			}
+			t := transports[scheme]
+			if t == nil {
+				t = newAPNsTransport(scheme, cert, cfg.RootCAs)
+				transports[scheme] = t
+				d.closers = append(d.closers, t)
+			}
+			return t
+		}
+		log := &loudLog{logger: cfg.Logger}
+		for _, h := range [...]struct {
+			sender      **apnsSender
+			name, host  string
+			defaultHost string
+		}{
+			{&d.apns, TypeAPNS, cfg.APNSURL, apns2.HostProduction},
+			{&d.apnsSandbox, TypeAPNSSandbox, cfg.APNSSandboxURL, apns2.HostDevelopment},
+		} {
+			host := baseURL(h.host)
+			if host == "" {
+				host = h.defaultHost
+			}
+			*h.sender = &apnsSender{
+				name:    h.name,
+				topic:   cfg.APNSTopic,
+				client:  newAPNsClient(host, transportFor(host), cr, tok),
+				policy:  policy,
+				timeout: cfg.Timeout,
+				log:     log,
+			}
+		}
+	}
+	if cr.fcm != nil {
+		base := newFCMTransport(cfg.RootCAs)
+		d.closers = append(d.closers, base)
+		s, err := newFCMSender(&cfg, cr.fcm, base, policy, &loudLog{logger: cfg.Logger})
+		if err != nil {
+			d.Close()
+			return nil, err
+		}
+		d.fcm = s
+	}
+	return d, nil
+}
+
+// Sender returns the provider for a client's type: one of the Type
+// constants, compared case-insensitively. An unknown type, or one whose
+// provider is not configured, is ErrProviderNotAvailable; "noop" always
+// works.
+func (d *Dispatcher) Sender(typ string) (Sender, error) {
+	switch {
+	case strings.EqualFold(typ, TypeAPNS) && d.apns != nil:
+		return d.apns, nil
+	case strings.EqualFold(typ, TypeAPNSSandbox) && d.apnsSandbox != nil:
+		return d.apnsSandbox, nil
+	case strings.EqualFold(typ, TypeFCM) && d.fcm != nil:
+		return d.fcm, nil
+	case strings.EqualFold(typ, TypeNoop):
+		return d.noop, nil
+	}
+	return nil, fmt.Errorf("provider type %q: %w", typ, ErrProviderNotAvailable)
+}
+
+// Available reports whether Sender(typ) would succeed.
+func (d *Dispatcher) Available(typ string) bool {
+	_, err := d.Sender(typ)
+	return err == nil
+}
+
+// Noop returns the dispatcher's noop provider, to read its count.
+func (d *Dispatcher) Noop() *Noop { return d.noop }
+
+// Close closes the idle provider connections. Pushes in flight finish on
+// their connections; a push after Close dials again. It returns nil; the
+// error is there for the io.Closer shape main's shutdown expects.
+func (d *Dispatcher) Close() error {
+	for _, c := range d.closers {
+		c.CloseIdleConnections()
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+package dispatch
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// This file is the one place where a provider's answer becomes a sentinel
+// and a retry decision. Rules:
+//   - ErrTokenDead only when the provider says so about the token: a wrong
+//     guess deletes a working client.
+//   - ErrMisconfigured when the provider rejects what is ours (credentials,
+//     topic, trust roots): every push fails the same way until an operator
+//     acts, so retrying is pointless and it is logged (rate-limited).
+//   - 429, 5xx and no answer are retried, then ErrUnavailable.
+//   - Any other 4xx is not retried (the same request gets the same answer)
+//     and is reported as ErrUnavailable, so the router answers 502
+//     provider_unavailable with the provider's status and reason in the
+//     description. It is never ErrTokenDead: we cannot tell that the token
+//     is at fault.
+
+// Reasons that dispatch treats specially. APNs spells them in CamelCase,
+// FCM in upper snake case (its FcmError code or canonical status).
+const (
+	reasonTooManyProviderTokenUpdates = "TooManyProviderTokenUpdates"
+	reasonIdleTimeout                 = "IdleTimeout"
+
+	fcmUnregistered      = "UNREGISTERED"
+	fcmSenderIDMismatch  = "SENDER_ID_MISMATCH"
+	fcmInvalidArgument   = "INVALID_ARGUMENT"
+	fcmThirdPartyAuth    = "THIRD_PARTY_AUTH_ERROR"
+	fcmUnauthenticated   = "UNAUTHENTICATED"
+	fcmPermissionDenied  = "PERMISSION_DENIED"
+	fcmQuotaExceeded     = "QUOTA_EXCEEDED"
+	fcmResourceExhausted = "RESOURCE_EXHAUSTED"
+	fcmUnavailable       = "UNAVAILABLE"
+	fcmInternal          = "INTERNAL"
+)
+
+// classifyAPNs maps one APNs answer to a sentinel and whether to try again.
+// Reasons: Apple's "Handling notification responses from APNs".
+func classifyAPNs(a answer) (error, bool) {
+	if a.status == 0 {
+		return classifyTransport(a.err)
+	}
+	switch a.status {
+	case http.StatusGone: // Unregistered, ExpiredToken: the token is inactive for good
+		return ErrTokenDead, false
+	case http.StatusRequestEntityTooLarge:
+		return ErrPayloadTooLarge, false
+	case http.StatusForbidden:
+		// Every APNs 403 is about our credentials: InvalidProviderToken,
+		// ExpiredProviderToken (our clock), MissingProviderToken,
+		// BadCertificate, BadCertificateEnvironment, Forbidden.
+		return ErrMisconfigured, false
+	case http.StatusTooManyRequests:
+		if a.reason == reasonTooManyProviderTokenUpdates {
+			// Our token changes too often (several instances sharing a key,
+			// or restarts in a loop). Retrying within seconds cannot help
+			// and it is not the device's fault: unavailable, no retry, and
+			// logged like a misconfiguration. Not ErrMisconfigured: that
+			// would suspend a tenant's APNs over a rate limit that clears
+			// by itself.
+			return ErrUnavailable, false
+		}
+		return ErrUnavailable, true // TooManyRequests to this device
+	case http.StatusBadRequest:
+		switch a.reason {
+		case "BadDeviceToken", "DeviceTokenNotForTopic":
+			return ErrTokenDead, false
+		case "BadTopic", "TopicDisallowed", "MissingTopic":
+			// APNS_TOPIC is wrong for our credentials: every push fails.
+			return ErrMisconfigured, false
+		case reasonIdleTimeout:
+			return ErrUnavailable, true
+		}
+		return ErrUnavailable, false
+	}
+	if a.status >= 500 {
+		return ErrUnavailable, true
+	}
+	return ErrUnavailable, false
+}
+
+// classifyFCM maps one FCM HTTP v1 answer to a sentinel and whether to try
+// again. Codes: firebase.google.com/docs/reference/fcm/rest/v1/ErrorCode.
+func classifyFCM(a answer) (error, bool) {
+	if a.status == 0 {
+		return classifyTransport(a.err)
+	}
+	switch a.reason {
+	case fcmUnregistered:
+		return ErrTokenDead, false
+	case fcmSenderIDMismatch:
+		// The token belongs to another Firebase project: it will never
+		// work with our credentials, but every other token does. Treating
+		// it as ErrMisconfigured would let one client registering a
+		// foreign token suspend a tenant's FCM.
+		return ErrTokenDead, false
+	case fcmThirdPartyAuth:
+		// The APNs credentials uploaded to the Firebase project are bad:
+		// all iOS pushes fail until the operator fixes them.
+		return ErrMisconfigured, false
+	case fcmQuotaExceeded, fcmResourceExhausted, fcmUnavailable, fcmInternal:
+		return ErrUnavailable, true
+	case fcmInvalidArgument:
+		msg := strings.ToLower(a.message)
+		if strings.Contains(msg, "registration token") {
+			// "The registration token is not a valid FCM registration token"
+			return ErrTokenDead, false
+		}
+		if strings.Contains(msg, "too big") || strings.Contains(msg, "too large") {
+			return ErrPayloadTooLarge, false
+		}
+	}
+	switch {
+	case a.status == http.StatusUnauthorized, a.status == http.StatusForbidden:
+		return ErrMisconfigured, false
+	case a.status == http.StatusRequestEntityTooLarge:
+		return ErrPayloadTooLarge, false
+	case a.status == http.StatusTooManyRequests, a.status >= 500:
+		return ErrUnavailable, true
+	}
+	return ErrUnavailable, false
+}
+
+// classifyTransport handles a try that got no HTTP answer. Most such
+// failures pass (connection refused, reset, timeout): retry. A failure
+// about trust is ours and does not pass: the provider's certificate is not
+// trusted by our roots (RootCAs), the provider's TLS stack rejected our
+// client certificate, or the OAuth token endpoint refused our service
+// account's assertion.
+func classifyTransport(err error) (error, bool) {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		if re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 &&
+			re.Response.StatusCode != http.StatusTooManyRequests {
+			return ErrMisconfigured, false
+		}
+		return ErrUnavailable, true
+	}
+	var (
+		verr *tls.CertificateVerificationError
+		uerr x509.UnknownAuthorityError
+		herr x509.HostnameError
+		cerr x509.CertificateInvalidError
+	)
+	if errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) || errors.As(err, &cerr) {
+		return ErrMisconfigured, false
+	}
+	var alert tls.AlertError
+	if errors.As(err, &alert) {
+		switch alert {
+		case 42, 43, 44, 45, 46, 48, 49, 116:
+			// bad_certificate, unsupported_certificate, certificate_revoked,
+			// certificate_expired, certificate_unknown, unknown_ca,
+			// access_denied, certificate_required: the server refused the
+			// client certificate we presented (or did not get one).
+			return ErrMisconfigured, false
+		}
+	}
+	return ErrUnavailable, true
+}
+
+// loudLog logs a provider's rejection of our own setup at most once per
+// minute: a misconfigured provider fails every push, and one line per push
+// would drown the log. It is safe for concurrent use.
+type loudLog struct {
+	logger *slog.Logger
+	last   atomic.Int64 // unix nanoseconds of the last line
+}
+
+// loudLogEvery is the minimum time between two lines of one loudLog.
+const loudLogEvery = time.Minute
+
+// report logs pe when it is the operator's to fix (ErrMisconfigured, or
+// APNs saying our token changes too often) and the last line is older than
+// loudLogEvery.
+func (l *loudLog) report(pe *ProviderError) {
+	if !errors.Is(pe, ErrMisconfigured) && pe.Reason != reasonTooManyProviderTokenUpdates {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := l.last.Load()
+	if now-last < int64(loudLogEvery) || !l.last.CompareAndSwap(last, now) {
+		return
+	}
+	l.logger.Error("push provider rejects this server's setup; every push to it fails until fixed",
+		"provider", pe.Provider, "status", pe.Status, "reason", pe.Reason, "error", pe.Error())
+}

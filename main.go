@@ -1,0 +1,395 @@
+// Command push-server is a push-notification gateway: wallets register
+// device tokens, relays send signed notifications, and it pushes them through
+// APNs and FCM. See README.md and docs/.
+//
+// Usage:
+//
+//	push-server                      serve (configured from the environment)
+//	push-server keygen               print a relay Ed25519 key pair (hex)
+//	push-server sign --key HEX --body FILE [--timestamp N]
+//	                                 print the headers a relay would send
+//	push-server mock-providers       run the mock APNs and FCM servers
+//	push-server version
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"push-server/cache"
+	"push-server/dispatch"
+	"push-server/dispatch/dispatchtest"
+	"push-server/router"
+	"push-server/verify"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// run is main with its inputs as parameters, so tests can call it. It
+// returns the process's exit code: 2 for bad configuration or usage.
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		return serve(getenv, stderr)
+	case "keygen":
+		err = keygen(stdout)
+	case "sign":
+		err = sign(args, stdout)
+	case "mock-providers":
+		err = mockProviders(args, stdout)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "push-server v"+version)
+	default:
+		err = fmt.Errorf("unknown command %q: want serve, keygen, sign, mock-providers or version", cmd)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "push-server:", err)
+		return 2
+	}
+	return 0
+}
+
+// config is every setting, parsed from the environment.
+type config struct {
+	port         int
+	publicURL    string
+	redisURL     string
+	redisReplica string
+	dataDir      string
+	relayKey     ed25519.PublicKey
+	maxAge       time.Duration
+	router       router.Config
+	dispatch     dispatch.Config
+}
+
+// parseConfig reads the environment through getenv. Its first error names
+// the variable, its value (never a secret's) and what is allowed.
+func parseConfig(getenv func(string) string) (*config, error) {
+	var c config
+	var err error
+	env := func(name, def string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return def
+	}
+	if c.port, err = envInt(getenv, "PORT", 3000, 1, 65535); err != nil {
+		return nil, err
+	}
+	c.publicURL = strings.TrimRight(env("PUBLIC_URL", "http://localhost:"+strconv.Itoa(c.port)), "/")
+	if c.router.ValidateSignatures, err = envBool(getenv, "VALIDATE_SIGNATURES", true); err != nil {
+		return nil, err
+	}
+	if c.router.RequireClientAuth, err = envBool(getenv, "REQUIRE_CLIENT_AUTH", false); err != nil {
+		return nil, err
+	}
+	if c.maxAge, err = envSeconds(getenv, "SIGNATURE_MAX_AGE", 300*time.Second); err != nil {
+		return nil, err
+	}
+	if k := env("RELAY_PUBLIC_KEY", ""); k != "" {
+		b, herr := hex.DecodeString(strings.TrimPrefix(k, "0x"))
+		if herr != nil || len(b) != ed25519.PublicKeySize {
+			return nil, fmt.Errorf("RELAY_PUBLIC_KEY=%q: want 32 bytes as 64 hex digits", k)
+		}
+		c.relayKey = b
+	} else if c.router.ValidateSignatures {
+		return nil, errors.New("RELAY_PUBLIC_KEY: required when VALIDATE_SIGNATURES is true (make one with `push-server keygen`)")
+	}
+	c.redisURL = env("REDIS_URL", "")
+	if c.redisURL != "" && !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
+		return nil, fmt.Errorf("REDIS_URL: want redis:// or rediss://, got scheme of %q", redactURL(c.redisURL))
+	}
+	c.redisReplica = env("REDIS_REPLICA_URL", "")
+	c.dataDir = env("DATA_DIR", "./data")
+	if c.router.DedupTTL, err = envDuration(getenv, "DEDUP_TTL", 24*time.Hour); err != nil {
+		return nil, err
+	}
+	if c.router.SendTimeout, err = envDuration(getenv, "PROVIDER_TIMEOUT", 10*time.Second); err != nil {
+		return nil, err
+	}
+	maxBody, err := envInt(getenv, "MAX_BODY_SIZE", 64<<10, 256, 16<<20)
+	if err != nil {
+		return nil, err
+	}
+	c.router.MaxBodySize = maxBody
+	c.router.Version = version
+	if getenv("JWT_SECRET") != "" {
+		return nil, errors.New("JWT_SECRET: multi-tenant mode is not implemented in this version; unset it")
+	}
+
+	d := &c.dispatch
+	d.APNSType = strings.ToLower(env("APNS_TYPE", ""))
+	d.APNSTopic = env("APNS_TOPIC", "")
+	if v := env("APNS_CERTIFICATE", ""); v != "" {
+		if d.APNSCertificate, err = base64.StdEncoding.DecodeString(v); err != nil {
+			return nil, errors.New("APNS_CERTIFICATE: want the .p12 file as standard base64")
+		}
+	}
+	d.APNSCertificatePassword = getenv("APNS_CERTIFICATE_PASSWORD")
+	if v := env("APNS_PKCS8_PEM", ""); v != "" {
+		d.APNSPKCS8PEM = []byte(v)
+		if !strings.Contains(v, "-----BEGIN") {
+			if d.APNSPKCS8PEM, err = base64.StdEncoding.DecodeString(v); err != nil {
+				return nil, errors.New("APNS_PKCS8_PEM: want the .p8 key as PEM text or as standard base64 of it")
+			}
+		}
+	}
+	d.APNSKeyID = env("APNS_KEY_ID", "")
+	d.APNSTeamID = env("APNS_TEAM_ID", "")
+	if v := env("FCM_V1_CREDENTIALS", ""); v != "" {
+		d.FCMCredentials = []byte(v)
+	}
+	d.APNSURL = env("APNS_URL", "")
+	d.APNSSandboxURL = env("APNS_SANDBOX_URL", "")
+	d.FCMURL = env("FCM_URL", "")
+	d.Timeout = c.router.SendTimeout
+	if d.MaxAttempts, err = envInt(getenv, "PROVIDER_MAX_ATTEMPTS", 3, 1, 10); err != nil {
+		return nil, err
+	}
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// serve runs the gateway until SIGTERM or SIGINT, then drains.
+func serve(getenv func(string) string, stderr io.Writer) int {
+	log := newLogger(getenv, stderr)
+	cfg, err := parseConfig(getenv)
+	if err != nil {
+		fmt.Fprintln(stderr, "push-server: configuration:", err)
+		return 2
+	}
+	cfg.router.Logger = log
+
+	var store cache.Store
+	if cfg.redisURL != "" {
+		store, err = cache.NewRedis(cache.RedisConfig{URL: cfg.redisURL})
+		if err != nil {
+			fmt.Fprintln(stderr, "push-server: REDIS_URL:", err)
+			return 1
+		}
+		log.Info("store: redis", "url", redactURL(cfg.redisURL))
+	} else {
+		store, err = cache.OpenEmbedded(cfg.dataDir)
+		if err != nil {
+			fmt.Fprintln(stderr, "push-server: DATA_DIR:", err)
+			return 1
+		}
+		log.Info("store: embedded", "dir", cfg.dataDir)
+	}
+	if cfg.redisReplica != "" {
+		log.Warn("REDIS_REPLICA_URL is not used yet by this version; reads go to REDIS_URL")
+	}
+	defer store.Close()
+
+	providers, err := dispatch.New(cfg.dispatch)
+	if err != nil {
+		fmt.Fprintln(stderr, "push-server: providers:", err)
+		return 2
+	}
+	defer providers.Close()
+
+	var relay *verify.Relay
+	if cfg.relayKey != nil {
+		if relay, err = verify.NewRelay(cfg.relayKey, cfg.maxAge); err != nil {
+			fmt.Fprintln(stderr, "push-server: RELAY_PUBLIC_KEY:", err)
+			return 2
+		}
+	}
+	clientAuth := &verify.ClientAuth{Audience: cfg.publicURL, Leeway: 120 * time.Second}
+	srv, err := router.New(cfg.router, store, relay, clientAuth, providers)
+	if err != nil {
+		fmt.Fprintln(stderr, "push-server:", err)
+		return 2
+	}
+
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.port))
+	if err != nil {
+		fmt.Fprintln(stderr, "push-server: PORT:", err)
+		return 1
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "version", version, "validate_signatures", cfg.router.ValidateSignatures)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		log.Error("server stopped", "error", err)
+		return 1
+	case <-ctx.Done():
+	}
+	// Finish the requests in flight (a send waits at most PROVIDER_TIMEOUT),
+	// then close the providers and the store in the deferred calls.
+	log.Info("shutting down: draining requests in flight")
+	drain, cancel := context.WithTimeout(context.Background(), cfg.router.SendTimeout+5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(drain); err != nil {
+		log.Warn("shutdown did not finish draining", "error", err)
+	}
+	return 0
+}
+
+// newLogger logs JSON unless LOG_FORMAT=text.
+func newLogger(getenv func(string) string, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(getenv("LOG_LEVEL")))
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(getenv("LOG_FORMAT"), "text") {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// keygen prints a fresh relay key pair.
+func keygen(w io.Writer) error {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "RELAY_PUBLIC_KEY=%x\nRELAY_PRIVATE_KEY=%x\n", pub, priv.Seed())
+	return nil
+}
+
+// sign prints the two headers a relay sends with the body in --body.
+func sign(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("sign", flag.ContinueOnError)
+	keyHex := fs.String("key", "", "relay private key: 32-byte seed or 64-byte key, hex")
+	bodyFile := fs.String("body", "", "file holding the exact request body")
+	ts := fs.Int64("timestamp", 0, "unix seconds to sign (default now)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	key, err := hex.DecodeString(*keyHex)
+	var priv ed25519.PrivateKey
+	switch {
+	case err == nil && len(key) == ed25519.SeedSize:
+		priv = ed25519.NewKeyFromSeed(key)
+	case err == nil && len(key) == ed25519.PrivateKeySize:
+		priv = key
+	default:
+		return errors.New("sign: --key wants the relay's private key as 64 or 128 hex digits (see keygen)")
+	}
+	if *bodyFile == "" {
+		return errors.New("sign: --body FILE is required")
+	}
+	body, err := os.ReadFile(*bodyFile)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	if *ts == 0 {
+		*ts = time.Now().Unix()
+	}
+	stamp := []byte(strconv.FormatInt(*ts, 10))
+	fmt.Fprintf(w, "X-Ed25519-Timestamp: %s\nX-Ed25519-Signature: %s\n", stamp, verify.Sign(priv, stamp, body))
+	return nil
+}
+
+// mockProviders runs the mock APNs and FCM servers for trying the gateway
+// without Apple or Google.
+func mockProviders(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("mock-providers", flag.ContinueOnError)
+	apnsAddr := fs.String("apns", "127.0.0.1:8443", "mock APNs listen address")
+	fcmAddr := fs.String("fcm", "127.0.0.1:8444", "mock FCM listen address")
+	apnsTLS := fs.Bool("tls", false, "serve APNs over TLS (self-signed) instead of h2c")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return dispatchtest.Serve(ctx, w, *apnsAddr, *fcmAddr, *apnsTLS)
+}
+
+func envInt(getenv func(string) string, name string, def, lo, hi int) (int, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s=%q: want a whole number from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func envBool(getenv func(string) string, name string, def bool) (bool, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", name, v)
+	}
+	return b, nil
+}
+
+// envSeconds reads whole seconds, as echo-server's SIGNATURE_MAX_AGE is.
+func envSeconds(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("%s=%q: want whole seconds, like 300 (0 turns the check off)", name, v)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// envDuration reads a Go duration ("24h", "90s") or whole seconds.
+func envDuration(getenv func(string) string, name string, def time.Duration) (time.Duration, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil && n > 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive duration like 24h or 90s", name, v)
+	}
+	return d, nil
+}
+
+// redactURL hides a URL's password: REDIS_URL may carry one.
+func redactURL(u string) string {
+	at := strings.LastIndex(u, "@")
+	scheme := strings.Index(u, "://")
+	if at < 0 || scheme < 0 || at < scheme {
+		return u
+	}
+	userinfo := u[scheme+3 : at]
+	if i := strings.Index(userinfo, ":"); i >= 0 {
+		return u[:scheme+3] + userinfo[:i] + ":***" + u[at:]
+	}
+	return u
+}

@@ -1,0 +1,136 @@
+package router
+
+import (
+	"context"
+	"strings"
+
+	"github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+
+	"push-server/cache"
+)
+
+// registerBody is POST /clients's body before type checks.
+type registerBody struct {
+	ClientID  json.RawMessage `json:"client_id"`
+	Type      json.RawMessage `json:"type"`
+	Token     json.RawMessage `json:"token"`
+	AlwaysRaw json.RawMessage `json:"always_raw"`
+}
+
+// maxTokenSize bounds device tokens (API.md).
+const maxTokenSize = 4096
+
+// knownTypes are the provider types a client may register with.
+var knownTypes = map[string]bool{cache.TypeAPNS: true, cache.TypeAPNSSandbox: true, cache.TypeFCM: true, cache.TypeNoop: true}
+
+// register is POST /clients: validate every field, authenticate the client
+// when a JWT is given (or required), check the provider, store durably.
+func (s *Server) register(ctx *fasthttp.RequestCtx) error {
+	c, err := parseRegister(ctx.PostBody())
+	if err != nil {
+		return err
+	}
+	if err := s.authorize(ctx, c.ID); err != nil {
+		return err
+	}
+	if !s.providers.Available(c.Type) {
+		return &requestError{status: fasthttp.StatusBadRequest, name: "provider_not_available",
+			desc:   "provider " + c.Type + " is not configured on this server",
+			fields: []fieldError{{"type", c.Type + " is not configured on this server", inBody}}}
+	}
+	if err := s.store.Register(context.Background(), "", c); err != nil {
+		return err
+	}
+	writeOK(ctx, fasthttp.StatusOK)
+	return nil
+}
+
+// parseRegister type-checks the body and reports every bad field at once.
+func parseRegister(body []byte) (cache.Client, error) {
+	var raw registerBody
+	if err := decodeObject(body, &raw); err != nil {
+		return cache.Client{}, err
+	}
+	var c cache.Client
+	var errs []fieldError
+	idField, typeField, tokenField := jsonField{"client_id", raw.ClientID}, jsonField{"type", raw.Type}, jsonField{"token", raw.Token}
+	id, ok := idField.string(&errs)
+	if ok {
+		c.ID = strings.TrimPrefix(id, didKeyPrefix)
+		if why := checkClientID(c.ID); why != "" {
+			errs = append(errs, fieldError{"client_id", why, inBody})
+		}
+	} else if !idField.present() {
+		errs = append(errs, fieldError{"client_id", "required", inBody})
+	}
+	typ, ok := typeField.string(&errs)
+	if ok {
+		c.Type = strings.ToLower(typ)
+		if !knownTypes[c.Type] {
+			errs = append(errs, fieldError{"type", "must be one of apns, apns-sandbox, fcm, noop", inBody})
+		}
+	} else if !typeField.present() {
+		errs = append(errs, fieldError{"type", "required", inBody})
+	}
+	token, ok := tokenField.string(&errs)
+	switch {
+	case ok && token == "":
+		errs = append(errs, fieldError{"token", "must not be empty", inBody})
+	case ok && len(token) > maxTokenSize:
+		errs = append(errs, fieldError{"token", "must be at most 4096 bytes", inBody})
+	case ok:
+		if why := checkText(token); why != "" {
+			errs = append(errs, fieldError{"token", why, inBody})
+		}
+		c.Token = token
+	case !tokenField.present():
+		errs = append(errs, fieldError{"token", "required", inBody})
+	}
+	c.AlwaysRaw, _ = jsonField{"always_raw", raw.AlwaysRaw}.bool(&errs)
+	if len(errs) > 0 {
+		return cache.Client{}, badFields(errs...)
+	}
+	return c, nil
+}
+
+// unregister is DELETE /clients/{client_id}; idempotent.
+func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
+	id, err := clientIDFromPath(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.authorize(ctx, id); err != nil {
+		return err
+	}
+	if err := s.store.Unregister(context.Background(), "", id); err != nil {
+		return err
+	}
+	writeOK(ctx, fasthttp.StatusOK)
+	return nil
+}
+
+// authorize checks the client JWT of API.md when one is sent, or when
+// REQUIRE_CLIENT_AUTH makes it mandatory: it must be valid and prove id.
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, id string) error {
+	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
+	if len(h) == 0 {
+		if s.cfg.RequireClientAuth {
+			return authError("a client JWT is required (REQUIRE_CLIENT_AUTH)", "required")
+		}
+		return nil
+	}
+	iss, err := s.clientAuth.Verify(h)
+	if err != nil {
+		return authError(err.Error(), "invalid client JWT")
+	}
+	if iss != id {
+		return authError("the JWT's issuer is another client id", "issued for another client id")
+	}
+	return nil
+}
+
+func authError(desc, field string) *requestError {
+	return &requestError{status: fasthttp.StatusUnauthorized, name: "authentication", desc: desc,
+		fields: []fieldError{{"authorization", field, inHeader}}}
+}

@@ -1,0 +1,44 @@
+package router
+
+import (
+	"testing"
+
+	"push-server/cache"
+	"push-server/dispatch"
+	"push-server/verify"
+)
+
+// TestErrorNamesArePinned pins the error table: names are API (clients
+// switch on them), so a change here must be deliberate.
+func TestErrorNamesArePinned(t *testing.T) {
+	want := []struct {
+		err    error
+		status int
+		name   string
+	}{
+		{verify.ErrMissingTimestamp, 401, "missing_signature"},
+		{verify.ErrMissingSignature, 401, "missing_signature"},
+		{verify.ErrMalformedTimestamp, 401, "invalid_signature"},
+		{verify.ErrStaleTimestamp, 401, "invalid_signature"},
+		{verify.ErrMalformedSignature, 401, "invalid_signature"},
+		{verify.ErrBadSignature, 401, "invalid_signature"},
+		{verify.ErrBadJWT, 401, "authentication"},
+		{cache.ErrClientNotFound, 404, "client_not_found"},
+		{cache.ErrDeliveryInProgress, 409, "delivery_in_progress"},
+		{cache.ErrUnavailable, 503, "store_unavailable"},
+		{dispatch.ErrTokenDead, 410, "client_deleted"},
+		{dispatch.ErrPayloadTooLarge, 413, "payload_too_large"},
+		{dispatch.ErrMisconfigured, 502, "provider_misconfigured"},
+		{dispatch.ErrUnavailable, 502, "provider_unavailable"},
+		{dispatch.ErrProviderNotAvailable, 502, "provider_not_available"},
+	}
+	if len(want) != len(errorNames) {
+		t.Fatalf("errorNames has %d rows; the pinned list has %d", len(errorNames), len(want))
+	}
+	for i, w := range want {
+		row := errorNames[i]
+		if row.err != w.err || row.status != w.status || row.name != w.name {
+			t.Errorf("row %d = %v %d %q; want %v %d %q", i, row.err, row.status, row.name, w.err, w.status, w.name)
+		}
+	}
+}

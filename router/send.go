@@ -1,0 +1,89 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"push-server/cache"
+	"push-server/dispatch"
+)
+
+// leaseMargin is how much longer a dedup claim lives than the send it
+// guards, so that a claim is never dropped under a send still running, yet
+// frees itself soon after an instance died mid-send.
+const leaseMargin = 5 * time.Second
+
+// send is POST /clients/{client_id}, the relay's call. The sequence is the
+// product: verify the relay → parse → look up the client → select what is
+// pushed → claim the message id → push → remember it as delivered, or
+// release the claim so the relay's retry goes through.
+func (s *Server) send(ctx *fasthttp.RequestCtx) error {
+	body := ctx.PostBody()
+	if s.cfg.ValidateSignatures {
+		h := &ctx.Request.Header
+		if err := s.relay.Verify(h.Peek(headerTimestamp), h.Peek(headerSignature), body); err != nil {
+			return err
+		}
+	}
+	id, err := clientIDFromPath(ctx)
+	if err != nil {
+		return err
+	}
+	req, rerr := parseSend(body)
+	if rerr != nil {
+		return rerr
+	}
+
+	// Store calls are not tied to the connection: a send in flight when
+	// shutdown begins must still finish and be recorded.
+	bg := context.Background()
+	client, err := s.store.Lookup(bg, "", id)
+	if err != nil {
+		return err
+	}
+	n, rerr := req.notification(client.AlwaysRaw)
+	if rerr != nil {
+		return rerr
+	}
+	sender, err := s.providers.Sender(client.Type)
+	if err != nil {
+		return err
+	}
+
+	claim, err := s.store.Reserve(bg, "", id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
+	if errors.Is(err, cache.ErrAlreadyDelivered) {
+		writeOK(ctx, fasthttp.StatusOK)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+
+	sendCtx, cancel := context.WithTimeout(bg, s.cfg.SendTimeout)
+	err = sender.Send(sendCtx, client.Token, &n)
+	cancel()
+	if err != nil {
+		// Not delivered: forget the claim so that a retry is delivered.
+		if rerr := s.store.Release(bg, claim); rerr != nil {
+			s.log.Warn("cannot release a dedup claim; the relay's retry waits for the lease to expire",
+				"client_id", id, "message_id", n.MessageID, "error", rerr.Error())
+		}
+		if errors.Is(err, dispatch.ErrTokenDead) {
+			if uerr := s.store.Unregister(bg, "", id); uerr != nil {
+				s.log.Warn("cannot remove a client whose token is dead", "client_id", id, "error", uerr.Error())
+			}
+		}
+		return err
+	}
+	if err := s.store.Commit(bg, claim, s.cfg.DedupTTL); err != nil {
+		// Delivered, so the relay hears success; the claim's lease still
+		// blocks a duplicate for a while.
+		s.log.Warn("delivered but cannot record it for deduplication",
+			"client_id", id, "message_id", n.MessageID, "error", err.Error())
+	}
+	writeOK(ctx, fasthttp.StatusAccepted)
+	return nil
+}

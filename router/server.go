@@ -1,0 +1,228 @@
+// Package router is push-server's HTTP surface: the routes of API.md on
+// fasthttp, the response envelope, the one table that maps errors to
+// contract names, and the send sequence (verify → look up → reserve dedup →
+// send → commit or release). It is the hub: it imports verify, cache and
+// dispatch, which import none of each other.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	fasthttprouter "github.com/fasthttp/router"
+	"github.com/valyala/fasthttp"
+
+	"push-server/cache"
+	"push-server/dispatch"
+	"push-server/verify"
+)
+
+// Config is what the router needs from the environment.
+type Config struct {
+	// Version is shown by GET /health.
+	Version string
+	// MaxBodySize limits request bodies, in bytes (MAX_BODY_SIZE).
+	MaxBodySize int
+	// ValidateSignatures turns the relay signature check on (VALIDATE_SIGNATURES).
+	ValidateSignatures bool
+	// RequireClientAuth makes a client JWT mandatory on register and
+	// unregister (REQUIRE_CLIENT_AUTH).
+	RequireClientAuth bool
+	// DedupTTL is how long a delivered message id is remembered (DEDUP_TTL).
+	DedupTTL time.Duration
+	// SendTimeout bounds one send's provider hand-off, retries included
+	// (PROVIDER_TIMEOUT). The dedup claim outlives it by a margin, so a
+	// crashed instance's claim frees itself.
+	SendTimeout time.Duration
+	// ReadTimeout, WriteTimeout and IdleTimeout bound a connection's phases
+	// so that slow clients cannot hold connections forever.
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Logger receives the server's logs; nil = slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves the API over fasthttp.
+type Server struct {
+	cfg        Config
+	store      cache.Store
+	relay      *verify.Relay      // nil when signatures are not validated
+	clientAuth *verify.ClientAuth // checks Authorization on register/unregister
+	providers  *dispatch.Dispatcher
+	log        *slog.Logger
+	http       *fasthttp.Server
+	healthBody []byte
+}
+
+// New builds a Server. relay may be nil only when cfg.ValidateSignatures is
+// false.
+func New(cfg Config, store cache.Store, relay *verify.Relay, clientAuth *verify.ClientAuth, providers *dispatch.Dispatcher) (*Server, error) {
+	if cfg.ValidateSignatures && relay == nil {
+		return nil, errors.New("router: signatures are validated but no relay key was given")
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.1.0"
+	}
+	if cfg.MaxBodySize <= 0 {
+		cfg.MaxBodySize = 64 << 10
+	}
+	if cfg.DedupTTL <= 0 {
+		cfg.DedupTTL = 24 * time.Hour
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 10 * time.Second
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = 10 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = cfg.SendTimeout + 5*time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 60 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{
+		cfg:        cfg,
+		store:      store,
+		relay:      relay,
+		clientAuth: clientAuth,
+		providers:  providers,
+		log:        cfg.Logger,
+		healthBody: []byte("OK, push-server v" + cfg.Version),
+	}
+
+	r := fasthttprouter.New()
+	// A bare 301/308 is not our envelope: answer the exact path or 404.
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
+	r.HandleMethodNotAllowed = true
+	r.HandleOPTIONS = false
+	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeBody(ctx, fasthttp.StatusNotFound, notFoundBody) }
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
+		writeBody(ctx, fasthttp.StatusMethodNotAllowed, methodNotAllowedBody)
+	}
+	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
+		s.log.Error("panic while handling a request", "path", string(ctx.Path()), "panic", fmt.Sprint(v))
+		writeBody(ctx, fasthttp.StatusInternalServerError, internalErrorBody)
+	}
+
+	r.GET("/health", s.health)
+	r.GET("/health/ready", s.handle(s.ready))
+	r.POST("/clients", s.handle(s.register))
+	r.DELETE("/clients/{client_id}", s.handle(s.unregister))
+	r.POST("/clients/{client_id}", s.handle(s.send))
+
+	s.http = &fasthttp.Server{
+		Handler:            r.Handler,
+		ErrorHandler:       s.transportError,
+		Name:               "push-server",
+		MaxRequestBodySize: cfg.MaxBodySize,
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		// The header limit: a client JWT and the signature headers fit
+		// with room to spare; anything bigger is refused with 431.
+		ReadBufferSize:               8 << 10,
+		DisablePreParseMultipartForm: true,
+		Logger:                       slogPrintf{s.log},
+	}
+	return s, nil
+}
+
+// Handler returns the request handler, for in-process use (tests, benchmarks).
+func (s *Server) Handler() fasthttp.RequestHandler { return s.http.Handler }
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+
+// Shutdown stops accepting connections and waits, until ctx ends, for the
+// requests in flight to finish.
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+
+// handle adapts an error-returning handler: every error reply goes through
+// writeError.
+func (s *Server) handle(h func(ctx *fasthttp.RequestCtx) error) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if err := h(ctx); err != nil {
+			s.writeError(ctx, err)
+		}
+	}
+}
+
+// transportError answers requests fasthttp could not read (oversize body or
+// headers, timeouts, garbage) in the envelope instead of plain text.
+func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.writeError(ctx, &requestError{status: fasthttp.StatusRequestEntityTooLarge, name: "request_too_large",
+			desc:   fmt.Sprintf("the request body exceeds %d bytes", s.cfg.MaxBodySize),
+			fields: []fieldError{{"body", fmt.Sprintf("at most %d bytes", s.cfg.MaxBodySize), inBody}}})
+	case errors.As(err, &small):
+		s.writeError(ctx, &requestError{status: fasthttp.StatusRequestHeaderFieldsTooLarge, name: "headers_too_large",
+			desc: "the request headers are too large"})
+	case errors.As(err, &netErr) && netErr.Timeout():
+		s.writeError(ctx, &requestError{status: fasthttp.StatusRequestTimeout, name: "request_timeout",
+			desc: "the request was not received in time"})
+	default:
+		s.writeError(ctx, &requestError{status: fasthttp.StatusBadRequest, name: "bad_request",
+			desc: "the request could not be parsed as HTTP/1.1"})
+	}
+}
+
+// health is the contract's cheap liveness answer: no store round trip.
+func (s *Server) health(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain")
+	ctx.Response.SetBodyRaw(s.healthBody)
+}
+
+// ready answers OK when the store answers, for load balancers that should
+// stop routing to an instance that cannot reach its store.
+func (s *Server) ready(ctx *fasthttp.RequestCtx) error {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(c); err != nil {
+		return err
+	}
+	writeOK(ctx, fasthttp.StatusOK)
+	return nil
+}
+
+// clientIDFromPath reads {client_id}, stripping a leading "did:key:".
+func clientIDFromPath(ctx *fasthttp.RequestCtx) (string, error) {
+	raw, _ := ctx.UserValue("client_id").(string)
+	id := strings.TrimPrefix(raw, didKeyPrefix)
+	if why := checkClientID(id); why != "" {
+		return "", badFields(fieldError{"client_id", why, inPath})
+	}
+	return id, nil
+}
+
+const didKeyPrefix = "did:key:"
+
+// checkClientID says why id (already stripped of did:key:) is unacceptable,
+// or "" when it is fine.
+func checkClientID(id string) string {
+	switch {
+	case id == "":
+		return "must not be empty"
+	case len(id) > 255:
+		return "must be at most 255 bytes (after a leading did:key: is stripped)"
+	}
+	return checkText(id)
+}
+
+// slogPrintf lets fasthttp's Printf-style logger write through slog.
+type slogPrintf struct{ log *slog.Logger }
+
+func (l slogPrintf) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
