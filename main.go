@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"push-server/cache"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
@@ -83,6 +85,7 @@ type config struct {
 	dataDir      string
 	relayKey     ed25519.PublicKey
 	maxAge       time.Duration
+	metricsPort  int // 0: /metrics on the API port
 	router       router.Config
 	dispatch     dispatch.Config
 }
@@ -138,6 +141,13 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	}
 	c.router.MaxBodySize = maxBody
 	c.router.Version = version
+	if c.metricsPort, err = envInt(getenv, "TELEMETRY_PROMETHEUS_PORT", 0, 1, 65535); err != nil {
+		return nil, err
+	}
+	if c.metricsPort == c.port {
+		return nil, fmt.Errorf("TELEMETRY_PROMETHEUS_PORT=%d: must differ from PORT", c.metricsPort)
+	}
+	c.router.ServeMetrics = c.metricsPort == 0
 	if getenv("JWT_SECRET") != "" {
 		return nil, errors.New("JWT_SECRET: multi-tenant mode is not implemented in this version; unset it")
 	}
@@ -235,6 +245,17 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "version", version, "validate_signatures", cfg.router.ValidateSignatures)
+
+	if cfg.metricsPort != 0 {
+		mln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.metricsPort))
+		if err != nil {
+			fmt.Fprintln(stderr, "push-server: TELEMETRY_PROMETHEUS_PORT:", err)
+			return 1
+		}
+		defer mln.Close()
+		go (&fasthttp.Server{Handler: router.MetricsHandler, Name: "push-server-metrics"}).Serve(mln)
+		log.Info("serving metrics", "addr", mln.Addr().String())
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -30,9 +30,11 @@ type Config struct {
 	APNSSandboxURL string // APNS_SANDBOX_URL; "" = Apple's development host
 	FCMURL         string // FCM_URL; "" = Google's host
 
-	// Timeout bounds one push, retries included (PROVIDER_TIMEOUT).
+	// Timeout bounds one push, retries included (PROVIDER_TIMEOUT); 0 means
+	// DefaultTimeout.
 	Timeout time.Duration
-	// MaxAttempts bounds tries per push (PROVIDER_MAX_ATTEMPTS); 0 means 3.
+	// MaxAttempts bounds tries per push (PROVIDER_MAX_ATTEMPTS); 0 means
+	// DefaultMaxAttempts.
 	MaxAttempts int
 	// RetryDelay returns how long to wait before try attempt+1 (attempt
 	// counts from 1); retryAfter is the provider's Retry-After, 0 when absent.

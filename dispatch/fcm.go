@@ -98,6 +98,9 @@ func (s *fcmSender) Send(ctx context.Context, token string, n *Notification) err
 		case err == nil:
 			return answer{status: http.StatusOK}
 		case rec.requests == 0:
+			// Nothing went out: the SDK's own validation refused the
+			// message. Status -1 is no provider status, so run stops
+			// without a retry; the error is replaced below.
 			refused = err
 			return answer{status: -1}
 		case rec.err != nil:

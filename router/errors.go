@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"errors"
 
 	"github.com/goccy/go-json"
@@ -165,6 +166,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	// Missing both signature headers: name both fields in one reply.
 	if errors.Is(err, verify.ErrMissingTimestamp) && errors.Is(err, verify.ErrMissingSignature) {
+		signatureFailures.Inc()
 		writeBody(ctx, fasthttp.StatusUnauthorized, bothSignatureHeadersMissing)
 		return
 	}
@@ -172,8 +174,9 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 		if !errors.Is(err, row.err) {
 			continue
 		}
+		countError(row.err)
 		if row.status >= 500 {
-			s.log.Warn("request failed", "path", string(ctx.Path()), "error", err.Error(), "name", row.name)
+			s.log.Warn("request failed", "request_id", requestID(ctx), "route", routeOf(ctx), "error", err.Error(), "name", row.name)
 		}
 		var pe *dispatch.ProviderError
 		if errors.As(err, &pe) {
@@ -185,7 +188,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 		writeBody(ctx, row.status, staticErrorBodies[i])
 		return
 	}
-	s.log.Error("unexpected error", "path", string(ctx.Path()), "error", err.Error())
+	s.log.Error("unexpected error", "request_id", requestID(ctx), "route", routeOf(ctx), "error", err.Error())
 	writeBody(ctx, fasthttp.StatusInternalServerError, internalErrorBody)
 }
 
@@ -194,3 +197,24 @@ var bothSignatureHeadersMissing = mustEnvelope(envelope{
 	Errors: []errorEntry{{"missing_signature", "signature headers are required"}},
 	Fields: []fieldError{{headerTimestamp, "missing", inHeader}, {headerSignature, "missing", inHeader}},
 })
+
+// countError feeds the failure counters of /metrics.
+func countError(matched error) {
+	switch matched {
+	case verify.ErrMissingTimestamp, verify.ErrMissingSignature, verify.ErrMalformedTimestamp,
+		verify.ErrStaleTimestamp, verify.ErrMalformedSignature, verify.ErrBadSignature:
+		signatureFailures.Inc()
+	case cache.ErrUnavailable:
+		storeErrors.Inc()
+	}
+}
+
+// routeOf names the request for logs without the client id in the path:
+// ids are personal data and logs are kept longer than they need to be.
+func routeOf(ctx *fasthttp.RequestCtx) string {
+	path := ctx.Path()
+	if i := bytes.LastIndexByte(path, '/'); i > 0 {
+		return string(ctx.Method()) + " " + string(path[:i]) + "/{client_id}"
+	}
+	return string(ctx.Method()) + " " + string(path)
+}

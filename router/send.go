@@ -55,6 +55,7 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 
 	claim, err := s.store.Reserve(bg, "", id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
 	if errors.Is(err, cache.ErrAlreadyDelivered) {
+		dedupHits.Inc()
 		writeOK(ctx, fasthttp.StatusOK)
 		return nil
 	}
@@ -63,17 +64,21 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	}
 
 	sendCtx, cancel := context.WithTimeout(bg, s.cfg.SendTimeout)
+	start := time.Now()
 	err = sender.Send(sendCtx, client.Token, &n)
 	cancel()
+	sends.observe(client.Type, outcomeOf(err), time.Since(start))
 	if err != nil {
 		// Not delivered: forget the claim so that a retry is delivered.
 		if rerr := s.store.Release(bg, claim); rerr != nil {
 			s.log.Warn("cannot release a dedup claim; the relay's retry waits for the lease to expire",
-				"client_id", id, "message_id", n.MessageID, "error", rerr.Error())
+				"request_id", requestID(ctx), "error", rerr.Error())
 		}
 		if errors.Is(err, dispatch.ErrTokenDead) {
 			if uerr := s.store.Unregister(bg, "", id); uerr != nil {
-				s.log.Warn("cannot remove a client whose token is dead", "client_id", id, "error", uerr.Error())
+				s.log.Warn("cannot remove a client whose token is dead", "request_id", requestID(ctx), "error", uerr.Error())
+			} else {
+				deadTokensRemoved.Inc()
 			}
 		}
 		return err
@@ -82,8 +87,22 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		// Delivered, so the relay hears success; the claim's lease still
 		// blocks a duplicate for a while.
 		s.log.Warn("delivered but cannot record it for deduplication",
-			"client_id", id, "message_id", n.MessageID, "error", err.Error())
+			"request_id", requestID(ctx), "error", err.Error())
 	}
 	writeOK(ctx, fasthttp.StatusAccepted)
 	return nil
+}
+
+// outcomeOf names a provider hand-off's result for metrics: "delivered" or
+// the contract name of its failure.
+func outcomeOf(err error) string {
+	if err == nil {
+		return "delivered"
+	}
+	for _, row := range errorNames {
+		if errors.Is(err, row.err) {
+			return row.name
+		}
+	}
+	return "internal_error"
 }

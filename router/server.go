@@ -7,10 +7,13 @@ package router
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +47,9 @@ type Config struct {
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// Logger receives the server's logs; nil = slog.Default().
 	Logger *slog.Logger
+	// ServeMetrics adds GET /metrics to the API's port; main turns it off
+	// when TELEMETRY_PROMETHEUS_PORT gives metrics a port of their own.
+	ServeMetrics bool
 }
 
 // Server serves the API over fasthttp.
@@ -114,10 +120,14 @@ func New(cfg Config, store cache.Store, relay *verify.Relay, clientAuth *verify.
 	}
 
 	r.GET("/health", s.health)
-	r.GET("/health/ready", s.handle(s.ready))
-	r.POST("/clients", s.handle(s.register))
-	r.DELETE("/clients/{client_id}", s.handle(s.unregister))
-	r.POST("/clients/{client_id}", s.handle(s.send))
+	r.GET("/health/ready", instrument("ready", s.handle(s.ready)))
+	r.POST("/clients", instrument("register", s.handle(s.register)))
+	r.DELETE("/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
+	r.POST("/clients/{client_id}", instrument("send", s.handle(s.send)))
+	if cfg.ServeMetrics {
+		r.GET("/metrics", MetricsHandler)
+	}
+	setBuildInfo(cfg.Version)
 
 	s.http = &fasthttp.Server{
 		Handler:            r.Handler,
@@ -150,6 +160,7 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWit
 // writeError.
 func (s *Server) handle(h func(ctx *fasthttp.RequestCtx) error) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
+		setRequestID(ctx)
 		if err := h(ctx); err != nil {
 			s.writeError(ctx, err)
 		}
@@ -218,6 +229,27 @@ func checkClientID(id string) string {
 		return "must be at most 255 bytes (after a leading did:key: is stripped)"
 	}
 	return checkText(id)
+}
+
+// instanceID tells this process's request ids from another instance's.
+var instanceID = func() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}()
+
+// setRequestID answers with X-Request-Id, "<instance>-<n>": the same id is
+// on every log line about the request, so an operator can find them from a
+// relay's report.
+func setRequestID(ctx *fasthttp.RequestCtx) {
+	var buf [32]byte
+	id := append(append(append(buf[:0], instanceID...), '-'), strconv.AppendUint(nil, ctx.ID(), 10)...)
+	ctx.Response.Header.SetBytesV("X-Request-Id", id)
+}
+
+// requestID is the id setRequestID gave the request, for log lines.
+func requestID(ctx *fasthttp.RequestCtx) string {
+	return string(ctx.Response.Header.Peek("X-Request-Id"))
 }
 
 // slogPrintf lets fasthttp's Printf-style logger write through slog.

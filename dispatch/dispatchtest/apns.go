@@ -1,6 +1,7 @@
 package dispatchtest
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -105,7 +106,6 @@ type APNs struct {
 	srv     *server
 	url     string
 	record  bool
-	tls     bool
 	certDER []byte // the server certificate, when TLS
 	roots   *x509.CertPool
 	ids     *idGen
@@ -138,7 +138,6 @@ type apnsJWT struct {
 func NewAPNs(opts APNsOptions) (*APNs, error) {
 	m := &APNs{
 		record: opts.Record,
-		tls:    opts.TLS,
 		ids:    newIDGen(),
 		keys:   make(map[string]apnsKey),
 		jwts:   make(map[string]apnsJWT),
@@ -438,20 +437,30 @@ func hasAPSDict(body []byte) bool {
 		return false
 	}
 	i = skipSpace(body, i+1)
+	found := false
 	for i < len(body) && body[i] == '"' {
 		end := skipString(body, i)
-		key := body[i+1 : end-1] // an escaped "aps" spelling is not matched; Apple's parsers are not that lenient either
+		key := body[i:end]
 		i = skipSpace(body, end)
 		i = skipSpace(body, i+1) // the ':'
-		if string(key) == "aps" {
-			return body[i] == '{'
+		if isKey(key, "aps") {
+			found = body[i] == '{' // a repeated member wins, as in encoding/json
 		}
 		i = skipSpace(body, skipValue(body, i))
 		if body[i] == ',' {
 			i = skipSpace(body, i+1)
 		}
 	}
-	return false
+	return found
+}
+
+// isKey reports whether quoted, a JSON string with its quotes, is name.
+func isKey(quoted []byte, name string) bool {
+	if bytes.IndexByte(quoted, '\\') < 0 {
+		return string(quoted[1:len(quoted)-1]) == name
+	}
+	var s string // escaped spellings such as "\u0061ps" are rare; decode them properly
+	return json.Unmarshal(quoted, &s) == nil && s == name
 }
 
 // The skip helpers assume valid JSON (json.Valid said so) and return the

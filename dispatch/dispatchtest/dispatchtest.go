@@ -31,7 +31,8 @@ import (
 type Answer struct {
 	// Status is the HTTP status. 0 means 200, unless Reason is set: then it
 	// is the status the provider uses for Reason (APNs "Unregistered" → 410,
-	// FCM "UNREGISTERED" → 404).
+	// FCM "UNREGISTERED" → 404); a reason the provider does not document
+	// gets 400 from APNs, 500 from FCM.
 	Status int
 	// Reason is the provider's error name: the APNs {"reason":…}, e.g.
 	// "BadDeviceToken", "Unregistered", "TooManyRequests"; or the FCM error

@@ -24,6 +24,9 @@ func TestHasAPSDict(t *testing.T) {
 	f(`"aps"`, false)
 	f(`{"aps":{}`, false)
 	f(``, false)
+	f(`{"aps":1,"aps":{}}`, true) // the last member wins, as in encoding/json
+	f(`{"aps":{},"aps":1}`, false)
+	f(`{"\u0061ps":{}}`, true)
 }
 
 // FuzzHasAPSDict checks the hand-written walker against encoding/json.

@@ -1,0 +1,114 @@
+package router
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/valyala/fasthttp"
+)
+
+// The router's metrics, in Prometheus text format on /metrics. Labels are
+// bounded: routes are the fixed route names, statuses the HTTP codes the
+// server answers, providers the four types, outcomes the contract names.
+// Client ids and tokens never become labels.
+var (
+	signatureFailures = metrics.NewCounter(`push_signature_failures_total`)
+	dedupHits         = metrics.NewCounter(`push_dedup_hits_total`)
+	deadTokensRemoved = metrics.NewCounter(`push_dead_tokens_removed_total`)
+	storeErrors       = metrics.NewCounter(`push_store_errors_total`)
+)
+
+// routeMetrics counts one route's requests by status and times them.
+type routeMetrics struct {
+	name     string
+	duration *metrics.PrometheusHistogram
+
+	mu       sync.RWMutex
+	byStatus map[int]*metrics.Counter
+}
+
+func newRouteMetrics(name string) *routeMetrics {
+	return &routeMetrics{
+		name:     name,
+		duration: metrics.GetOrCreatePrometheusHistogram(`push_request_duration_seconds{route="` + name + `"}`),
+		byStatus: map[int]*metrics.Counter{},
+	}
+}
+
+// observe records one answered request. The counter for a status is made
+// once; afterwards observe takes only a read lock and allocates nothing.
+func (m *routeMetrics) observe(status int, start time.Time) {
+	m.duration.UpdateDuration(start)
+	m.mu.RLock()
+	c := m.byStatus[status]
+	m.mu.RUnlock()
+	if c == nil {
+		m.mu.Lock()
+		if c = m.byStatus[status]; c == nil {
+			c = metrics.GetOrCreateCounter(`push_requests_total{route="` + m.name + `",status="` + strconv.Itoa(status) + `"}`)
+			m.byStatus[status] = c
+		}
+		m.mu.Unlock()
+	}
+	c.Inc()
+}
+
+// instrument wraps h so that every answer is counted and timed under name.
+func instrument(name string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	m := newRouteMetrics(name)
+	return func(ctx *fasthttp.RequestCtx) {
+		start := time.Now()
+		h(ctx)
+		m.observe(ctx.Response.StatusCode(), start)
+	}
+}
+
+// sendMetrics counts sends per provider by outcome and times the provider.
+type sendMetrics struct {
+	mu       sync.RWMutex
+	outcomes map[[2]string]*metrics.Counter
+	latency  map[string]*metrics.PrometheusHistogram
+}
+
+var sends = &sendMetrics{
+	outcomes: map[[2]string]*metrics.Counter{},
+	latency:  map[string]*metrics.PrometheusHistogram{},
+}
+
+// observe records one provider hand-off: outcome is "delivered" or the
+// contract name of the failure.
+func (m *sendMetrics) observe(provider, outcome string, took time.Duration) {
+	key := [2]string{provider, outcome}
+	m.mu.RLock()
+	c, h := m.outcomes[key], m.latency[provider]
+	m.mu.RUnlock()
+	if c == nil || h == nil {
+		m.mu.Lock()
+		if c = m.outcomes[key]; c == nil {
+			c = metrics.GetOrCreateCounter(`push_sends_total{provider="` + provider + `",outcome="` + outcome + `"}`)
+			m.outcomes[key] = c
+		}
+		if h = m.latency[provider]; h == nil {
+			h = metrics.GetOrCreatePrometheusHistogram(`push_provider_duration_seconds{provider="` + provider + `"}`)
+			m.latency[provider] = h
+		}
+		m.mu.Unlock()
+	}
+	c.Inc()
+	h.Update(took.Seconds())
+}
+
+// setBuildInfo publishes the version as a constant gauge, the Prometheus
+// convention for build metadata.
+func setBuildInfo(version string) {
+	metrics.GetOrCreateGauge(`push_build_info{version="`+version+`"}`, func() float64 { return 1 })
+}
+
+// MetricsHandler serves every registered metric, plus Go and process
+// metrics, in Prometheus text format.
+func MetricsHandler(ctx *fasthttp.RequestCtx) {
+	ctx.SetContentType("text/plain; version=0.0.4")
+	metrics.WritePrometheus(ctx, true)
+}
