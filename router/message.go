@@ -5,8 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"strconv"
-
-	"github.com/goccy/go-json"
+	"sync"
 
 	"push-server/dispatch"
 )
@@ -23,80 +22,166 @@ const (
 // change what is pushed).
 const flagEncrypted = 1
 
-// sendBody is the relay's send request, in both shapes API.md accepts.
-type sendBody struct {
-	Topic   json.RawMessage `json:"topic"`
-	Tag     json.RawMessage `json:"tag"`
-	Message json.RawMessage `json:"message"`
-	ID      json.RawMessage `json:"id"`
-	Payload json.RawMessage `json:"payload"`
-}
-
-// legacyPayload is the legacy body's "payload" member.
-type legacyPayload struct {
-	Topic json.RawMessage `json:"topic"`
-	Flags json.RawMessage `json:"flags"`
-	Blob  json.RawMessage `json:"blob"`
-}
-
-// sendRequest is a send body with its members type-checked.
+// sendRequest is a send body with its members type-checked, in both shapes
+// API.md accepts. Its byte slices point into the request body or into
+// scratch: they are valid until the handler returns.
 type sendRequest struct {
-	topic, message, id   string
-	hasTopic, hasMessage bool
-	hasID                bool
-	tag                  uint64
-	hasTag               bool
-	hasPayload           bool
-	payloadTopic, blob   string
-	hasPayloadTopic      bool
-	hasBlob              bool
-	flags                uint64
+	topic, message, id          []byte
+	hasTopic, hasMessage, hasID bool
+	tag                         uint64
+	hasTag                      bool
+	hasPayload                  bool
+	payloadTopic, blob          []byte
+	hasPayloadTopic, hasBlob    bool
+	flags                       uint64
+	scratch                     []byte // unescaped strings
+	errs                        []fieldError
 }
 
-// parseSend checks the types of every member it knows and reports all bad
-// members at once.
-func parseSend(body []byte) (sendRequest, *requestError) {
-	var raw sendBody
-	if err := decodeObject(body, &raw); err != nil {
-		return sendRequest{}, err
+var sendRequestPool = sync.Pool{New: func() any { return new(sendRequest) }}
+
+// acquireSendRequest returns an empty sendRequest; releaseSendRequest gives
+// it back once nothing refers to its slices.
+func acquireSendRequest() *sendRequest { return sendRequestPool.Get().(*sendRequest) }
+
+func releaseSendRequest(r *sendRequest) {
+	scratch, errs := r.scratch[:0], r.errs[:0]
+	if cap(scratch) > 64<<10 {
+		scratch = nil // one huge body must not stay pinned in the pool
 	}
-	var r sendRequest
-	var errs []fieldError
-	r.topic, r.hasTopic = jsonField{"topic", raw.Topic}.string(&errs)
-	r.tag, r.hasTag = jsonField{"tag", raw.Tag}.uint(&errs)
-	r.message, r.hasMessage = jsonField{"message", raw.Message}.string(&errs)
-	r.id, r.hasID = jsonField{"id", raw.ID}.string(&errs)
-	if p := (jsonField{"payload", raw.Payload}); p.present() {
-		if p.raw[0] != '{' {
-			errs = append(errs, fieldError{"payload", "must be an object {topic, flags, blob}", inBody})
-		} else {
-			var lp legacyPayload
-			if err := json.Unmarshal(p.raw, &lp); err != nil {
-				errs = append(errs, fieldError{"payload", "malformed JSON: " + err.Error(), inBody})
-			} else {
-				r.hasPayload = true
-				r.payloadTopic, r.hasPayloadTopic = jsonField{"payload.topic", lp.Topic}.string(&errs)
-				r.flags, _ = jsonField{"payload.flags", lp.Flags}.uint(&errs)
-				r.blob, r.hasBlob = jsonField{"payload.blob", lp.Blob}.string(&errs)
-			}
+	*r = sendRequest{scratch: scratch, errs: errs}
+	sendRequestPool.Put(r)
+}
+
+// parse reads body into r, checking the type of every member it knows and
+// reporting all bad members at once. Unknown members are skipped; member
+// names match exactly (relays send them lowercase). The valid path does not
+// allocate.
+func (r *sendRequest) parse(body []byte) *requestError {
+	s := scanner{data: body, scratch: r.scratch[:0]}
+	if s.peek() != '{' {
+		return badFields(fieldError{"body", "must be a JSON object", inBody})
+	}
+	s.object(0, func(key []byte) {
+		switch string(key) {
+		case "topic":
+			r.topic, r.hasTopic = r.readString(&s, "topic")
+		case "tag":
+			r.tag, r.hasTag = r.readUint(&s, "tag")
+		case "message":
+			r.message, r.hasMessage = r.readString(&s, "message")
+		case "id":
+			r.id, r.hasID = r.readString(&s, "id")
+		case "payload":
+			r.readPayload(&s)
+		default:
+			s.skip(1)
 		}
+	})
+	s.end()
+	r.scratch = s.scratch
+	if s.err != nil {
+		return badFields(fieldError{"body", "malformed JSON: " + s.err.what + " at byte " + strconv.Itoa(s.err.offset), inBody})
 	}
-	if len(errs) > 0 {
-		return sendRequest{}, badFields(errs...)
+	if len(r.errs) > 0 {
+		return badFields(r.errs...)
 	}
-	return r, nil
+	return nil
+}
+
+func (r *sendRequest) readPayload(s *scanner) {
+	switch s.kind() {
+	case 'n':
+		s.literal("null")
+		return
+	case '{':
+	default:
+		r.errs = append(r.errs, fieldError{"payload", "must be an object {topic, flags, blob}", inBody})
+		s.skip(1)
+		return
+	}
+	r.hasPayload = true
+	s.object(1, func(key []byte) {
+		switch string(key) {
+		case "topic":
+			r.payloadTopic, r.hasPayloadTopic = r.readString(s, "payload.topic")
+		case "flags":
+			r.flags, _ = r.readUint(s, "payload.flags")
+		case "blob":
+			r.blob, r.hasBlob = r.readString(s, "payload.blob")
+		default:
+			s.skip(2)
+		}
+	})
+}
+
+// readString reads a string member; null counts as absent.
+func (r *sendRequest) readString(s *scanner, name string) ([]byte, bool) {
+	switch s.kind() {
+	case '"':
+		return s.str(), true
+	case 'n':
+		s.literal("null")
+		return nil, false
+	}
+	r.errs = append(r.errs, fieldError{name, "must be a string", inBody})
+	s.skip(1)
+	return nil, false
+}
+
+// readUint reads a non-negative integer member (tags and flags); null counts
+// as absent.
+func (r *sendRequest) readUint(s *scanner, name string) (uint64, bool) {
+	switch s.kind() {
+	case '0':
+		num := s.number()
+		if s.err != nil {
+			return 0, false
+		}
+		n, ok := parseUint(num)
+		if !ok {
+			r.errs = append(r.errs, fieldError{name, "must be a non-negative integer", inBody})
+		}
+		return n, ok
+	case 'n':
+		s.literal("null")
+		return 0, false
+	}
+	r.errs = append(r.errs, fieldError{name, "must be a non-negative integer", inBody})
+	s.skip(1)
+	return 0, false
+}
+
+// parseUint parses decimal digits into a uint64, refusing signs, fractions,
+// exponents and overflow.
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (1<<64-1-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 // messageID is the dedup id of API.md: the legacy id when present, else the
 // lowercase hex SHA-256 of message.
 func (r *sendRequest) messageID() (string, *requestError) {
-	if r.hasID && r.id != "" {
-		return r.id, nil
+	if r.hasID && len(r.id) > 0 {
+		return string(r.id), nil
 	}
 	if !r.hasMessage {
 		return "", badFields(fieldError{"id", "required with a legacy payload and no message", inBody})
 	}
-	sum := sha256.Sum256([]byte(r.message))
+	sum := sha256.Sum256(r.message)
 	return hex.EncodeToString(sum[:]), nil
 }
 
@@ -132,9 +217,9 @@ func (r *sendRequest) compose(alwaysRaw bool) (dispatch.Notification, *requestEr
 		}
 		n.Kind = dispatch.KindRaw
 		n.Data = []dispatch.Field{
-			{Key: "topic", Value: r.topic},
+			{Key: "topic", Value: string(r.topic)},
 			{Key: "tag", Value: strconv.FormatUint(r.tag, 10)},
-			{Key: "message", Value: r.message},
+			{Key: "message", Value: string(r.message)},
 		}
 		return n, nil
 	}
@@ -167,7 +252,7 @@ func (r *sendRequest) compose(alwaysRaw bool) (dispatch.Notification, *requestEr
 		n.Kind = dispatch.KindVisible
 		n.Title, n.Body, n.ImageURL, n.URL = v.Title, v.Body, v.Image, v.URL
 		if hasTopic {
-			n.Data = append(n.Data, dispatch.Field{Key: "topic", Value: topic})
+			n.Data = append(n.Data, dispatch.Field{Key: "topic", Value: string(topic)})
 		}
 		return n, nil
 	}
@@ -187,12 +272,12 @@ func (r *sendRequest) compose(alwaysRaw bool) (dispatch.Notification, *requestEr
 	return n, nil
 }
 
-func encryptedData(dst []dispatch.Field, topic, blob string, hasTopic, hasBlob bool) []dispatch.Field {
+func encryptedData(dst []dispatch.Field, topic, blob []byte, hasTopic, hasBlob bool) []dispatch.Field {
 	if hasTopic {
-		dst = append(dst, dispatch.Field{Key: "topic", Value: topic})
+		dst = append(dst, dispatch.Field{Key: "topic", Value: string(topic)})
 	}
 	if hasBlob {
-		dst = append(dst, dispatch.Field{Key: "blob", Value: blob})
+		dst = append(dst, dispatch.Field{Key: "blob", Value: string(blob)})
 	}
 	return dst
 }
@@ -207,8 +292,10 @@ type visibleBlob struct {
 
 // decodeBlob decodes a standard-base64 JSON {title, body, image?, url?}; the
 // string it returns on failure says why, for the field error.
-func decodeBlob(blob string) (visibleBlob, string) {
-	raw, err := base64.StdEncoding.DecodeString(blob)
+func decodeBlob(blob []byte) (visibleBlob, string) {
+	raw := make([]byte, base64.StdEncoding.DecodedLen(len(blob)))
+	n, err := base64.StdEncoding.Decode(raw, blob)
+	raw = raw[:n]
 	if err != nil {
 		return visibleBlob{}, "must be standard base64: " + err.Error()
 	}

@@ -32,8 +32,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	req, rerr := parseSend(body)
-	if rerr != nil {
+	req := acquireSendRequest()
+	defer releaseSendRequest(req)
+	if rerr := req.parse(body); rerr != nil {
 		return rerr
 	}
 
