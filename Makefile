@@ -48,5 +48,17 @@ redis-server:
 bench: redis-server
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
 
+# fuzz runs every fuzz target for FUZZTIME each (make test runs only their
+# seed corpora). Crashers land in testdata/fuzz/ and become regression seeds.
+FUZZTIME ?= 60s
+FUZZ_TARGETS := ./router:FuzzSendParse ./router:FuzzRegisterParse ./router:FuzzDecodeBlob \
+	./verify:FuzzVerify ./verify:FuzzClientAuth ./dispatch:FuzzAppendJSONString
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
 clean:
 	rm -rf bin .dev data

@@ -140,6 +140,9 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.router.MaxBodySize = maxBody
+	if c.router.MaxInFlightSends, err = envInt(getenv, "MAX_INFLIGHT_SENDS", 10000, 1, 1<<20); err != nil {
+		return nil, err
+	}
 	c.router.Version = version
 	if c.metricsPort, err = envInt(getenv, "TELEMETRY_PROMETHEUS_PORT", 0, 1, 65535); err != nil {
 		return nil, err

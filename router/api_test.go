@@ -249,3 +249,20 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Fatalf("sent %d with the store down; want 0", got)
 	}
 }
+
+func TestSendsBeyondTheConcurrencyLimitAreShed(t *testing.T) {
+	h := newHarness(t, options{configure: func(c *Config) { c.MaxInFlightSends = 1 }})
+	h.register("c", "noop", "tok", false)
+	// Hold the one slot, as a send stuck on a slow provider would.
+	h.srv.inFlight.Add(1)
+	r := h.send("c", `{"topic":"t","tag":1,"message":"m"}`)
+	r.expectError(t, 503, "overloaded")
+	if r.header.Get("Retry-After") != "1" {
+		t.Fatalf("Retry-After = %q; want 1", r.header.Get("Retry-After"))
+	}
+	if h.providers.Noop().Sent() != 0 {
+		t.Fatal("a shed send was delivered")
+	}
+	h.srv.inFlight.Add(-1)
+	h.send("c", `{"topic":"t","tag":1,"message":"m"}`).expectOK(t, 202)
+}

@@ -117,6 +117,7 @@ var (
 	internalErrorBody    = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"internal_error", "the server failed to handle the request"}}})
 	staticErrorBodies    [len(errorNames)][]byte
 	notFoundBody         = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"not_found", "no such route"}}})
+	overloadedBody       = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"overloaded", "too many sends in flight; retry after the Retry-After delay"}}})
 	methodNotAllowedBody = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"method_not_allowed", "the route does not accept this method"}}})
 )
 

@@ -18,6 +18,7 @@ var (
 	dedupHits         = metrics.NewCounter(`push_dedup_hits_total`)
 	deadTokensRemoved = metrics.NewCounter(`push_dead_tokens_removed_total`)
 	storeErrors       = metrics.NewCounter(`push_store_errors_total`)
+	sendsShed         = metrics.NewCounter(`push_sends_shed_total`)
 )
 
 // routeMetrics counts one route's requests by status and times them.

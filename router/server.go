@@ -15,6 +15,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	fasthttprouter "github.com/fasthttp/router"
@@ -47,6 +48,11 @@ type Config struct {
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// Logger receives the server's logs; nil = slog.Default().
 	Logger *slog.Logger
+	// MaxInFlightSends bounds the sends being handled at once
+	// (MAX_INFLIGHT_SENDS). Past it a send is shed with 503 overloaded and
+	// Retry-After before memory grows: the relay retries later, or another
+	// instance takes it. 0 means 10000.
+	MaxInFlightSends int
 	// ServeMetrics adds GET /metrics to the API's port; main turns it off
 	// when TELEMETRY_PROMETHEUS_PORT gives metrics a port of their own.
 	ServeMetrics bool
@@ -62,6 +68,7 @@ type Server struct {
 	log        *slog.Logger
 	http       *fasthttp.Server
 	healthBody []byte
+	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
 }
 
 // New builds a Server. relay may be nil only when cfg.ValidateSignatures is
@@ -90,6 +97,9 @@ func New(cfg Config, store cache.Store, relay *verify.Relay, clientAuth *verify.
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 60 * time.Second
+	}
+	if cfg.MaxInFlightSends <= 0 {
+		cfg.MaxInFlightSends = 10000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -123,7 +133,7 @@ func New(cfg Config, store cache.Store, relay *verify.Relay, clientAuth *verify.
 	r.GET("/health/ready", instrument("ready", s.handle(s.ready)))
 	r.POST("/clients", instrument("register", s.handle(s.register)))
 	r.DELETE("/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
-	r.POST("/clients/{client_id}", instrument("send", s.handle(s.send)))
+	r.POST("/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
 	if cfg.ServeMetrics {
 		r.GET("/metrics", MetricsHandler)
 	}
@@ -164,6 +174,23 @@ func (s *Server) handle(h func(ctx *fasthttp.RequestCtx) error) fasthttp.Request
 		if err := h(ctx); err != nil {
 			s.writeError(ctx, err)
 		}
+	}
+}
+
+// shed admits h's request only while fewer than MaxInFlightSends are being
+// handled, so that a burst beyond what providers absorb is refused at once
+// (cheaply, with Retry-After) instead of queueing goroutines and memory.
+func (s *Server) shed(h func(ctx *fasthttp.RequestCtx) error) func(ctx *fasthttp.RequestCtx) error {
+	return func(ctx *fasthttp.RequestCtx) error {
+		if s.inFlight.Add(1) > int64(s.cfg.MaxInFlightSends) {
+			s.inFlight.Add(-1)
+			sendsShed.Inc()
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+			writeBody(ctx, fasthttp.StatusServiceUnavailable, overloadedBody)
+			return nil
+		}
+		defer s.inFlight.Add(-1)
+		return h(ctx)
 	}
 }
 
