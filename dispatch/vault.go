@@ -1,0 +1,93 @@
+package dispatch
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+)
+
+// Vault seals tenants' provider credentials for storage (AES-256-GCM, the
+// tenant id as associated data, so a sealed blob copied to another tenant
+// does not open). A sealed blob starts with a 4-byte key id, so that after
+// a key rotation blobs sealed under the previous key still open while they
+// are re-sealed (see docs/tenants.md, "Rotating the key").
+type Vault struct {
+	seal cipher.AEAD
+	id   [4]byte
+	open map[[4]byte]cipher.AEAD // every key that may have sealed a stored blob
+}
+
+// ErrSealed means a sealed blob does not open: another key, another tenant,
+// or tampering.
+var ErrSealed = errors.New("dispatch: sealed credentials do not open with this key and tenant")
+
+// NewVault makes a Vault that seals with key and opens blobs sealed with key
+// or any of previous. Every key is 32 bytes.
+func NewVault(key []byte, previous ...[]byte) (*Vault, error) {
+	v := &Vault{open: map[[4]byte]cipher.AEAD{}}
+	for i, k := range append([][]byte{key}, previous...) {
+		aead, id, err := newAEAD(k)
+		if err != nil {
+			return nil, err
+		}
+		if i == 0 {
+			v.seal, v.id = aead, id
+		}
+		v.open[id] = aead
+	}
+	return v, nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, [4]byte, error) {
+	var id [4]byte
+	if len(key) != 32 {
+		return nil, id, fmt.Errorf("want a 32-byte key, got %d bytes", len(key))
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, id, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, id, err
+	}
+	sum := sha256.Sum256(append([]byte("push-server vault key id\x00"), key...))
+	copy(id[:], sum[:4])
+	return aead, id, nil
+}
+
+// Seal encrypts plaintext for tenantID: key id, random nonce, ciphertext.
+func (v *Vault) Seal(tenantID string, plaintext []byte) []byte {
+	out := make([]byte, 4+v.seal.NonceSize(), 4+v.seal.NonceSize()+len(plaintext)+v.seal.Overhead())
+	copy(out, v.id[:])
+	if _, err := rand.Read(out[4:]); err != nil {
+		panic("BUG: crypto/rand failed: " + err.Error())
+	}
+	return v.seal.Seal(out, out[4:], plaintext, []byte(tenantID))
+}
+
+// Open decrypts a blob Seal made for tenantID.
+func (v *Vault) Open(tenantID string, sealed []byte) ([]byte, error) {
+	if len(sealed) < 4 {
+		return nil, ErrSealed
+	}
+	aead := v.open[[4]byte(sealed[:4])]
+	if aead == nil || len(sealed) < 4+aead.NonceSize() {
+		return nil, ErrSealed
+	}
+	nonce, ct := sealed[4:4+aead.NonceSize()], sealed[4+aead.NonceSize():]
+	plain, err := aead.Open(nil, nonce, ct, []byte(tenantID))
+	if err != nil {
+		return nil, ErrSealed
+	}
+	return plain, nil
+}
+
+// Current reports whether sealed was made with the sealing key (false: it
+// was sealed under a previous key and should be re-sealed).
+func (v *Vault) Current(sealed []byte) bool {
+	return len(sealed) >= 4 && [4]byte(sealed[:4]) == v.id
+}
