@@ -3,7 +3,7 @@
 package verify
 
 import (
-	"crypto/ed25519"
+	"bytes"
 	"errors"
 	"testing"
 )
@@ -20,28 +20,56 @@ func TestVerifyDoesNotAllocate(t *testing.T) {
 	}
 }
 
-// TestVerifyBadSignatureAddsNoAllocation matters because a misconfigured
-// relay (wrong key) makes the 401 path as hot as the success path.
-//
-// Verify itself must add nothing on this path. crypto/ed25519.Verify,
-// however, allocates once per invalid signature as of Go 1.26: its internal
-// verifier returns a fresh errors.New("ed25519: invalid signature") that
-// escapes to the heap. So this test pins "no more than the bare stdlib call";
-// when the faster verifier replaces ed25519.Verify (or Go stops allocating),
-// baseline becomes 0 and so must Verify.
-func TestVerifyBadSignatureAddsNoAllocation(t *testing.T) {
+// TestVerifyBadSignatureDoesNotAllocate matters because a misconfigured
+// relay (wrong key) makes the 401 path as hot as the success path. Both kinds
+// of bad signature are covered: one whose R is not a point (rejected while
+// decoding) and a well-formed one over another body (rejected by the
+// equation).
+func TestVerifyBadSignatureDoesNotAllocate(t *testing.T) {
 	r, ts, sig, body := newSignedSend(t)
 	forged := []byte(flipHex(string(sig), 10))
-	if err := r.Verify(ts, forged, body); !errors.Is(err, ErrBadSignature) {
-		t.Fatalf("Verify = %v; want ErrBadSignature", err)
+	otherBody := append(bytes.Clone(body), '!')
+	for _, c := range []struct {
+		name      string
+		sig, body []byte
+	}{{"undecodable R", forged, body}, {"other body", sig, otherBody}} {
+		if err := r.Verify(ts, c.sig, c.body); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("%s: Verify = %v; want ErrBadSignature", c.name, err)
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = r.Verify(ts, c.sig, c.body) }); n != 0 {
+			t.Errorf("%s: Verify of a bad signature allocates %.1f times per call; want 0", c.name, n)
+		}
 	}
-	msg, rawForged := AppendMessage(nil, ts, body), mustHex(t, forged)
-	baseline := testing.AllocsPerRun(100, func() { _ = ed25519.Verify(r.key, msg, rawForged) })
-	if baseline > 1 {
-		t.Fatalf("bare ed25519.Verify of a bad signature allocates %.1f times; this test assumed at most 1", baseline)
+}
+
+// TestBatchDoesNotAllocate covers what one caller alone never reaches: the
+// batch equation, and the one-by-one fallback after a batch with a bad
+// signature in it.
+func TestBatchDoesNotAllocate(t *testing.T) {
+	r, ts, sig, body := newSignedSend(t)
+	var raw [64]byte
+	copy(raw[:], mustHex(t, sig))
+	items := make([]*pending, maxBatch)
+	for i := range items {
+		items[i] = new(pending)
+		if !r.prepare(items[i], &raw, ts, body) {
+			t.Fatal("prepare rejected a good signature")
+		}
 	}
-	if n := testing.AllocsPerRun(100, func() { _ = r.Verify(ts, forged, body) }); n > baseline {
-		t.Fatalf("Verify of a bad signature allocates %.1f times per call; bare ed25519.Verify %.1f; want no more", n, baseline)
+	scratch := new(batchScratch)
+	if n := testing.AllocsPerRun(10, func() { r.check(items, scratch) }); n != 0 {
+		t.Errorf("a batch of %d good signatures allocates %.1f times; want 0", len(items), n)
+	}
+	bad := new(pending)
+	if !r.prepare(bad, &raw, ts, append(bytes.Clone(body), '!')) {
+		t.Fatal("prepare rejected a well-formed signature")
+	}
+	mixed := append(items[:15:15], bad)
+	if n := testing.AllocsPerRun(10, func() { r.check(mixed, scratch) }); n != 0 {
+		t.Errorf("a failing batch and its fallback allocate %.1f times; want 0", n)
+	}
+	if bad.ok || !mixed[0].ok {
+		t.Errorf("mixed batch: bad.ok = %v, good.ok = %v; want false, true", bad.ok, mixed[0].ok)
 	}
 }
 

@@ -7,12 +7,17 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	ved25519 "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
 // FuzzVerify feeds arbitrary headers and bodies to Relay.Verify. Properties:
-// it never panics; it returns nil only for a signature that really verifies
-// over AppendMessage(timestamp, body) and a well-formed, fresh timestamp; and
-// any error is one of the package's sentinels.
+// it never panics; any error is one of the package's sentinels; and whether
+// the signature verifies agrees with an independent implementation of the
+// same semantics, voi's ed25519.VerifyWithOptions with the FIPS 186-5 preset
+// (cofactored, canonical R and A, S below L): nil and ErrStaleTimestamp only
+// for a signature it accepts, ErrBadSignature only for one it rejects. A nil
+// also needs a fresh timestamp.
 func FuzzVerify(f *testing.F) {
 	r, ts, sig, body := newSignedSend(f)
 	f.Add(ts, sig, body)
@@ -23,14 +28,28 @@ func FuzzVerify(f *testing.F) {
 	f.Add(ts, []byte(strings.Repeat("zz", 64)), body)
 	f.Add(ts, sig[:127], body)
 	f.Add([]byte("-1"), sig, body)
+	es := newEdgeSigner(f)
+	for _, v := range relayEdgeVectors(f, es) {
+		f.Add(es.ts, []byte(hex.EncodeToString(v.sig)), es.body)
+	}
 	sentinels := []error{ErrMissingTimestamp, ErrMissingSignature, ErrMalformedTimestamp, ErrStaleTimestamp, ErrMalformedSignature, ErrBadSignature}
+	fips := &ved25519.Options{Verify: ved25519.VerifyOptionsFIPS_186_5}
 	f.Fuzz(func(t *testing.T, ts, sigHex, body []byte) {
 		err := r.Verify(ts, sigHex, body)
+		if err == nil || errors.Is(err, ErrStaleTimestamp) || errors.Is(err, ErrBadSignature) {
+			raw, herr := hex.DecodeString(string(sigHex))
+			if herr != nil || len(raw) != ed25519.SignatureSize {
+				t.Fatalf("Verify(%q, %q, %q) = %v for a malformed signature", ts, sigHex, body, err)
+			}
+			ref := ved25519.VerifyWithOptions(ved25519.PublicKey(r.key), AppendMessage(nil, ts, body), raw, fips)
+			if ref == errors.Is(err, ErrBadSignature) {
+				t.Fatalf("Verify(%q, %q, %q) = %v; voi's FIPS 186-5 verification says %v", ts, sigHex, body, err, ref)
+			}
+		}
 		if err == nil {
 			sec, perr := ParseTimestamp(ts)
-			raw, herr := hex.DecodeString(string(sigHex))
-			if perr != nil || herr != nil || !ed25519.Verify(r.key, AppendMessage(nil, ts, body), raw) {
-				t.Fatalf("Verify(%q, %q, %q) = nil for an invalid request", ts, sigHex, body)
+			if perr != nil {
+				t.Fatalf("Verify(%q, ...) = nil for a malformed timestamp", ts)
 			}
 			if d := testNow.Unix() - sec; d > 300 || d < -300 {
 				t.Fatalf("Verify(%q, ...) = nil for a timestamp %d s off", ts, d)
