@@ -6,10 +6,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -17,10 +19,19 @@ import (
 
 // RedisConfig configures NewRedis. Zero fields take the defaults below.
 type RedisConfig struct {
-	// URL is a redis:// or rediss:// URL, as parsed by rueidis.ParseURL. A
-	// single address that is not a cluster node is used as one server; a
-	// cluster node makes the store a cluster client.
+	// URL is the primary (REDIS_URL): a redis:// or rediss:// URL, as
+	// parsed by rueidis.ParseURL, or several separated by commas. Every
+	// write and every dedup record goes to it. A single address that is not
+	// a cluster node is used as one server; a cluster node (any one serves
+	// as the seed) makes the store a cluster client. With several URLs,
+	// credentials and options come from the first; the others only add
+	// seed addresses, and they must be nodes of one cluster.
 	URL string
+	// ReplicaURL, when set, is a read replica of URL's server
+	// (REDIS_REPLICA_URL), typically one in this process's region. Look-ups
+	// are served from it, with client-side caching; see Redis for the
+	// consistency this gives. It is not supported with a cluster URL.
+	ReplicaURL string
 	// KeyPrefix starts every key; default "ps:". It must not contain '{' or
 	// '}', which would change the keys' hash slots. Tests use a random one.
 	KeyPrefix string
@@ -30,7 +41,9 @@ type RedisConfig struct {
 	CacheTTL time.Duration
 	// Timeout bounds each Store method call, connecting, and every wait for
 	// a reply on a connection; default 2s. A store that does not answer
-	// within it gives ErrUnavailable rather than hanging a request.
+	// within it gives ErrUnavailable rather than hanging a request. With a
+	// replica, a look-up gives the replica half of it before asking the
+	// primary.
 	Timeout time.Duration
 }
 
@@ -73,15 +86,49 @@ const (
 // connection breaks, its whole cache is dropped with it. CacheTTL bounds
 // staleness should an invalidation ever be lost.
 //
+// Replica (RedisConfig.ReplicaURL): look-ups read the replica through its
+// own client-side cache; the replica pushes invalidations as it applies the
+// replication stream. A client the replica does not know is looked up again
+// on the primary, so a new registration is visible at once; a change to a
+// known client (token move, unregister, new token) is visible after the
+// replication lag. Register and Unregister wait, within the timeout, until
+// the replica has applied their writes, so this store reads its own writes.
+// Dedup records live on the primary only: Reserve, Commit and Release are
+// never answered by a replica, so a relay retrying through another region
+// finds the first region's mark. When the replica fails, look-ups fall back
+// to the primary and the replica is tried again after a second; when the
+// primary fails, look-ups of known clients keep answering from the replica
+// (a miss then answers ErrClientNotFound unconfirmed) while every write,
+// Reserve included, answers ErrUnavailable within the timeout. The replica
+// may be down when NewRedis runs: it is connected in the background.
+// docs/redis.md has the whole model.
+//
 // All methods are safe for concurrent use.
 type Redis struct {
-	c         rueidis.Client
-	prefix    string
-	cacheTTL  time.Duration
-	timeout   time.Duration
-	nonces    *nonceSource
+	c        rueidis.Client // the primary
+	prefix   string
+	cacheTTL time.Duration
+	timeout  time.Duration
+	nonces   *nonceSource
+
+	// replica is the replica's client, nil until connected or without
+	// ReplicaURL. replicaDownUntil and primaryDownUntil (unix ns) skip a
+	// server that just failed, so an outage costs one timeout a second
+	// rather than one per look-up.
+	replica          atomic.Pointer[replicaClient]
+	replicaDownUntil atomic.Int64
+	primaryDownUntil atomic.Int64
+
+	stop      chan struct{} // closed by Close; ends the replica connector
+	bg        sync.WaitGroup
 	closeOnce sync.Once
 }
+
+// replicaClient boxes the interface for atomic.Pointer.
+type replicaClient struct{ c rueidis.Client }
+
+// retryDownAfter is how long a server that failed a look-up is skipped.
+const retryDownAfter = time.Second
 
 var _ Store = (*Redis)(nil)
 
@@ -98,7 +145,9 @@ return 0`)
 )
 
 // NewRedis connects to cfg.URL. The connection is made before it returns; a
-// server that cannot be reached gives an error wrapping ErrUnavailable.
+// server that cannot be reached gives an error wrapping ErrUnavailable. A
+// replica (cfg.ReplicaURL) that cannot be reached yet is connected in the
+// background; until then look-ups read the primary.
 func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if cfg.KeyPrefix == "" {
 		cfg.KeyPrefix = DefaultKeyPrefix
@@ -112,16 +161,77 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	opt, err := rueidis.ParseURL(cfg.URL)
+	opt, err := parseRedisURLs(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	var replicaOpt rueidis.ClientOption
+	if cfg.ReplicaURL != "" {
+		if replicaOpt, err = rueidis.ParseURL(cfg.ReplicaURL); err != nil {
+			// The URL may hold a password, so it is not repeated here.
+			return nil, fmt.Errorf("cannot parse redis replica URL: %v", err)
+		}
+		// A replica is one server: skip the CLUSTER SLOTS probe.
+		replicaOpt.ForceSingleClient = true
+	}
+	c, err := rueidis.NewClient(tuneOption(opt, cfg.Timeout))
+	if err != nil {
+		return nil, fmt.Errorf("cannot connect to redis: %v: %w", err, ErrUnavailable)
+	}
+	if cfg.ReplicaURL != "" && c.Mode() == rueidis.ClientModeCluster {
+		c.Close()
+		// A cluster's shards each have their own replicas; reading from the
+		// local ones would need a per-shard choice (rueidis SendToReplicas
+		// with ReadNodeSelector), which is not built.
+		return nil, errors.New("redis replica URL is set but the redis URL is a cluster: a replica URL is supported with a single primary only")
+	}
+	r := &Redis{
+		c:        c,
+		prefix:   cfg.KeyPrefix,
+		cacheTTL: cfg.CacheTTL,
+		timeout:  cfg.Timeout,
+		nonces:   newNonceSource(),
+		stop:     make(chan struct{}),
+	}
+	if cfg.ReplicaURL != "" {
+		// The replica gets half the timeout, so that a silent replica leaves
+		// a look-up time to ask the primary.
+		replicaOpt = tuneOption(replicaOpt, cfg.Timeout/2)
+		if rc, err := rueidis.NewClient(replicaOpt); err == nil {
+			r.replica.Store(&replicaClient{rc})
+		} else {
+			r.bg.Go(func() { r.connectReplica(replicaOpt) })
+		}
+	}
+	return r, nil
+}
+
+// parseRedisURLs parses one URL or several separated by commas into one
+// option: the first URL's, with the others' addresses added as seeds.
+func parseRedisURLs(urls string) (rueidis.ClientOption, error) {
+	parts := strings.Split(urls, ",")
+	opt, err := rueidis.ParseURL(strings.TrimSpace(parts[0]))
 	if err != nil {
 		// The URL may hold a password, so it is not repeated here.
-		return nil, fmt.Errorf("cannot parse redis URL: %v", err)
+		return opt, fmt.Errorf("cannot parse redis URL: %v", err)
 	}
-	opt.Dialer.Timeout = cfg.Timeout
+	for i, p := range parts[1:] {
+		o, err := rueidis.ParseURL(strings.TrimSpace(p))
+		if err != nil {
+			return opt, fmt.Errorf("cannot parse redis URL number %d of %d: %v", i+2, len(parts), err)
+		}
+		opt.InitAddress = append(opt.InitAddress, o.InitAddress...)
+	}
+	return opt, nil
+}
+
+// tuneOption sets what every connection of the store needs.
+func tuneOption(opt rueidis.ClientOption, timeout time.Duration) rueidis.ClientOption {
+	opt.Dialer.Timeout = timeout
 	// Also the deadline of the connection handshake and of waiting for a
 	// pipelined reply, so a server that accepts but never answers cannot
 	// hang start-up or a request.
-	opt.ConnWriteTimeout = cfg.Timeout
+	opt.ConnWriteTimeout = timeout
 	// A set OnInvalidations makes rueidis start each connection's reading
 	// goroutine at once, so invalidations pushed by Redis are applied while
 	// this process only serves cache hits (otherwise they would wait in the
@@ -134,17 +244,42 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	// LookupAfterWriteIsFresh). On one connection, settle's replies come
 	// after the invalidations. Auto-pipelining keeps one connection busy.
 	opt.PipelineMultiplex = -1
-	c, err := rueidis.NewClient(opt)
-	if err != nil {
-		return nil, fmt.Errorf("cannot connect to redis: %v: %w", err, ErrUnavailable)
+	return opt
+}
+
+// connectReplica retries connecting to the replica every retryDownAfter
+// until it succeeds or the store is closed.
+func (r *Redis) connectReplica(opt rueidis.ClientOption) {
+	t := time.NewTicker(retryDownAfter)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-t.C:
+		}
+		rc, err := rueidis.NewClient(opt)
+		if err != nil {
+			continue
+		}
+		select {
+		case <-r.stop:
+			rc.Close()
+		default:
+			r.replica.Store(&replicaClient{rc})
+		}
+		return
 	}
-	return &Redis{
-		c:        c,
-		prefix:   cfg.KeyPrefix,
-		cacheTTL: cfg.CacheTTL,
-		timeout:  cfg.Timeout,
-		nonces:   newNonceSource(),
-	}, nil
+}
+
+// readReplica returns the replica's client, or nil when there is none or
+// it failed within the last retryDownAfter.
+func (r *Redis) readReplica() rueidis.Client {
+	rc := r.replica.Load()
+	if rc == nil || time.Now().UnixNano() < r.replicaDownUntil.Load() {
+		return nil
+	}
+	return rc.c
 }
 
 // unavailable wraps ErrUnavailable with what failed and the cause's text; the
@@ -263,6 +398,60 @@ func (r *Redis) settle(ctx context.Context, keys []string) {
 		cmds[i] = r.c.B().Exists().Key(k).Build()
 	}
 	r.c.DoMulti(ctx, cmds...)
+	// The primary just answered: a look-up miss may ask it again.
+	r.primaryDownUntil.Store(0)
+	if rc := r.readReplica(); rc != nil {
+		r.awaitReplica(ctx, rc)
+	}
+}
+
+// awaitReplica waits until the replica has applied everything the primary
+// had written when asked, so that the invalidations of this store's writes
+// have reached the replica connection's cache (they precede the replica's
+// reply on that one connection) and this store's next Lookup, answered by
+// the replica, is not stale. It gives up, silently, when the replica's link
+// to the primary is down (it will not catch up soon), on any error, or when
+// ctx ends: the writes are done either way.
+func (r *Redis) awaitReplica(ctx context.Context, rc rueidis.Client) {
+	info, err := r.c.Do(ctx, r.c.B().Info().Section("replication").Build()).ToString()
+	if err != nil {
+		return
+	}
+	target, ok := infoInt(info, "master_repl_offset")
+	if !ok {
+		return
+	}
+	wait := time.Millisecond
+	for {
+		info, err := rc.Do(ctx, rc.B().Info().Section("replication").Build()).ToString()
+		if err != nil || infoField(info, "master_link_status") != "up" {
+			return
+		}
+		if applied, ok := infoInt(info, "slave_repl_offset"); !ok || applied >= target {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 20*time.Millisecond)
+	}
+}
+
+// infoField returns the value of "name:value" in an INFO reply, or "".
+func infoField(info, name string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+func infoInt(info, name string) (int64, bool) {
+	n, err := strconv.ParseInt(infoField(info, name), 10, 64)
+	return n, err == nil
 }
 
 // Unregister implements Store.
@@ -292,12 +481,45 @@ func (r *Redis) Unregister(ctx context.Context, tenant, id string) error {
 }
 
 // Lookup implements Store. It reads the record, then the owner of its token,
-// both through the client-side cache: a hit costs no round trip.
+// both through the client-side cache: a hit costs no round trip. With a
+// replica, the replica answers first; see Redis for what it may miss.
 func (r *Redis) Lookup(ctx context.Context, tenant, id string) (Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 
-	b, err := r.c.DoCache(ctx, r.c.B().Get().Key(r.clientKey(tenant, id)).Cache(), r.cacheTTL).AsBytes()
+	rc := r.readReplica()
+	if rc == nil {
+		return r.lookupOn(ctx, r.c, tenant, id)
+	}
+	rctx, rcancel := context.WithTimeout(ctx, r.timeout/2)
+	c, err := r.lookupOn(rctx, rc, tenant, id)
+	rcancel()
+	switch {
+	case err == nil:
+		return c, nil
+	case errors.Is(err, ErrClientNotFound):
+		// The registration may not have reached the replica yet: the
+		// primary is asked, unless it just failed. Then the replica's answer
+		// is the best there is.
+		if time.Now().UnixNano() < r.primaryDownUntil.Load() {
+			return Client{}, err
+		}
+		pc, perr := r.lookupOn(ctx, r.c, tenant, id)
+		if errors.Is(perr, ErrUnavailable) {
+			r.primaryDownUntil.Store(time.Now().Add(retryDownAfter).UnixNano())
+			return Client{}, err
+		}
+		return pc, perr
+	case errors.Is(err, ErrUnavailable):
+		r.replicaDownUntil.Store(time.Now().Add(retryDownAfter).UnixNano())
+	}
+	// Unreachable, or a record that does not decode: the primary decides.
+	return r.lookupOn(ctx, r.c, tenant, id)
+}
+
+// lookupOn is Lookup on one server's client.
+func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id string) (Client, error) {
+	b, err := rc.DoCache(ctx, rc.B().Get().Key(r.clientKey(tenant, id)).Cache(), r.cacheTTL).AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return Client{}, ErrClientNotFound
 	}
@@ -308,7 +530,7 @@ func (r *Redis) Lookup(ctx context.Context, tenant, id string) (Client, error) {
 	if err != nil {
 		return Client{}, fmt.Errorf("cannot read client %q: %w", id, err)
 	}
-	owner, err := r.c.DoCache(ctx, r.c.B().Get().Key(r.tokenKey(tenant, &rec.hash)).Cache(), r.cacheTTL).AsBytes()
+	owner, err := rc.DoCache(ctx, rc.B().Get().Key(r.tokenKey(tenant, &rec.hash)).Cache(), r.cacheTTL).AsBytes()
 	if rueidis.IsRedisNil(err) {
 		return Client{}, ErrClientNotFound
 	}
@@ -404,6 +626,13 @@ func (r *Redis) Ping(ctx context.Context) error {
 // Close implements Store. It may be called more than once; later calls to
 // other methods give ErrUnavailable.
 func (r *Redis) Close() error {
-	r.closeOnce.Do(r.c.Close)
+	r.closeOnce.Do(func() {
+		close(r.stop)
+		r.bg.Wait()
+		if rc := r.replica.Load(); rc != nil {
+			rc.c.Close()
+		}
+		r.c.Close()
+	})
 	return nil
 }

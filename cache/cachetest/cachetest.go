@@ -1,7 +1,8 @@
 // Package cachetest is the contract suite for cache.Store implementations,
 // in the manner of testing/fstest: Run checks the promises written in
 // cache.Store's documentation, and spells out the fine print. It also starts
-// private Redis servers for tests (StartRedis).
+// private Redis servers for tests: StartRedis (throwaway), StartRedisServer
+// (persistent, to crash and restart), StartReplica and StartCluster.
 package cachetest
 
 import (

@@ -1,0 +1,295 @@
+package cachetest
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// RedisServer is a private redis-server that a test can crash and restart,
+// to see how a store rides out an outage. It persists every write before
+// answering (AOF, appendfsync always), so a crash loses nothing that was
+// acknowledged, the way a production primary should be configured.
+type RedisServer struct {
+	// Addr is "127.0.0.1:port"; it stays the same across Restart.
+	Addr string
+
+	t    testing.TB
+	bin  string
+	args []string
+
+	mu     sync.Mutex // guards cmd and exited
+	cmd    *exec.Cmd  // nil while stopped
+	exited chan struct{}
+}
+
+// StartRedisServer starts a persistent redis-server on a free 127.0.0.1
+// port with its data in a t.TempDir(), and returns once it answers PING.
+// args are appended to the command line. It is killed in t.Cleanup.
+func StartRedisServer(t testing.TB, args ...string) *RedisServer {
+	t.Helper()
+	bin := redisBin(t, "redis-server")
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("cannot find a free port: %v", err)
+		}
+		dir := t.TempDir()
+		s := &RedisServer{
+			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			t:    t,
+			bin:  bin,
+			args: append([]string{
+				"--port", strconv.Itoa(port),
+				"--bind", "127.0.0.1",
+				"--save", "",
+				"--appendonly", "yes",
+				"--appendfsync", "always",
+				// A diskless full sync waits 5s for more replicas to join,
+				// and then streams writes only after the replica's first
+				// ACK, up to a second later; a sync through a file starts
+				// streaming as soon as the file is sent.
+				"--repl-diskless-sync", "no",
+				"--dir", dir,
+			}, args...),
+		}
+		// The free port may be taken by someone else before the server binds
+		// it: then it exits and another port is tried.
+		out, ok := s.start()
+		if ok {
+			t.Cleanup(s.Stop)
+			return s
+		}
+		t.Logf("redis-server on %s did not come up (attempt %d): %s", s.Addr, attempt+1, out)
+	}
+	t.Fatalf("cannot start redis-server after 3 attempts")
+	return nil
+}
+
+func redisBin(t testing.TB, name string) string {
+	t.Helper()
+	bin, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found in PATH (%v); `make test` installs it", name, err)
+	}
+	return bin
+}
+
+// start launches the process and waits for PONG; on failure it returns the
+// process's output.
+func (s *RedisServer) start() (output string, ok bool) {
+	cmd := exec.Command(s.bin, s.args...)
+	out := &syncBuilder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		s.t.Fatalf("cannot start %s: %v", s.bin, err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	if !waitForPong(s.Addr, exited, 5*time.Second) {
+		_ = cmd.Process.Kill()
+		<-exited
+		return out.String(), false
+	}
+	s.mu.Lock()
+	s.cmd, s.exited = cmd, exited
+	s.mu.Unlock()
+	return "", true
+}
+
+// Stop kills the server (SIGKILL: a crash, not a clean shutdown) and returns
+// once it has exited. Stopping a stopped server does nothing.
+func (s *RedisServer) Stop() {
+	s.mu.Lock()
+	cmd, exited := s.cmd, s.exited
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// Restart starts a stopped server again on the same port and data
+// directory; it comes back with every acknowledged write.
+func (s *RedisServer) Restart() {
+	s.t.Helper()
+	s.mu.Lock()
+	running := s.cmd != nil
+	s.mu.Unlock()
+	if running {
+		s.t.Fatalf("Restart of redis-server on %s, which is running", s.Addr)
+	}
+	if out, ok := s.start(); !ok {
+		s.t.Fatalf("cannot restart redis-server on %s: %s", s.Addr, out)
+	}
+}
+
+// StartReplica starts a replica of the server at primaryAddr (see
+// StartReplicaServer) and returns its address.
+func StartReplica(t testing.TB, primaryAddr string) (addr string) {
+	t.Helper()
+	return StartReplicaServer(t, primaryAddr).Addr
+}
+
+// StartReplicaServer starts a redis-server replicating primaryAddr and
+// returns once it has synced (master_link_status:up), so a test starts from
+// a replica holding all of the primary's data.
+func StartReplicaServer(t testing.TB, primaryAddr string) *RedisServer {
+	t.Helper()
+	host, port, err := net.SplitHostPort(primaryAddr)
+	if err != nil {
+		t.Fatalf("primary address %q: %v", primaryAddr, err)
+	}
+	s := StartRedisServer(t, "--replicaof", host, port)
+	WaitReplicaSynced(t, s.Addr)
+	return s
+}
+
+// WaitReplicaSynced waits until the replica at addr reports its link to the
+// primary up, for at most 10s.
+func WaitReplicaSynced(t testing.TB, addr string) {
+	t.Helper()
+	var info string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var err error
+		if info, err = command(addr, "INFO", "replication"); err == nil && strings.Contains(info, "master_link_status:up") {
+			return
+		}
+	}
+	t.Fatalf("replica on %s has not synced after 10s: %s", addr, info)
+}
+
+// StartCluster starts a three-master Redis Cluster (no replicas) of private
+// servers and returns the masters' addresses once every node reports
+// cluster_state:ok. All hash slots are assigned, spread evenly.
+func StartCluster(t testing.TB) (addrs []string) {
+	t.Helper()
+	const nodes = 3
+	for range nodes {
+		dir := t.TempDir()
+		s := StartRedisServer(t,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(dir, "nodes.conf"),
+			"--cluster-node-timeout", "5000",
+			// One node being briefly unreachable must not make the others
+			// refuse every key.
+			"--cluster-require-full-coverage", "no",
+		)
+		addrs = append(addrs, s.Addr)
+	}
+	cli := redisBin(t, "redis-cli")
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	// cluster create returns when the slots are assigned; the nodes agree on
+	// it a little later.
+	for _, addr := range addrs {
+		var info string
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			var err error
+			// ok alone can come before a node has met every other node;
+			// then it would redirect to a master it cannot name.
+			info, err = command(addr, "CLUSTER", "INFO")
+			if err == nil && strings.Contains(info, "cluster_state:ok") &&
+				strings.Contains(info, "cluster_slots_ok:16384") &&
+				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(nodes)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster node %s not ok after 10s: %s", addr, info)
+			}
+		}
+	}
+	return addrs
+}
+
+// Command sends one command to the server at addr on a new connection and
+// returns the reply: a status, integer or bulk string as text, "" for a nil
+// reply. A Redis error reply is returned as an error. Replies of other
+// shapes (arrays, maps) are not supported. It is for tests that inspect a
+// server (INFO, CLUSTER KEYSLOT, DBSIZE) without a client library.
+func Command(addr string, args ...string) (string, error) {
+	return command(addr, args...)
+}
+
+func command(addr string, args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	b := []byte("*" + strconv.Itoa(len(args)) + "\r\n")
+	for _, a := range args {
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(len(a)), 10)
+		b = append(b, "\r\n"...)
+		b = append(b, a...)
+		b = append(b, "\r\n"...)
+	}
+	if _, err := c.Write(b); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty reply")
+	}
+	switch line[0] {
+	case '+', ':':
+		return line[1:], nil
+	case '-':
+		return "", fmt.Errorf("redis error reply: %s", line[1:])
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil {
+			return "", fmt.Errorf("bad bulk length %q", line)
+		}
+		if n < 0 {
+			return "", nil
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return "", err
+		}
+		return string(buf[:n]), nil
+	default:
+		return "", fmt.Errorf("unsupported reply type %q", line)
+	}
+}
+
+// syncBuilder collects a process's output; exec writes it from its own
+// goroutines while a failing test may read it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,72 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrTenantNotFound means no tenant exists under the id.
+var ErrTenantNotFound = errors.New("cache: tenant not found")
+
+// Tenant is one wallet project in multi-tenant mode. Its credentials are
+// stored sealed (see dispatch.Vault): the store never sees them in clear.
+type Tenant struct {
+	ID string
+	// Version changes with every change to credentials or suspensions, so
+	// that every instance rebuilds its provider clients for the tenant.
+	Version uint64
+	// APNSTopic and APNSType ("certificate" or "token") describe the APNs
+	// credentials; APNS is their sealed form, nil when APNs is not set up.
+	APNSTopic, APNSType string
+	APNS                []byte
+	// FCM is the sealed FCM v1 service account, nil when not set up.
+	FCM []byte
+	// APNSSuspended and FCMSuspended hold why the provider rejected the
+	// tenant's credentials; "" when the provider is not suspended.
+	APNSSuspended, FCMSuspended string
+}
+
+// TenantChange is one atomic change to a tenant. Setting a provider's
+// credentials lifts its suspension.
+type TenantChange struct {
+	SetAPNS   bool // replace APNSTopic, APNSType and APNS with the values below
+	APNSTopic string
+	APNSType  string
+	APNS      []byte
+	ClearAPNS bool
+
+	SetFCM   bool
+	FCM      []byte
+	ClearFCM bool
+
+	// SuspendAPNS and SuspendFCM, when not "", suspend the provider with
+	// that reason.
+	SuspendAPNS, SuspendFCM string
+}
+
+// Tenants stores tenants. Like Store, it is safe for concurrent use, and
+// cachetest.RunTenants checks every promise below for each implementation.
+type Tenants interface {
+	// CreateTenant creates the tenant; an existing tenant is kept as it is.
+	// It reports whether it was created.
+	CreateTenant(ctx context.Context, id string) (created bool, err error)
+	// Tenant returns the tenant, or ErrTenantNotFound. It is read through
+	// the client-side cache, so it is cheap on the send path, and it sees a
+	// change made through any instance within about a second.
+	Tenant(ctx context.Context, id string) (Tenant, error)
+	// UpdateTenant applies change atomically and bumps Version; it returns
+	// ErrTenantNotFound for an unknown tenant.
+	UpdateTenant(ctx context.Context, id string, change TenantChange) error
+	// DeleteTenant removes the tenant with its clients, token index entries
+	// and dedup records. Deleting an unknown tenant is not an error.
+	DeleteTenant(ctx context.Context, id string) error
+}
+
+// Limiter counts events for rate limits. Allow counts one event under key
+// in the current fixed window and reports whether the count is within
+// limit; when it is not, retryAfter is the time left in the window. With
+// Redis the count is shared by the whole fleet.
+type Limiter interface {
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+}
