@@ -1,12 +1,14 @@
 package dispatch
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -37,7 +39,8 @@ const (
 // Validate checks every setting without touching the network and returns an
 // error naming the environment variable of the first bad one. It opens the
 // .p12 and parses the keys, so a wrong password or a wrong key type stops
-// start-up instead of failing the first push.
+// start-up instead of failing the first push. A bad credential is a
+// *CredentialError whose Part is the variable's name.
 func (c *Config) Validate() error {
 	_, err := c.parse()
 	return err
@@ -73,13 +76,19 @@ func (c *Config) parse() (*credentials, error) {
 			return nil, errors.New("APNS_TOPIC: required when APNS_TYPE is set")
 		}
 		if c.APNSType == APNSTypeCertificate {
-			cert, err := parseP12(c.APNSCertificate, c.APNSCertificatePassword)
+			if len(c.APNSCertificate) == 0 {
+				return nil, errors.New("APNS_CERTIFICATE: required when APNS_TYPE is certificate")
+			}
+			cert, err := parseP12(c.APNSCertificate, c.APNSCertificatePassword, envNames)
 			if err != nil {
 				return nil, err
 			}
 			cr.apnsCert = cert
 		} else {
-			key, err := parseAPNSKey(c.APNSPKCS8PEM)
+			if len(c.APNSPKCS8PEM) == 0 {
+				return nil, errors.New("APNS_PKCS8_PEM: required when APNS_TYPE is token")
+			}
+			key, err := parseAPNSKey(c.APNSPKCS8PEM, envNames)
 			if err != nil {
 				return nil, err
 			}
@@ -95,7 +104,7 @@ func (c *Config) parse() (*credentials, error) {
 		return nil, fmt.Errorf("APNS_TYPE: want %q or %q, got %q", APNSTypeCertificate, APNSTypeToken, c.APNSType)
 	}
 	if len(c.FCMCredentials) > 0 {
-		sa, err := parseServiceAccount(c.FCMCredentials)
+		sa, err := parseServiceAccount(c.FCMCredentials, envNames)
 		if err != nil {
 			return nil, err
 		}
@@ -117,19 +126,39 @@ func (c *Config) parse() (*credentials, error) {
 	return &cr, nil
 }
 
+// partNames names the credential inputs in error messages: environment
+// variables for Validate, multipart parts for the Check functions. Each
+// parser reports its failure as a *CredentialError whose Part is one of
+// these names, so the caller can point at the input at fault.
+type partNames struct {
+	cert, password, pem, keyID, teamID, topic, fcm string
+}
+
+// envNames names the inputs of single-tenant mode.
+var envNames = &partNames{
+	cert: "APNS_CERTIFICATE", password: "APNS_CERTIFICATE_PASSWORD", pem: "APNS_PKCS8_PEM",
+	keyID: "APNS_KEY_ID", teamID: "APNS_TEAM_ID", topic: "APNS_TOPIC", fcm: "FCM_V1_CREDENTIALS",
+}
+
+// credErr is a *CredentialError for part with a formatted reason.
+func credErr(part, format string, args ...any) error {
+	return &CredentialError{Part: part, Err: fmt.Errorf(format, args...)}
+}
+
 // parseP12 opens an APNs .p12. apns2's decoder (golang.org/x/crypto/pkcs12)
 // knows only the legacy 3DES/RC2 encryption and exactly one certificate, so
 // a .p12 exported by OpenSSL 3 or macOS 14+ (AES, PBES2) or one holding the
 // chain is opened with go-pkcs12 instead.
-func parseP12(p12 []byte, password string) (tls.Certificate, error) {
+func parseP12(p12 []byte, password string, n *partNames) (tls.Certificate, error) {
 	if len(p12) == 0 {
-		return tls.Certificate{}, errors.New("APNS_CERTIFICATE: required when APNS_TYPE is certificate")
+		return tls.Certificate{}, credErr(n.cert, "required")
 	}
+	p12 = unbase64(p12)
 	cert, err := certificate.FromP12Bytes(p12, password)
 	if err != nil {
 		key, leaf, chain, err2 := pkcs12.DecodeChain(p12, password)
 		if err2 != nil {
-			return tls.Certificate{}, fmt.Errorf("APNS_CERTIFICATE: cannot open .p12 with APNS_CERTIFICATE_PASSWORD: %w", err2)
+			return tls.Certificate{}, p12Error(p12, password, err2, n)
 		}
 		cert = tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}
 		for _, c := range chain {
@@ -138,52 +167,109 @@ func parseP12(p12 []byte, password string) (tls.Certificate, error) {
 	}
 	signer, ok := cert.PrivateKey.(crypto.Signer)
 	if !ok || cert.Leaf == nil {
-		return tls.Certificate{}, errors.New("APNS_CERTIFICATE: the .p12 must hold a certificate and its private key")
+		return tls.Certificate{}, credErr(n.cert, "the .p12 must hold a certificate and its private key")
 	}
 	pub, ok := cert.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(signer.Public()) {
-		return tls.Certificate{}, errors.New("APNS_CERTIFICATE: the private key in the .p12 does not match its certificate")
+		return tls.Certificate{}, credErr(n.cert, "the private key in the .p12 does not match its certificate")
 	}
 	if now := time.Now(); now.After(cert.Leaf.NotAfter) {
-		return tls.Certificate{}, fmt.Errorf("APNS_CERTIFICATE: the certificate expired on %s", cert.Leaf.NotAfter.Format(time.DateOnly))
+		return tls.Certificate{}, credErr(n.cert, "the certificate expired on %s", cert.Leaf.NotAfter.Format(time.DateOnly))
 	}
 	return cert, nil
 }
 
-// parseAPNSKey reads the .p8 key of token auth: a PEM PKCS#8 P-256 key.
-func parseAPNSKey(pemText []byte) (*ecdsa.PrivateKey, error) {
-	if len(pemText) == 0 {
-		return nil, errors.New("APNS_PKCS8_PEM: required when APNS_TYPE is token")
+// p12Error explains why go-pkcs12 could not open a .p12, blaming the
+// password only when the .p12's MAC says the password is wrong: a file
+// that is no .p12 at all is the certificate's fault.
+func p12Error(p12 []byte, password string, err error, n *partNames) error {
+	if errors.Is(err, pkcs12.ErrIncorrectPassword) {
+		return credErr(n.password, "does not open the .p12 in %s: %w", n.cert, err)
 	}
-	key, err := token.AuthKeyFromBytes(pemText)
+	// A .p12 exported without its key (only the certificate selected in
+	// Keychain Access) opens, but DecodeChain wants a key bag.
+	if certs, err2 := pkcs12.DecodeTrustStore(p12, password); (err2 == nil && len(certs) > 0) ||
+		strings.Contains(err.Error(), "private key missing") {
+		return credErr(n.cert, "the .p12 must hold a certificate and its private key; it holds no private key")
+	}
+	return credErr(n.cert, "cannot open .p12 with %s: %w", n.password, err)
+}
+
+// parseAPNSKey reads the .p8 key of token auth: a PEM PKCS#8 P-256 key.
+func parseAPNSKey(pemText []byte, n *partNames) (*ecdsa.PrivateKey, error) {
+	if len(pemText) == 0 {
+		return nil, credErr(n.pem, "required")
+	}
+	key, err := token.AuthKeyFromBytes(apnsKeyPEM(pemText))
 	if err != nil {
-		return nil, fmt.Errorf("APNS_PKCS8_PEM: want a P-256 PKCS#8 key: %w", err)
+		return nil, credErr(n.pem, "want a P-256 PKCS#8 key: %w", err)
 	}
 	if key.Curve != elliptic.P256() {
-		return nil, fmt.Errorf("APNS_PKCS8_PEM: want a P-256 PKCS#8 key, got curve %s", key.Curve.Params().Name)
+		return nil, credErr(n.pem, "want a P-256 PKCS#8 key, got curve %s", key.Curve.Params().Name)
 	}
 	return key, nil
+}
+
+// apnsKeyPEM returns the .p8 key as PEM text: as it is when it is PEM,
+// else decoded from standard base64 (of the PEM text or of the DER bytes),
+// the forms operators paste into environment variables and upload forms.
+// Anything else is returned unchanged for the parser to reject.
+func apnsKeyPEM(b []byte) []byte {
+	if bytes.Contains(b, []byte("-----BEGIN")) {
+		return b
+	}
+	dec := unbase64(b)
+	switch {
+	case len(dec) == len(b) && bytes.Equal(dec, b):
+		return b
+	case bytes.Contains(dec, []byte("-----BEGIN")):
+		return dec
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: dec})
+}
+
+// unbase64 decodes b when it is standard base64 text (line breaks and
+// spaces allowed) and returns b unchanged otherwise. A binary .p12 or DER
+// key is never valid base64: its first byte, 0x30, is followed by bytes
+// outside the alphabet.
+func unbase64(b []byte) []byte {
+	clean := make([]byte, 0, len(b))
+	for _, c := range b {
+		switch {
+		case c == ' ' || c == '\n' || c == '\r' || c == '\t':
+		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '+', c == '/', c == '=':
+			clean = append(clean, c)
+		default:
+			return b
+		}
+	}
+	dec := make([]byte, base64.StdEncoding.DecodedLen(len(clean)))
+	n, err := base64.StdEncoding.Decode(dec, clean)
+	if err != nil || n == 0 {
+		return b
+	}
+	return dec[:n]
 }
 
 // parseServiceAccount checks a service-account JSON enough that the first
 // token request can succeed: the fields the JWT grant needs and an RSA key.
 // Whether Google accepts the key is only known when it answers.
-func parseServiceAccount(js []byte) (*serviceAccount, error) {
+func parseServiceAccount(js []byte, n *partNames) (*serviceAccount, error) {
 	var sa serviceAccount
 	if err := json.Unmarshal(js, &sa); err != nil {
-		return nil, fmt.Errorf("FCM_V1_CREDENTIALS: want a service-account JSON: %w", err)
+		return nil, credErr(n.fcm, "want a service-account JSON: %w", err)
 	}
 	switch {
 	case sa.Type != "service_account":
-		return nil, fmt.Errorf(`FCM_V1_CREDENTIALS: want "type": "service_account", got %q`, sa.Type)
+		return nil, credErr(n.fcm, `want "type": "service_account", got %q`, sa.Type)
 	case sa.ProjectID == "":
-		return nil, errors.New("FCM_V1_CREDENTIALS: project_id is missing")
+		return nil, credErr(n.fcm, "project_id is missing")
 	case sa.ClientEmail == "":
-		return nil, errors.New("FCM_V1_CREDENTIALS: client_email is missing")
+		return nil, credErr(n.fcm, "client_email is missing")
 	}
 	block, _ := pem.Decode([]byte(sa.PrivateKey))
 	if block == nil {
-		return nil, errors.New("FCM_V1_CREDENTIALS: private_key is not PEM")
+		return nil, credErr(n.fcm, "private_key is not PEM")
 	}
 	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
@@ -193,15 +279,15 @@ func parseServiceAccount(js []byte) (*serviceAccount, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("FCM_V1_CREDENTIALS: cannot parse private_key: %w", err)
+		return nil, credErr(n.fcm, "cannot parse private_key: %w", err)
 	}
 	if _, ok := key.(*rsa.PrivateKey); !ok {
-		return nil, fmt.Errorf("FCM_V1_CREDENTIALS: private_key must be RSA, got %T", key)
+		return nil, credErr(n.fcm, "private_key must be RSA, got %T", key)
 	}
 	if sa.TokenURI != "" {
 		u, err := url.Parse(sa.TokenURI)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return nil, fmt.Errorf("FCM_V1_CREDENTIALS: token_uri %q is not an http(s) URL", sa.TokenURI)
+			return nil, credErr(n.fcm, "token_uri %q is not an http(s) URL", sa.TokenURI)
 		}
 	}
 	return &sa, nil

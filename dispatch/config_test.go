@@ -86,7 +86,7 @@ func TestConfigValidate(t *testing.T) {
 	f(`APNS_TYPE: want "certificate" or "token", got "p8"`, token, set(func(c *Config) { c.APNSType = "p8" }))
 	f("APNS_TOPIC: required when APNS_TYPE is set", token, set(func(c *Config) { c.APNSTopic = "" }))
 	f("APNS_CERTIFICATE: required", certificate(pkcs12.Modern), set(func(c *Config) { c.APNSCertificate = nil }))
-	f("APNS_CERTIFICATE: cannot open .p12 with APNS_CERTIFICATE_PASSWORD", certificate(pkcs12.Modern), set(func(c *Config) { c.APNSCertificatePassword = "wrong" }))
+	f("APNS_CERTIFICATE_PASSWORD: does not open the .p12 in APNS_CERTIFICATE", certificate(pkcs12.Modern), set(func(c *Config) { c.APNSCertificatePassword = "wrong" }))
 	f("APNS_CERTIFICATE: cannot open .p12 with APNS_CERTIFICATE_PASSWORD", certificate(pkcs12.Modern), set(func(c *Config) { c.APNSCertificate = []byte("not a p12") }))
 	f("APNS_CERTIFICATE: the certificate expired on", set(func(c *Config) {
 		c.APNSType, c.APNSTopic, c.APNSCertificate, c.APNSCertificatePassword = APNSTypeCertificate, testTopic, expired.p12(t, pkcs12.Modern, "pw"), "pw"

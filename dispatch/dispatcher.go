@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/sideshow/apns2"
@@ -57,6 +58,7 @@ type Dispatcher struct {
 	apnsSandbox *apnsSender // nil when APNs is not configured
 	fcm         *fcmSender  // nil when FCM is not configured
 	closers     []interface{ CloseIdleConnections() }
+	closes      atomic.Int32 // how often Close ran, for the Pool's tests
 }
 
 // New validates cfg and builds every configured provider: with APNS_TYPE
@@ -181,6 +183,7 @@ func (d *Dispatcher) Noop() *Noop { return d.noop }
 // their connections; a push after Close dials again. It returns nil; the
 // error is there for the io.Closer shape main's shutdown expects.
 func (d *Dispatcher) Close() error {
+	d.closes.Add(1)
 	for _, c := range d.closers {
 		c.CloseIdleConnections()
 	}
