@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench fuzz build redis-server clean
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk
 
 build:
 	$(GO) build -o bin/push-server .
@@ -45,8 +45,9 @@ redis-server:
 		fi; \
 	fi
 
-bench: redis-server
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+# bench runs every benchmark and compares with the committed baseline
+# (bench/baseline.txt) through benchstat, so a regression shows.
+bench: bench-compare
 
 # fuzz runs every fuzz target for FUZZTIME each (make test runs only their
 # seed corpora). Crashers land in testdata/fuzz/ and become regression seeds.
@@ -62,3 +63,29 @@ fuzz:
 
 clean:
 	rm -rf bin .dev data
+
+# --- measurement harness (bench/, loadtest/; see BENCHMARKS.md) ---
+# bench-compare runs every benchmark BENCH_COUNT times and compares them with
+# the committed bench/baseline.txt, so a regression shows as a significant
+# delta; bench-baseline rewrites the baseline from a fresh run.
+BENCH_COUNT ?= 6
+BENCH_PKGS ?= ./...
+BENCH_OUT ?= bench/latest.txt
+BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+.PHONY: bench-compare bench-baseline loadtest loadtest-rss
+bench-compare: redis-server
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS) | tee $(BENCH_OUT)
+	$(BENCHSTAT) bench/baseline.txt $(BENCH_OUT)
+
+bench-baseline: redis-server
+	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS) | tee bench/baseline.txt.tmp
+	mv bench/baseline.txt.tmp bench/baseline.txt
+
+# loadtest: the server alone on core 0 (GOMAXPROCS=1) with its own Redis,
+# noop then APNs (mock, TLS), against the stdlib verify rate on the same core.
+loadtest: redis-server
+	loadtest/run.sh send
+
+# loadtest-rss: server RSS with 1,000,000 clients in Redis.
+loadtest-rss: redis-server
+	loadtest/run.sh rss

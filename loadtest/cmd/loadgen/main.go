@@ -1,0 +1,539 @@
+// Command loadgen drives a running push-server with signed sends and reports
+// what it sustained.
+//
+// It registers -clients clients (or, with -register=false, sends to clients
+// registered by someone else, e.g. cmd/fillredis), signs every request of the
+// run before the first one goes out (each body unique, so none is answered
+// from the dedup record), then runs three phases over -conns keep-alive
+// connections:
+//
+//  1. warm-up, closed loop, not counted;
+//  2. closed loop for -closed: every connection sends its next request as
+//     soon as the last is answered; completions per second is the maximum
+//     throughput;
+//  3. open loop for -open at -rate per second (default: half the closed-loop
+//     maximum): requests leave on a fixed schedule whatever the server does,
+//     and each latency is measured from when the request was due, so queueing
+//     behind a slow server counts (no coordinated omission).
+//
+// It prints a human summary and one "RESULT key=value …" line for scripts.
+// Every HTTP status (and transport error) is counted per phase.
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"net/url"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"push-server/loadtest"
+)
+
+type options struct {
+	url          string
+	key          ed25519.PrivateKey
+	clients      int
+	prefix       string
+	register     bool
+	typ          string
+	sample       int
+	conns        int
+	openConns    int
+	warmup       time.Duration
+	closed       time.Duration
+	open         time.Duration
+	rate         float64
+	maxRate      float64
+	signWorkers  int
+	timeout      time.Duration
+	skipOpenLoop bool
+	pinCPU       int
+	beforeWindow string
+	watch        []watched
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string) (*options, error) {
+	var o options
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	keyHex := fs.String("key", os.Getenv("RELAY_PRIVATE_KEY"), "relay private key, hex seed (32 bytes) or key (64); default $RELAY_PRIVATE_KEY")
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:3000", "server base URL (http only)")
+	fs.IntVar(&o.clients, "clients", 1000, "clients to send to, ids PREFIX0 … PREFIX(N-1)")
+	fs.StringVar(&o.prefix, "client-prefix", "", "client id prefix (default: load-<random>- for a fresh run)")
+	fs.BoolVar(&o.register, "register", true, "register the clients first (POST /clients)")
+	fs.StringVar(&o.typ, "type", "noop", "provider type the clients are registered with")
+	fs.IntVar(&o.sample, "sample", 0, "send to this many clients picked at random among -clients (0 = all)")
+	fs.IntVar(&o.conns, "conns", 64, "connections of the closed loop")
+	fs.IntVar(&o.openConns, "open-conns", 256, "connections (and workers) of the open loop")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "closed-loop warm-up, not counted")
+	fs.DurationVar(&o.closed, "closed", 5*time.Second, "closed-loop window")
+	fs.DurationVar(&o.open, "open", 10*time.Second, "open-loop window (0 skips it)")
+	fs.Float64Var(&o.rate, "rate", 0, "open-loop rate per second (0 = half the closed-loop maximum)")
+	fs.Float64Var(&o.maxRate, "max-rate", 60000, "highest rate the pre-signed requests must cover, per second")
+	fs.IntVar(&o.signWorkers, "sign-workers", 0, "goroutines signing (0 = GOMAXPROCS)")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "per-request timeout")
+	fs.IntVar(&o.pinCPU, "pin-cpu", -1, "after signing, move to this CPU with GOMAXPROCS=1 (-1 = stay)")
+	fs.StringVar(&o.beforeWindow, "before-window", "", "shell command run after signing, right before the warm-up (e.g. the verify baseline)")
+	watch := fs.String("watch", "", "processes whose CPU share and RSS to report: name=pid[,name=pid…]")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	var err error
+	if o.watch, err = parseWatch(*watch); err != nil {
+		return nil, err
+	}
+	seed, err := hex.DecodeString(strings.TrimPrefix(*keyHex, "0x"))
+	switch {
+	case err == nil && len(seed) == ed25519.SeedSize:
+		o.key = ed25519.NewKeyFromSeed(seed)
+	case err == nil && len(seed) == ed25519.PrivateKeySize:
+		o.key = seed
+	default:
+		return nil, errors.New("-key: want the relay private key as 64 or 128 hex digits (push-server keygen)")
+	}
+	if u, err := url.Parse(o.url); err != nil || u.Scheme != "http" || u.Host == "" {
+		return nil, fmt.Errorf("-url %q: want http://host:port", o.url)
+	}
+	if o.clients <= 0 || o.conns <= 0 || o.openConns <= 0 || o.maxRate <= 0 || o.closed <= 0 {
+		return nil, errors.New("-clients, -conns, -open-conns, -max-rate and -closed must be positive")
+	}
+	if o.prefix == "" {
+		var r [4]byte
+		_, _ = rand.Read(r[:])
+		o.prefix = "load-" + hex.EncodeToString(r[:]) + "-"
+	}
+	o.skipOpenLoop = o.open <= 0
+	return &o, nil
+}
+
+func run(args []string, w io.Writer) error {
+	o, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	u, _ := url.Parse(o.url)
+	hc := &fasthttp.HostClient{
+		Addr:                          u.Host,
+		MaxConns:                      max(o.conns, o.openConns),
+		ReadTimeout:                   o.timeout,
+		WriteTimeout:                  o.timeout,
+		MaxIdleConnDuration:           time.Minute,
+		NoDefaultUserAgentHeader:      true,
+		DisableHeaderNamesNormalizing: true,
+		DisablePathNormalizing:        true,
+	}
+	defer hc.CloseIdleConnections()
+
+	ids := clientIDs(o)
+	if o.register {
+		start := time.Now()
+		if err := registerAll(hc, u.Host, ids, o.typ, o.conns); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "registered %d %s clients in %v\n", len(ids), o.typ, time.Since(start).Round(time.Millisecond))
+	}
+
+	// Enough requests for every phase at -max-rate (the open loop runs at
+	// most at -rate, or half the maximum).
+	openRate := o.rate
+	if openRate <= 0 {
+		openRate = o.maxRate / 2
+	}
+	n := int(math.Ceil(o.maxRate*(o.warmup+o.closed).Seconds() + openRate*o.open.Seconds()))
+	var runID [4]byte
+	_, _ = rand.Read(runID[:])
+	start := time.Now()
+	batch, err := loadtest.SignBatch(o.key, ids, n, o.signWorkers, time.Now().Unix(), hex.EncodeToString(runID[:]))
+	if err != nil {
+		return err
+	}
+	signTime := time.Since(start)
+	fmt.Fprintf(w, "signed %d unique requests in %v on %d goroutines (%.0f/s), before the window\n",
+		n, signTime.Round(time.Millisecond), workersOr(o.signWorkers), float64(n)/signTime.Seconds())
+
+	if o.pinCPU >= 0 {
+		if err := pinToCPU(o.pinCPU); err != nil {
+			return err
+		}
+	}
+	if o.beforeWindow != "" {
+		cmd := exec.Command("/bin/sh", "-c", o.beforeWindow)
+		cmd.Stdout, cmd.Stderr = w, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("-before-window: %w", err)
+		}
+	}
+
+	g := &generator{hc: hc, host: u.Host, batch: batch}
+	if o.warmup > 0 {
+		g.closedLoop(o.conns, o.warmup)
+	}
+	cpu0, procs0 := cpuTime(), snapshot(o.watch)
+	closed := g.closedLoop(o.conns, o.closed)
+	cpuClosed, procs1 := cpuTime()-cpu0, snapshot(o.watch)
+	closedRate := float64(closed.done) / closed.elapsed.Seconds()
+	fmt.Fprintf(w, "closed loop: %d conns, %d requests in %v = %.0f/s; statuses %s%s\n",
+		o.conns, closed.done, closed.elapsed.Round(time.Millisecond), closedRate, closed.statuses, exhausted(closed))
+	fmt.Fprintf(w, "  closed-loop latency p50 %v p90 %v p99 %v p999 %v\n", fmtPercentiles(closed.latencies)...)
+	fmt.Fprintf(w, "  CPU, share of one core: loadgen %.0f%%; %s\n",
+		100*cpuClosed.Seconds()/closed.elapsed.Seconds(), usage(o.watch, procs0, procs1, closed.elapsed))
+
+	result := []string{
+		fmt.Sprintf("signed=%d", n), fmt.Sprintf("sign_s=%.2f", signTime.Seconds()),
+		fmt.Sprintf("closed_rps=%.0f", closedRate), fmt.Sprintf("closed_statuses=%s", closed.statuses),
+	}
+	if !o.skipOpenLoop {
+		if o.rate <= 0 {
+			openRate = math.Floor(closedRate / 2)
+		}
+		cpu1, procs2 := cpuTime(), snapshot(o.watch)
+		open := g.openLoop(o.openConns, openRate, o.open)
+		cpuOpen, procs3 := cpuTime()-cpu1, snapshot(o.watch)
+		p := loadtest.Percentiles(open.latencies, 0.5, 0.9, 0.99, 0.999)
+		fmt.Fprintf(w, "open loop: %.0f/s for %v over %d conns: %d answered (%.0f/s); statuses %s%s\n",
+			openRate, o.open, o.openConns, open.done, float64(open.done)/open.elapsed.Seconds(), open.statuses, exhausted(open))
+		fmt.Fprintf(w, "  latency from due time: p50 %v p90 %v p99 %v p999 %v\n", fmtDurations(p)...)
+		fmt.Fprintf(w, "  CPU, share of one core: loadgen %.0f%%; %s\n",
+			100*cpuOpen.Seconds()/open.elapsed.Seconds(), usage(o.watch, procs2, procs3, open.elapsed))
+		result = append(result,
+			fmt.Sprintf("open_rate=%.0f", openRate), fmt.Sprintf("open_done=%d", open.done),
+			fmt.Sprintf("open_statuses=%s", open.statuses),
+			fmt.Sprintf("p50_us=%d", p[0].Microseconds()), fmt.Sprintf("p90_us=%d", p[1].Microseconds()),
+			fmt.Sprintf("p99_us=%d", p[2].Microseconds()), fmt.Sprintf("p999_us=%d", p[3].Microseconds()))
+	}
+	for _, p := range o.watch {
+		if cur, peak, err := rss(p.pid); err == nil {
+			fmt.Fprintf(w, "%s RSS %.1f MB (peak %.1f MB)\n", p.name, float64(cur)/1024, float64(peak)/1024)
+			result = append(result, fmt.Sprintf("%s_rss_kb=%d", p.name, cur), fmt.Sprintf("%s_hwm_kb=%d", p.name, peak))
+		}
+	}
+	fmt.Fprintln(w, "RESULT", strings.Join(result, " "))
+	return nil
+}
+
+func workersOr(n int) int {
+	if n > 0 {
+		return n
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+// clientIDs are the ids sent to: all of PREFIX0 … PREFIX(N-1), or a random
+// sample of them.
+func clientIDs(o *options) []string {
+	idx := make([]int, o.clients)
+	for i := range idx {
+		idx[i] = i
+	}
+	if o.sample > 0 && o.sample < o.clients {
+		mrand.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+		idx = idx[:o.sample]
+	}
+	ids := make([]string, len(idx))
+	for k, i := range idx {
+		ids[k] = o.prefix + strconv.Itoa(i)
+	}
+	return ids
+}
+
+func registerAll(hc *fasthttp.HostClient, host string, ids []string, typ string, workers int) error {
+	var next atomic.Int64
+	var firstErr error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(ids) {
+					return
+				}
+				req.Reset()
+				req.Header.SetMethod(fasthttp.MethodPost)
+				req.SetRequestURI("http://" + host + "/clients")
+				req.Header.SetContentType("application/json")
+				req.SetBodyString(`{"client_id":"` + ids[i] + `","type":"` + typ + `","token":"` + loadtest.Token(ids[i]) + `"}`)
+				err := hc.Do(req, resp)
+				if err == nil && resp.StatusCode() != fasthttp.StatusOK {
+					err = fmt.Errorf("status %d: %s", resp.StatusCode(), resp.Body())
+				}
+				if err != nil {
+					once.Do(func() { firstErr = fmt.Errorf("cannot register client %q: %w", ids[i], err) })
+					next.Store(int64(len(ids)))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// generator sends the batch's requests in order, each exactly once.
+type generator struct {
+	hc    *fasthttp.HostClient
+	host  string
+	batch *loadtest.Batch
+	next  atomic.Int64 // index of the next unsent request of batch
+}
+
+// phase is what one phase measured.
+type phase struct {
+	done      int64 // requests answered or failed
+	elapsed   time.Duration
+	statuses  statusCounts
+	latencies []time.Duration
+	ranOut    bool // the batch was used up before the window ended
+}
+
+// statusCounts counts answers by HTTP status; transport errors count under
+// negative keys (see errorCodes).
+type statusCounts map[int]int64
+
+var errorCodes = []struct {
+	code int
+	err  error
+	name string
+}{
+	{-1, fasthttp.ErrTimeout, "timeout"},
+	{-2, fasthttp.ErrNoFreeConns, "no_free_conns"},
+	{-3, fasthttp.ErrConnectionClosed, "conn_closed"},
+	{-9, nil, "other_error"},
+}
+
+func (s statusCounts) add(o statusCounts) {
+	for k, v := range o {
+		s[k] += v
+	}
+}
+
+// String is "202:1000,other_error:2", by status.
+func (s statusCounts) String() string {
+	keys := make([]int, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	sort.Ints(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		name := strconv.Itoa(k)
+		for _, e := range errorCodes {
+			if e.code == k {
+				name = e.name
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s:%d", name, s[k]))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ",")
+}
+
+func codeOf(err error) int {
+	for _, e := range errorCodes {
+		if e.err != nil && errors.Is(err, e.err) {
+			return e.code
+		}
+	}
+	return -9
+}
+
+// worker owns one request and response, reused for every send.
+type worker struct {
+	g         *generator
+	req       *fasthttp.Request
+	resp      *fasthttp.Response
+	buf       []byte
+	statuses  statusCounts
+	latencies []time.Duration
+}
+
+func (g *generator) newWorker() *worker {
+	return &worker{g: g, req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(), statuses: statusCounts{}}
+}
+
+func (w *worker) release() {
+	fasthttp.ReleaseRequest(w.req)
+	fasthttp.ReleaseResponse(w.resp)
+}
+
+// send sends request i of the batch and counts its outcome.
+func (w *worker) send(i int) {
+	b, req := w.g.batch, w.req
+	req.Reset()
+	req.Header.SetMethod(fasthttp.MethodPost)
+	req.Header.SetHost(w.g.host)
+	w.buf = b.AppendPath(w.buf[:0], i)
+	req.Header.SetRequestURIBytes(w.buf)
+	req.Header.SetContentType("application/json")
+	req.Header.SetBytesV("X-Ed25519-Timestamp", b.Timestamp)
+	w.buf = b.AppendSignature(w.buf[:0], i)
+	req.Header.SetBytesV("X-Ed25519-Signature", w.buf)
+	w.buf = b.AppendBody(w.buf[:0], i)
+	req.SetBodyRaw(w.buf)
+	if err := w.g.hc.Do(req, w.resp); err != nil {
+		w.statuses[codeOf(err)]++
+		return
+	}
+	w.statuses[w.resp.StatusCode()]++
+}
+
+// take returns the index of the next unsent request, or false when the
+// batch is used up.
+func (g *generator) take() (int, bool) {
+	i := int(g.next.Add(1) - 1)
+	return i, i < g.batch.Len()
+}
+
+// closedLoop runs conns workers that each send back to back until d has
+// passed or the batch is used up.
+func (g *generator) closedLoop(conns int, d time.Duration) phase {
+	var mu sync.Mutex
+	res := phase{statuses: statusCounts{}}
+	var done atomic.Int64
+	var ranOut atomic.Bool
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := g.newWorker()
+			defer w.release()
+			for time.Now().Before(deadline) {
+				i, ok := g.take()
+				if !ok {
+					ranOut.Store(true)
+					break
+				}
+				t0 := time.Now()
+				w.send(i)
+				w.latencies = append(w.latencies, time.Since(t0))
+				done.Add(1)
+			}
+			mu.Lock()
+			res.statuses.add(w.statuses)
+			res.latencies = append(res.latencies, w.latencies...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.done = done.Load()
+	res.ranOut = ranOut.Load()
+	return res
+}
+
+// openLoop sends rate requests per second for d, on the schedule of
+// loadtest.Due, through conns workers. A request waits in the queue when all
+// workers are busy; its latency still counts from its due time.
+func (g *generator) openLoop(conns int, rate float64, d time.Duration) phase {
+	total := int(rate * d.Seconds())
+	queue := make(chan job, total)
+	res := phase{statuses: statusCounts{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := g.newWorker()
+			defer w.release()
+			for j := range queue {
+				w.send(j.i)
+				w.latencies = append(w.latencies, time.Since(j.due))
+			}
+			mu.Lock()
+			res.statuses.add(w.statuses)
+			res.latencies = append(res.latencies, w.latencies...)
+			mu.Unlock()
+		}()
+	}
+	start := time.Now()
+	// Release every request that is due, then sleep until the next one:
+	// sleeping once per request would cost more than the send at 30k/s.
+	for k := 0; k < total; {
+		now := time.Since(start)
+		for ; k < total && loadtest.Due(k, rate) <= now; k++ {
+			i, ok := g.take()
+			if !ok {
+				res.ranOut = true
+				total = k
+				break
+			}
+			queue <- job{i: i, due: start.Add(loadtest.Due(k, rate))}
+		}
+		if k < total {
+			time.Sleep(max(loadtest.Due(k, rate)-time.Since(start), 20*time.Microsecond))
+		}
+	}
+	close(queue)
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.done = int64(len(res.latencies))
+	return res
+}
+
+type job struct {
+	i   int
+	due time.Time
+}
+
+func exhausted(p phase) string {
+	if p.ranOut {
+		return " (ran out of pre-signed requests before the window ended: raise -max-rate)"
+	}
+	return ""
+}
+
+func fmtPercentiles(l []time.Duration) []any {
+	return fmtDurations(loadtest.Percentiles(l, 0.5, 0.9, 0.99, 0.999))
+}
+
+func fmtDurations(ds []time.Duration) []any {
+	out := make([]any, len(ds))
+	for i, d := range ds {
+		out[i] = d.Round(time.Microsecond)
+	}
+	return out
+}
+
+// cpuTime is this process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# loadtest/run.sh: measures push-server's send path on this machine.
+#
+#   loadtest/run.sh send   (make loadtest)      noop provider, then APNs (token auth, TLS mock)
+#   loadtest/run.sh rss    (make loadtest-rss)  RSS with 1,000,000 clients in Redis
+#
+# Layout on a 2-core machine: the server alone on core 0 (taskset -c 0,
+# GOMAXPROCS=1); the load generator, Redis and the mock APNs on core 1. The
+# baseline, stdlib crypto/ed25519.Verify per second, is measured on core 0
+# with GOMAXPROCS=1 right before each load window (loadgen -before-window),
+# and the headline is sends/s ÷ verifies/s: the share of one core's
+# verification speed that the whole send path keeps.
+#
+# It starts its own redis-server on a free port (never 6379), and stops
+# every process it started on every exit path (trap). Knobs (environment):
+# CLIENTS (1000), CLOSED (5s), OPEN (10s), CONNS (64), RSS_CLIENTS (1000000),
+# RSS_SAMPLE (100000), SERVER_CPU (0), LOAD_CPU (1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=${1:-send}
+CLIENTS=${CLIENTS:-1000}
+CLOSED=${CLOSED:-5s}
+OPEN=${OPEN:-10s}
+CONNS=${CONNS:-64}
+RSS_CLIENTS=${RSS_CLIENTS:-1000000}
+RSS_SAMPLE=${RSS_SAMPLE:-100000}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+for tool in go redis-server redis-cli taskset curl; do
+	command -v "$tool" >/dev/null || { echo "run.sh: needs $tool on PATH" >&2; exit 1; }
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/push-loadtest.XXXXXX")
+bin=$work/bin
+pids=()
+
+# stop_pid asks a process to stop (SIGTERM), waits up to 10 s, then kills it.
+stop_pid() {
+	local pid=$1
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	for pid in "${pids[@]}"; do stop_pid "$pid"; done
+	rm -rf "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# free_port prints a port nothing listens on; never Redis's default 6379.
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 40000))
+		[ "$p" = 6379 ] && continue
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return 0
+		fi
+	done
+	echo "run.sh: no free port found" >&2
+	return 1
+}
+
+# wait_until runs its arguments every 0.1 s until they succeed (10 s at most).
+wait_until() {
+	for _ in $(seq 100); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	echo "run.sh: timed out waiting for: $*" >&2
+	return 1
+}
+
+# start_redis starts a throwaway redis-server on core LOAD_CPU; sets
+# redis_port and redis_pid.
+start_redis() {
+	redis_port=$(free_port)
+	mkdir -p "$work/redis-$redis_port"
+	taskset -c "$LOAD_CPU" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+		--appendonly no --dir "$work/redis-$redis_port" >"$work/redis-$redis_port.log" 2>&1 &
+	redis_pid=$!
+	pids+=("$redis_pid")
+	wait_until redis-cli -p "$redis_port" ping
+}
+
+# start_server starts push-server alone on core SERVER_CPU with GOMAXPROCS=1
+# and the extra environment given as arguments; sets server_port, server_pid.
+start_server() {
+	server_port=$(free_port)
+	env PORT="$server_port" RELAY_PUBLIC_KEY="$RELAY_PUBLIC_KEY" LOG_LEVEL=warn GOMAXPROCS=1 "$@" \
+		taskset -c "$SERVER_CPU" "$bin/push-server" >"$work/server-$server_port.log" 2>&1 &
+	server_pid=$!
+	pids+=("$server_pid")
+	if ! wait_until curl -sf "http://127.0.0.1:$server_port/health"; then
+		cat "$work/server-$server_port.log" >&2
+		return 1
+	fi
+}
+
+# loadgen runs the generator against the server; its signing uses every
+# core (the server is idle then), the window runs pinned to LOAD_CPU.
+loadgen() {
+	"$bin/loadgen" -url "http://127.0.0.1:$server_port" -key "$RELAY_PRIVATE_KEY" \
+		-conns "$CONNS" -closed "$CLOSED" -open "$OPEN" -pin-cpu "$LOAD_CPU" \
+		-before-window "taskset -c $SERVER_CPU env GOMAXPROCS=1 $bin/verifyrate -d 3s" "$@"
+}
+
+# result KEY FILE prints KEY's value from FILE's RESULT / VERIFY lines.
+result() {
+	grep -E '^(RESULT|VERIFY) ' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | tail -1
+}
+
+summary() {
+	local name=$1 out=$2 rps verifies
+	rps=$(result closed_rps "$out")
+	verifies=$(result verifies_per_s "$out")
+	echo
+	echo "== $name: $rps sends/s ÷ $verifies ed25519 verifies/s (same core, same run) = $(awk -v a="$rps" -v b="$verifies" 'BEGIN{printf "%.3f", a/b}')"
+	echo "   open loop at $(result open_rate "$out")/s: p50 $(result p50_us "$out") µs, p90 $(result p90_us "$out") µs, p99 $(result p99_us "$out") µs, p999 $(result p999_us "$out") µs"
+	echo "   statuses: closed $(result closed_statuses "$out"); open $(result open_statuses "$out")"
+}
+
+echo "building into $work/bin"
+go build -o "$bin/" . ./loadtest/cmd/...
+eval "$("$bin/push-server" keygen)"
+export RELAY_PUBLIC_KEY RELAY_PRIVATE_KEY
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3)"
+
+case $mode in
+send)
+	start_redis
+	echo
+	echo "### noop provider, Redis store (server on core $SERVER_CPU; loadgen + redis on core $LOAD_CPU)"
+	start_server REDIS_URL="redis://127.0.0.1:$redis_port"
+	loadgen -clients "$CLIENTS" -type noop -watch "server=$server_pid,redis=$redis_pid" | tee "$work/noop.out"
+	stop_pid "$server_pid"
+
+	echo
+	echo "### APNs provider (token auth) against the TLS mock APNs on core $LOAD_CPU, Redis store"
+	taskset -c "$LOAD_CPU" "$bin/mockapns" -env "$work/mockapns.env" -cert "$work/mockapns.pem" >"$work/mockapns.log" 2>&1 &
+	mock_pid=$!
+	pids+=("$mock_pid")
+	wait_until test -s "$work/mockapns.env"
+	mapfile -t apns_env <"$work/mockapns.env"
+	start_server REDIS_URL="redis://127.0.0.1:$redis_port" "${apns_env[@]}"
+	loadgen -clients "$CLIENTS" -type apns -watch "server=$server_pid,mockapns=$mock_pid,redis=$redis_pid" | tee "$work/apns.out"
+	stop_pid "$server_pid"
+	stop_pid "$mock_pid"
+	cat "$work/mockapns.log"
+
+	summary "noop, redis" "$work/noop.out"
+	summary "apns (token, TLS mock), redis" "$work/apns.out"
+	;;
+rss)
+	start_redis
+	echo
+	echo "### $RSS_CLIENTS clients in Redis, written by the server's own store code"
+	"$bin/fillredis" -redis "redis://127.0.0.1:$redis_port" -n "$RSS_CLIENTS" -client-prefix rss-
+	echo "redis: $(redis-cli -p "$redis_port" dbsize) keys, $(redis-cli -p "$redis_port" info memory | sed -n 's/^used_memory_human://p' | tr -d '\r')"
+	start_server REDIS_URL="redis://127.0.0.1:$redis_port"
+	echo "server RSS at start: $(grep VmRSS "/proc/$server_pid/status" | awk '{print $2/1024 " MB"}')"
+	echo "### sends to a random sample of $RSS_SAMPLE of them"
+	loadgen -register=false -clients "$RSS_CLIENTS" -client-prefix rss- -sample "$RSS_SAMPLE" \
+		-watch "server=$server_pid" | tee "$work/rss.out"
+	echo
+	echo "== server with $RSS_CLIENTS clients in Redis, $RSS_SAMPLE of them sent to: RSS $(awk -v k="$(result server_rss_kb "$work/rss.out")" 'BEGIN{printf "%.1f", k/1024}') MB, peak $(awk -v k="$(result server_hwm_kb "$work/rss.out")" 'BEGIN{printf "%.1f", k/1024}') MB (target < 150 MB)"
+	summary "rss run, noop, redis" "$work/rss.out"
+	;;
+*)
+	echo "usage: loadtest/run.sh send|rss" >&2
+	exit 2
+	;;
+esac
