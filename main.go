@@ -9,6 +9,8 @@
 //	push-server sign --key HEX --body FILE [--timestamp N]
 //	                                 print the headers a relay would send
 //	push-server mock-providers       run the mock APNs and FCM servers
+//	push-server tenant-token --tenant ID [--ttl 1h]
+//	                                 print a tenants-API token (needs JWT_SECRET)
 //	push-server version
 package main
 
@@ -64,10 +66,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		err = sign(args, stdout)
 	case "mock-providers":
 		err = mockProviders(args, stdout)
+	case "tenant-token":
+		err = tenantToken(args, getenv, stdout)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "push-server v"+version)
 	default:
-		err = fmt.Errorf("unknown command %q: want serve, keygen, sign, mock-providers or version", cmd)
+		err = fmt.Errorf("unknown command %q: want serve, keygen, sign, mock-providers, tenant-token or version", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server:", err)
@@ -86,8 +90,12 @@ type config struct {
 	relayKey     ed25519.PublicKey
 	maxAge       time.Duration
 	metricsPort  int // 0: /metrics on the API port
-	router       router.Config
-	dispatch     dispatch.Config
+	// Multi-tenant mode, on when jwtSecret is set.
+	jwtSecret      []byte
+	credentialsKey []byte
+	previousKeys   [][]byte
+	router         router.Config
+	dispatch       dispatch.Config
 }
 
 // parseConfig reads the environment through getenv. Its first error names
@@ -105,6 +113,7 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.publicURL = strings.TrimRight(env("PUBLIC_URL", "http://localhost:"+strconv.Itoa(c.port)), "/")
+	c.router.PublicURL = c.publicURL
 	if c.router.ValidateSignatures, err = envBool(getenv, "VALIDATE_SIGNATURES", true); err != nil {
 		return nil, err
 	}
@@ -124,10 +133,20 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		return nil, errors.New("RELAY_PUBLIC_KEY: required when VALIDATE_SIGNATURES is true (make one with `push-server keygen`)")
 	}
 	c.redisURL = env("REDIS_URL", "")
-	if c.redisURL != "" && !strings.HasPrefix(c.redisURL, "redis://") && !strings.HasPrefix(c.redisURL, "rediss://") {
-		return nil, fmt.Errorf("REDIS_URL: want redis:// or rediss://, got scheme of %q", redactURL(c.redisURL))
+	if c.redisURL != "" {
+		for _, u := range strings.Split(c.redisURL, ",") {
+			if u = strings.TrimSpace(u); !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") {
+				return nil, fmt.Errorf("REDIS_URL: want redis:// or rediss:// URLs (comma-separated for cluster seeds), got %q", redactURL(u))
+			}
+		}
 	}
 	c.redisReplica = env("REDIS_REPLICA_URL", "")
+	if c.redisReplica != "" && !strings.HasPrefix(c.redisReplica, "redis://") && !strings.HasPrefix(c.redisReplica, "rediss://") {
+		return nil, fmt.Errorf("REDIS_REPLICA_URL: want a redis:// or rediss:// URL, got %q", redactURL(c.redisReplica))
+	}
+	if c.redisReplica != "" && c.redisURL == "" {
+		return nil, errors.New("REDIS_REPLICA_URL: needs REDIS_URL (the primary) too")
+	}
 	c.dataDir = env("DATA_DIR", "./data")
 	if c.router.DedupTTL, err = envDuration(getenv, "DEDUP_TTL", 24*time.Hour); err != nil {
 		return nil, err
@@ -151,8 +170,23 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("TELEMETRY_PROMETHEUS_PORT=%d: must differ from PORT", c.metricsPort)
 	}
 	c.router.ServeMetrics = c.metricsPort == 0
-	if getenv("JWT_SECRET") != "" {
-		return nil, errors.New("JWT_SECRET: multi-tenant mode is not implemented in this version; unset it")
+	if secret := getenv("JWT_SECRET"); secret != "" {
+		if len(secret) < 32 {
+			return nil, fmt.Errorf("JWT_SECRET: want at least 32 bytes, got %d", len(secret))
+		}
+		c.jwtSecret = []byte(secret)
+		if c.credentialsKey, err = envKey(getenv, "TENANT_CREDENTIALS_KEY", true); err != nil {
+			return nil, err
+		}
+		if v := env("TENANT_CREDENTIALS_PREVIOUS_KEYS", ""); v != "" {
+			for _, k := range strings.Split(v, ",") {
+				b, kerr := decodeKey(strings.TrimSpace(k))
+				if kerr != nil {
+					return nil, errors.New("TENANT_CREDENTIALS_PREVIOUS_KEYS: want comma-separated 32-byte keys, hex or base64")
+				}
+				c.previousKeys = append(c.previousKeys, b)
+			}
+		}
 	}
 
 	d := &c.dispatch
@@ -202,7 +236,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 
 	var store cache.Store
 	if cfg.redisURL != "" {
-		store, err = cache.NewRedis(cache.RedisConfig{URL: cfg.redisURL})
+		store, err = cache.NewRedis(cache.RedisConfig{URL: cfg.redisURL, ReplicaURL: cfg.redisReplica})
 		if err != nil {
 			fmt.Fprintln(stderr, "push-server: REDIS_URL:", err)
 			return 1
@@ -215,9 +249,6 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 			return 1
 		}
 		log.Info("store: embedded", "dir", cfg.dataDir)
-	}
-	if cfg.redisReplica != "" {
-		log.Warn("REDIS_REPLICA_URL is not used yet by this version; reads go to REDIS_URL")
 	}
 	defer store.Close()
 
@@ -236,7 +267,27 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		}
 	}
 	clientAuth := &verify.ClientAuth{Audience: cfg.publicURL, Leeway: 120 * time.Second}
-	srv, err := router.New(cfg.router, store, relay, clientAuth, providers)
+	deps := router.Deps{Store: store, Relay: relay, ClientAuth: clientAuth, Providers: providers}
+	if cfg.jwtSecret != nil {
+		tenants, ok := store.(cache.Tenants)
+		if !ok {
+			fmt.Fprintln(stderr, "push-server: JWT_SECRET: this store does not support multi-tenant mode")
+			return 2
+		}
+		vault, err := dispatch.NewVault(cfg.credentialsKey, cfg.previousKeys...)
+		if err != nil {
+			fmt.Fprintln(stderr, "push-server: TENANT_CREDENTIALS_KEY:", err)
+			return 2
+		}
+		shared := cfg.dispatch
+		shared.APNSType, shared.APNSCertificate, shared.APNSPKCS8PEM, shared.FCMCredentials = "", nil, nil, nil
+		pool := dispatch.NewPool(shared, dispatch.DefaultPoolSize, 30*time.Minute)
+		defer pool.Close()
+		deps.Tenants, deps.Vault, deps.Pool = tenants, vault, pool
+		deps.TenantAuth = &verify.TenantAuth{Secret: cfg.jwtSecret, Leeway: 60 * time.Second}
+		log.Info("multi-tenant mode on")
+	}
+	srv, err := router.New(cfg.router, deps)
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server:", err)
 		return 2
@@ -336,6 +387,28 @@ func sign(args []string, w io.Writer) error {
 	return nil
 }
 
+// tenantToken prints a tenants-API token for an operator: HS256 with
+// JWT_SECRET, sub = the tenant id.
+func tenantToken(args []string, getenv func(string) string, w io.Writer) error {
+	fs := flag.NewFlagSet("tenant-token", flag.ContinueOnError)
+	tenant := fs.String("tenant", "", "tenant id (sub)")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	secret := getenv("JWT_SECRET")
+	switch {
+	case *tenant == "":
+		return errors.New("tenant-token: --tenant ID is required")
+	case len(secret) < 32:
+		return errors.New("tenant-token: JWT_SECRET must be set (at least 32 bytes)")
+	case *ttl <= 0:
+		return errors.New("tenant-token: --ttl must be positive")
+	}
+	fmt.Fprintln(w, verify.SignTenantToken([]byte(secret), *tenant, *ttl, time.Now()))
+	return nil
+}
+
 // mockProviders runs the mock APNs and FCM servers for trying the gateway
 // without Apple or Google.
 func mockProviders(args []string, w io.Writer) error {
@@ -402,6 +475,32 @@ func envDuration(getenv func(string) string, name string, def time.Duration) (ti
 		return 0, fmt.Errorf("%s=%q: want a positive duration like 24h or 90s", name, v)
 	}
 	return d, nil
+}
+
+// envKey reads a 32-byte key given as hex or standard base64.
+func envKey(getenv func(string) string, name string, required bool) ([]byte, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		if required {
+			return nil, fmt.Errorf("%s: required with JWT_SECRET (32 bytes, hex or base64)", name)
+		}
+		return nil, nil
+	}
+	k, err := decodeKey(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: want 32 bytes as 64 hex digits or standard base64", name)
+	}
+	return k, nil
+}
+
+func decodeKey(v string) ([]byte, error) {
+	if b, err := hex.DecodeString(v); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if b, err := base64.StdEncoding.DecodeString(v); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	return nil, errors.New("not a 32-byte key")
 }
 
 // redactURL hides a URL's password: REDIS_URL may carry one.

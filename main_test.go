@@ -40,6 +40,11 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	f(map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL")
 	f(map[string]string{"MAX_BODY_SIZE": "-1"}, "MAX_BODY_SIZE")
 	f(map[string]string{"JWT_SECRET": "x"}, "JWT_SECRET")
+	f(map[string]string{"JWT_SECRET": strings.Repeat("s", 32)}, "TENANT_CREDENTIALS_KEY")
+	f(map[string]string{"JWT_SECRET": strings.Repeat("s", 32), "TENANT_CREDENTIALS_KEY": "abcd"}, "TENANT_CREDENTIALS_KEY")
+	f(map[string]string{"REDIS_URL": "redis://a:1,b:2"}, "REDIS_URL")
+	f(map[string]string{"REDIS_REPLICA_URL": "redis://r:6379"}, "REDIS_REPLICA_URL")
+	f(map[string]string{"TELEMETRY_PROMETHEUS_PORT": "3000"}, "TELEMETRY_PROMETHEUS_PORT")
 	f(map[string]string{"APNS_CERTIFICATE": "%%%"}, "APNS_CERTIFICATE")
 }
 

@@ -27,19 +27,23 @@ var knownTypes = map[string]bool{cache.TypeAPNS: true, cache.TypeAPNSSandbox: tr
 // register is POST /clients: validate every field, authenticate the client
 // when a JWT is given (or required), check the provider, store durably.
 func (s *Server) register(ctx *fasthttp.RequestCtx) error {
-	c, err := parseRegister(ctx.PostBody())
-	if err != nil {
-		return err
+	c, perr := parseRegister(ctx.PostBody())
+	if perr != nil {
+		return perr
 	}
 	if err := s.authorize(ctx, c.ID); err != nil {
 		return err
 	}
-	if !s.providers.Available(c.Type) {
+	sc, err := s.scopeOf(ctx)
+	if err != nil {
+		return err
+	}
+	if !sc.providers.Available(c.Type) {
 		return &requestError{status: fasthttp.StatusBadRequest, name: "provider_not_available",
 			desc:   "provider " + c.Type + " is not configured on this server",
 			fields: []fieldError{{"type", c.Type + " is not configured on this server", inBody}}}
 	}
-	if err := s.store.Register(context.Background(), "", c); err != nil {
+	if err := s.store.Register(context.Background(), sc.id(), c); err != nil {
 		return err
 	}
 	writeOK(ctx, fasthttp.StatusOK)
@@ -103,7 +107,11 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	if err := s.authorize(ctx, id); err != nil {
 		return err
 	}
-	if err := s.store.Unregister(context.Background(), "", id); err != nil {
+	sc, err := s.scopeOf(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.store.Unregister(context.Background(), sc.id(), id); err != nil {
 		return err
 	}
 	writeOK(ctx, fasthttp.StatusOK)

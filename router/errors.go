@@ -100,6 +100,8 @@ var errorNames = [...]errorName{
 		[]fieldError{{"authorization", "invalid client JWT", inHeader}}},
 
 	{cache.ErrClientNotFound, fasthttp.StatusNotFound, "client_not_found", "no client is registered under this id", nil},
+	{cache.ErrTenantNotFound, fasthttp.StatusNotFound, "tenant_not_found", "no tenant exists under this id",
+		[]fieldError{{"tenant_id", "unknown tenant", inPath}}},
 	{cache.ErrDeliveryInProgress, fasthttp.StatusConflict, "delivery_in_progress", "the same message is being delivered; retry later", nil},
 	{cache.ErrUnavailable, fasthttp.StatusServiceUnavailable, "store_unavailable", "the client store is unavailable", nil},
 

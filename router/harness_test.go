@@ -37,6 +37,7 @@ type options struct {
 	store     func(t *testing.T) cache.Store // default: embedded on t.TempDir()
 	dispatch  dispatch.Config
 	configure func(*Config)
+	deps      func(*Deps)
 	audience  string
 }
 
@@ -98,7 +99,11 @@ func newHarness(t *testing.T, o options) *harness {
 	if o.configure != nil {
 		o.configure(&cfg)
 	}
-	srv, err := New(cfg, store, relay, &verify.ClientAuth{Audience: o.audience, Leeway: 120 * time.Second}, providers)
+	deps := Deps{Store: store, Relay: relay, ClientAuth: &verify.ClientAuth{Audience: o.audience, Leeway: 120 * time.Second}, Providers: providers}
+	if o.deps != nil {
+		o.deps(&deps)
+	}
+	srv, err := New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

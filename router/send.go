@@ -41,7 +41,11 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	// Store calls are not tied to the connection: a send in flight when
 	// shutdown begins must still finish and be recorded.
 	bg := context.Background()
-	client, err := s.store.Lookup(bg, "", id)
+	sc, err := s.scopeOf(ctx)
+	if err != nil {
+		return err
+	}
+	client, err := s.store.Lookup(bg, sc.id(), id)
 	if err != nil {
 		return err
 	}
@@ -49,12 +53,15 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	if rerr != nil {
 		return rerr
 	}
-	sender, err := s.providers.Sender(client.Type)
+	sender, err := sc.providers.Sender(client.Type)
 	if err != nil {
 		return err
 	}
+	if reason := sc.suspended(client.Type); reason != "" {
+		return &dispatch.ProviderError{Provider: client.Type, Reason: "suspended: " + reason, Err: dispatch.ErrMisconfigured}
+	}
 
-	claim, err := s.store.Reserve(bg, "", id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
+	claim, err := s.store.Reserve(bg, sc.id(), id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
 	if errors.Is(err, cache.ErrAlreadyDelivered) {
 		dedupHits.Inc()
 		writeOK(ctx, fasthttp.StatusOK)
@@ -75,8 +82,11 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 			s.log.Warn("cannot release a dedup claim; the relay's retry waits for the lease to expire",
 				"request_id", requestID(ctx), "error", rerr.Error())
 		}
+		if errors.Is(err, dispatch.ErrMisconfigured) {
+			s.suspend(ctx, &sc, client.Type, err)
+		}
 		if errors.Is(err, dispatch.ErrTokenDead) {
-			if uerr := s.store.Unregister(bg, "", id); uerr != nil {
+			if uerr := s.store.Unregister(bg, sc.id(), id); uerr != nil {
 				s.log.Warn("cannot remove a client whose token is dead", "request_id", requestID(ctx), "error", uerr.Error())
 			} else {
 				deadTokensRemoved.Inc()

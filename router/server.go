@@ -8,6 +8,7 @@ package router
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -53,17 +54,40 @@ type Config struct {
 	// Retry-After before memory grows: the relay retries later, or another
 	// instance takes it. 0 means 10000.
 	MaxInFlightSends int
+	// PublicURL is this gateway's public base URL (PUBLIC_URL), for the
+	// tenants API's "url".
+	PublicURL string
 	// ServeMetrics adds GET /metrics to the API's port; main turns it off
 	// when TELEMETRY_PROMETHEUS_PORT gives metrics a port of their own.
 	ServeMetrics bool
 }
 
+// Deps are the parts a Server sequences. Store, ClientAuth and Providers
+// are required; Relay when signatures are validated; the tenant parts only
+// in multi-tenant mode.
+type Deps struct {
+	Store      cache.Store
+	Relay      *verify.Relay      // nil when signatures are not validated
+	ClientAuth *verify.ClientAuth // checks Authorization on register/unregister
+	Providers  *dispatch.Dispatcher
+
+	// Multi-tenant mode is on when Tenants is set; then TenantAuth, Vault
+	// and Pool are required.
+	Tenants    cache.Tenants
+	TenantAuth *verify.TenantAuth
+	Vault      *dispatch.Vault
+	Pool       *dispatch.Pool
+	// RootCAs, when set, is trusted for tenants' token_uri checks (tests).
+	RootCAs *x509.CertPool
+}
+
 // Server serves the API over fasthttp.
 type Server struct {
 	cfg        Config
+	deps       Deps
 	store      cache.Store
-	relay      *verify.Relay      // nil when signatures are not validated
-	clientAuth *verify.ClientAuth // checks Authorization on register/unregister
+	relay      *verify.Relay
+	clientAuth *verify.ClientAuth
 	providers  *dispatch.Dispatcher
 	log        *slog.Logger
 	http       *fasthttp.Server
@@ -71,11 +95,13 @@ type Server struct {
 	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
 }
 
-// New builds a Server. relay may be nil only when cfg.ValidateSignatures is
-// false.
-func New(cfg Config, store cache.Store, relay *verify.Relay, clientAuth *verify.ClientAuth, providers *dispatch.Dispatcher) (*Server, error) {
-	if cfg.ValidateSignatures && relay == nil {
+// New builds a Server.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if cfg.ValidateSignatures && deps.Relay == nil {
 		return nil, errors.New("router: signatures are validated but no relay key was given")
+	}
+	if deps.Tenants != nil && (deps.TenantAuth == nil || deps.Vault == nil || deps.Pool == nil) {
+		return nil, errors.New("router: multi-tenant mode needs TenantAuth, Vault and Pool")
 	}
 	if cfg.Version == "" {
 		cfg.Version = "0.1.0"
@@ -106,10 +132,11 @@ func New(cfg Config, store cache.Store, relay *verify.Relay, clientAuth *verify.
 	}
 	s := &Server{
 		cfg:        cfg,
-		store:      store,
-		relay:      relay,
-		clientAuth: clientAuth,
-		providers:  providers,
+		deps:       deps,
+		store:      deps.Store,
+		relay:      deps.Relay,
+		clientAuth: deps.ClientAuth,
+		providers:  deps.Providers,
 		log:        cfg.Logger,
 		healthBody: []byte("OK, push-server v" + cfg.Version),
 	}
@@ -136,6 +163,20 @@ func New(cfg Config, store cache.Store, relay *verify.Relay, clientAuth *verify.
 	r.POST("/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
 	if cfg.ServeMetrics {
 		r.GET("/metrics", MetricsHandler)
+	}
+	if deps.Tenants != nil {
+		r.POST("/{tenant_id}/clients", instrument("register", s.handle(s.register)))
+		r.DELETE("/{tenant_id}/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
+		r.POST("/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+
+		r.POST("/tenants", instrument("tenants", s.handle(s.createTenant)))
+		r.GET("/tenants/{tenant_id}", instrument("tenants", s.handle(s.getTenant)))
+		r.DELETE("/tenants/{tenant_id}", instrument("tenants", s.handle(s.deleteTenant)))
+		r.POST("/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.putAPNS)))
+		r.DELETE("/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.clearProvider(true))))
+		r.POST("/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.putFCM)))
+		r.DELETE("/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.clearProvider(false))))
+		r.POST("/tenants/{tenant_id}/fcm", instrument("tenants", s.handle(s.legacyFCM)))
 	}
 	setBuildInfo(cfg.Version)
 

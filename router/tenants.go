@@ -1,0 +1,303 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"mime/multipart"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+
+	"push-server/cache"
+	"push-server/dispatch"
+)
+
+// The tenants API of API.md, "Multi-tenant mode". Every route checks the
+// HS256 token before anything else (including whether the tenant exists),
+// and every error is the envelope.
+
+// reservedTenantIDs would shadow the server's own routes.
+var reservedTenantIDs = map[string]bool{"clients": true, "tenants": true, "health": true, "metrics": true}
+
+// checkTenantID says why id cannot name a tenant, or "".
+func checkTenantID(id string) string {
+	if id == "" || len(id) > 64 {
+		return "must be 1 to 64 bytes"
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return "may hold only A-Z, a-z, 0-9, _ and -"
+		}
+	}
+	if reservedTenantIDs[id] {
+		return "is reserved"
+	}
+	return ""
+}
+
+// tenantAuth checks the tenants API token for tenant id.
+func (s *Server) tenantAuth(ctx *fasthttp.RequestCtx, id string) error {
+	if err := s.deps.TenantAuth.Verify(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), id); err != nil {
+		return &requestError{status: fasthttp.StatusUnauthorized, name: "authentication", desc: err.Error(),
+			fields: []fieldError{{"authorization", "a Bearer HS256 token signed with JWT_SECRET, sub = the tenant id, exp set", inHeader}}}
+	}
+	return nil
+}
+
+// tenantFromPath authenticates the request for {tenant_id} and loads the
+// tenant.
+func (s *Server) tenantFromPath(ctx *fasthttp.RequestCtx) (cache.Tenant, error) {
+	id, _ := ctx.UserValue("tenant_id").(string)
+	if err := s.tenantAuth(ctx, id); err != nil {
+		return cache.Tenant{}, err
+	}
+	if why := checkTenantID(id); why != "" {
+		return cache.Tenant{}, badFieldAt("tenant_id", why, inPath)
+	}
+	return s.deps.Tenants.Tenant(context.Background(), id)
+}
+
+func badFieldAt(field, why, location string) *requestError {
+	return &requestError{status: fasthttp.StatusBadRequest, fields: []fieldError{{field, why, location}}}
+}
+
+// createTenant is POST /tenants {"id"}: idempotent.
+func (s *Server) createTenant(ctx *fasthttp.RequestCtx) error {
+	var body struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := decodeObject(ctx.PostBody(), &body); err != nil {
+		return err
+	}
+	var errs []fieldError
+	id, ok := jsonField{"id", body.ID}.string(&errs)
+	if len(errs) > 0 {
+		return badFields(errs...)
+	}
+	// Authentication comes first, before the id is judged, so that an
+	// unauthenticated caller learns nothing; sub must equal the id asked for.
+	if err := s.tenantAuth(ctx, id); err != nil {
+		return err
+	}
+	if !ok {
+		return badFields(fieldError{"id", "required", inBody})
+	}
+	if why := checkTenantID(id); why != "" {
+		return badFields(fieldError{"id", why, inBody})
+	}
+	if _, err := s.deps.Tenants.CreateTenant(context.Background(), id); err != nil {
+		return err
+	}
+	return writeJSON(ctx, fasthttp.StatusOK, map[string]string{"url": s.cfg.PublicURL + "/" + id})
+}
+
+// tenantView is GET /tenants/{id}'s body: never a secret.
+type tenantView struct {
+	URL              string            `json:"url"`
+	EnabledProviders []string          `json:"enabled_providers"`
+	APNSTopic        *string           `json:"apns_topic"`
+	APNSType         *string           `json:"apns_type"`
+	Suspended        bool              `json:"suspended"`
+	SuspendedReason  *string           `json:"suspended_reason"`
+	Suspensions      map[string]string `json:"suspensions"`
+}
+
+func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
+	t, err := s.tenantFromPath(ctx)
+	if err != nil {
+		return err
+	}
+	v := tenantView{URL: s.cfg.PublicURL + "/" + t.ID, Suspensions: map[string]string{}}
+	if t.APNS != nil {
+		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeAPNS, dispatch.TypeAPNSSandbox)
+		v.APNSTopic, v.APNSType = &t.APNSTopic, &t.APNSType
+	}
+	if t.FCM != nil {
+		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeFCM)
+	}
+	v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeNoop)
+	var reasons []string
+	if t.APNSSuspended != "" {
+		v.Suspensions["apns"] = t.APNSSuspended
+		reasons = append(reasons, "apns: "+t.APNSSuspended)
+	}
+	if t.FCMSuspended != "" {
+		v.Suspensions["fcm"] = t.FCMSuspended
+		reasons = append(reasons, "fcm: "+t.FCMSuspended)
+	}
+	if len(reasons) > 0 {
+		reason := strings.Join(reasons, "; ")
+		v.Suspended, v.SuspendedReason = true, &reason
+	}
+	return writeJSON(ctx, fasthttp.StatusOK, v)
+}
+
+func (s *Server) deleteTenant(ctx *fasthttp.RequestCtx) error {
+	id, _ := ctx.UserValue("tenant_id").(string)
+	if err := s.tenantAuth(ctx, id); err != nil {
+		return err
+	}
+	if why := checkTenantID(id); why != "" {
+		return badFieldAt("tenant_id", why, inPath)
+	}
+	if err := s.deps.Tenants.DeleteTenant(context.Background(), id); err != nil {
+		return err
+	}
+	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
+}
+
+// apnsSecret is what a tenant's sealed APNs blob holds.
+type apnsSecret struct {
+	Type        string `json:"type"`
+	Certificate []byte `json:"certificate,omitempty"`
+	Password    string `json:"password,omitempty"`
+	PKCS8PEM    []byte `json:"pkcs8_pem,omitempty"`
+	KeyID       string `json:"key_id,omitempty"`
+	TeamID      string `json:"team_id,omitempty"`
+}
+
+// putAPNS is POST /tenants/{id}/apns: validate, seal, store.
+func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
+	t, err := s.tenantFromPath(ctx)
+	if err != nil {
+		return err
+	}
+	form, err := ctx.MultipartForm()
+	if err != nil {
+		return badFields(fieldError{"body", "want multipart/form-data: " + err.Error(), inBody})
+	}
+	topic, _ := formPart(form, dispatch.PartAPNSTopic)
+	cert, hasCert := formPart(form, dispatch.PartAPNSCertificate)
+	pemKey, hasKey := formPart(form, dispatch.PartAPNSPKCS8PEM)
+	var secret apnsSecret
+	var cerr error
+	switch {
+	case len(topic) == 0:
+		return credentialsError("bad_apns_credentials", dispatch.PartAPNSTopic, "required: the app's bundle id")
+	case hasCert == hasKey:
+		return credentialsError("bad_apns_credentials", dispatch.PartAPNSCertificate,
+			"send either apns_certificate (+ apns_certificate_password) or apns_pkcs8_pem (+ apns_key_id, apns_team_id)")
+	case hasCert:
+		password, _ := formPart(form, dispatch.PartAPNSCertificatePassword)
+		secret = apnsSecret{Type: dispatch.APNSTypeCertificate, Certificate: cert, Password: string(password)}
+		cerr = dispatch.CheckAPNSCertificate(cert, string(password))
+	default:
+		keyID, _ := formPart(form, dispatch.PartAPNSKeyID)
+		teamID, _ := formPart(form, dispatch.PartAPNSTeamID)
+		secret = apnsSecret{Type: dispatch.APNSTypeToken, PKCS8PEM: pemKey, KeyID: string(keyID), TeamID: string(teamID)}
+		cerr = dispatch.CheckAPNSKey(pemKey, string(keyID), string(teamID))
+	}
+	if cerr == nil {
+		cerr = dispatch.CheckAPNSTopic(string(topic))
+	}
+	if cerr != nil {
+		return credentialError("bad_apns_credentials", cerr)
+	}
+	plain, _ := json.Marshal(secret)
+	change := cache.TenantChange{SetAPNS: true, APNSTopic: string(topic), APNSType: secret.Type, APNS: s.deps.Vault.Seal(t.ID, plain)}
+	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
+		return err
+	}
+	s.log.Info("tenant APNs credentials set", "tenant", t.ID, "apns_type", secret.Type, "request_id", requestID(ctx))
+	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
+}
+
+// putFCM is POST /tenants/{id}/fcm_v1: the service account must parse and
+// its key must sign a token that its token_uri accepts.
+func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
+	t, err := s.tenantFromPath(ctx)
+	if err != nil {
+		return err
+	}
+	form, err := ctx.MultipartForm()
+	if err != nil {
+		return badFields(fieldError{"body", "want multipart/form-data: " + err.Error(), inBody})
+	}
+	creds, ok := formPart(form, dispatch.PartFCMCredentials)
+	if !ok || len(creds) == 0 {
+		return credentialsError("bad_fcm_v1_credentials", dispatch.PartFCMCredentials, "required: the service-account JSON, as a file or text")
+	}
+	check, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := dispatch.CheckFCMCredentials(check, creds, s.deps.RootCAs); err != nil {
+		return credentialError("bad_fcm_v1_credentials", err)
+	}
+	change := cache.TenantChange{SetFCM: true, FCM: s.deps.Vault.Seal(t.ID, creds)}
+	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
+		return err
+	}
+	s.log.Info("tenant FCM credentials set", "tenant", t.ID, "request_id", requestID(ctx))
+	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
+}
+
+// legacyFCM is POST /tenants/{id}/fcm: Google shut the legacy API down.
+func (s *Server) legacyFCM(ctx *fasthttp.RequestCtx) error {
+	if _, err := s.tenantFromPath(ctx); err != nil {
+		return err
+	}
+	return &requestError{status: fasthttp.StatusGone, name: "fcm_legacy_unsupported",
+		desc: "the legacy FCM API was shut down by Google; upload a service account to /tenants/{id}/fcm_v1"}
+}
+
+// clearProvider is DELETE /tenants/{id}/apns and /fcm_v1: 204.
+func (s *Server) clearProvider(apns bool) func(ctx *fasthttp.RequestCtx) error {
+	return func(ctx *fasthttp.RequestCtx) error {
+		t, err := s.tenantFromPath(ctx)
+		if err != nil {
+			return err
+		}
+		change := cache.TenantChange{ClearAPNS: apns, ClearFCM: !apns}
+		if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
+			return err
+		}
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return nil
+	}
+}
+
+// formPart reads a multipart part sent as a file or as a text value.
+func formPart(form *multipart.Form, name string) ([]byte, bool) {
+	if files := form.File[name]; len(files) > 0 {
+		f, err := files[0].Open()
+		if err != nil {
+			return nil, false
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+		return b, err == nil
+	}
+	if vals := form.Value[name]; len(vals) > 0 {
+		return []byte(vals[0]), true
+	}
+	return nil, false
+}
+
+func credentialsError(name, part, why string) *requestError {
+	return &requestError{status: fasthttp.StatusBadRequest, name: name, desc: part + ": " + why,
+		fields: []fieldError{{part, why, inBody}}}
+}
+
+// credentialError turns a dispatch check's error into the 400 naming the
+// part; the check's words never hold secret material.
+func credentialError(name string, err error) *requestError {
+	var ce *dispatch.CredentialError
+	if errors.As(err, &ce) {
+		return credentialsError(name, ce.Part, ce.Err.Error())
+	}
+	return credentialsError(name, "body", err.Error())
+}
+
+// writeJSON answers v as JSON with status (the tenants API's success
+// bodies, which are the reference server's, not the envelope).
+func writeJSON(ctx *fasthttp.RequestCtx, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	writeBody(ctx, status, b)
+	return nil
+}
