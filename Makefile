@@ -22,8 +22,14 @@ $(DEV_ENV):
 
 # test needs a redis-server binary: the tests start their own throwaway
 # servers on free ports and never touch one they did not start.
-test: redis-server vet
+test: redis-server sdk vet
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+# sdk installs the pinned WalletConnect SDK that the acceptance test drives.
+SDK_DIR := router/testdata/walletconnect-sdk
+sdk: $(SDK_DIR)/node_modules/.package-lock.json
+$(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package-lock.json
+	npm ci --prefix $(SDK_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -163,6 +163,21 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.router.Version = version
+	rl := &c.router.RateLimits
+	if rl.PerIP, err = envInt(getenv, "RATE_LIMIT_PER_IP", 100, 0, 1<<30); err != nil {
+		return nil, err
+	}
+	if rl.PerClient, err = envInt(getenv, "RATE_LIMIT_PER_CLIENT", 20, 0, 1<<30); err != nil {
+		return nil, err
+	}
+	if rl.Window, err = envDuration(getenv, "RATE_LIMIT_WINDOW", time.Minute); err != nil {
+		return nil, err
+	}
+	if v := env("TRUSTED_PROXIES", ""); v != "" {
+		if rl.TrustedProxies, err = router.ParseTrustedProxies(v); err != nil {
+			return nil, fmt.Errorf("TRUSTED_PROXIES=%q: want comma-separated addresses or CIDR prefixes: %v", v, err)
+		}
+	}
 	if c.metricsPort, err = envInt(getenv, "TELEMETRY_PROMETHEUS_PORT", 0, 1, 65535); err != nil {
 		return nil, err
 	}
@@ -268,6 +283,9 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 	}
 	clientAuth := &verify.ClientAuth{Audience: cfg.publicURL, Leeway: 120 * time.Second}
 	deps := router.Deps{Store: store, Relay: relay, ClientAuth: clientAuth, Providers: providers}
+	if l, ok := store.(cache.Limiter); ok {
+		deps.Limiter = l
+	}
 	if cfg.jwtSecret != nil {
 		tenants, ok := store.(cache.Tenants)
 		if !ok {

@@ -45,6 +45,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	f(map[string]string{"REDIS_URL": "redis://a:1,b:2"}, "REDIS_URL")
 	f(map[string]string{"REDIS_REPLICA_URL": "redis://r:6379"}, "REDIS_REPLICA_URL")
 	f(map[string]string{"TELEMETRY_PROMETHEUS_PORT": "3000"}, "TELEMETRY_PROMETHEUS_PORT")
+	f(map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES")
+	f(map[string]string{"RATE_LIMIT_PER_IP": "-5"}, "RATE_LIMIT_PER_IP")
 	f(map[string]string{"APNS_CERTIFICATE": "%%%"}, "APNS_CERTIFICATE")
 }
 

@@ -50,6 +50,12 @@ type Embedded struct {
 	mu      sync.Mutex
 	pending map[string]claim
 
+	// limMu guards the rate-limit windows (embedded_tenant.go); sweepAt is
+	// the map size that triggers the next purge of expired windows.
+	limMu   sync.Mutex
+	windows map[string]window
+	sweepAt int
+
 	stop      chan struct{}
 	swept     sync.WaitGroup
 	closeOnce sync.Once
@@ -83,7 +89,7 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 	// lone send's latency close to one fsync (bbolt's default is 10ms).
 	db.MaxBatchDelay = 2 * time.Millisecond
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketClients, bucketTokens, bucketDedup} {
+		for _, b := range [][]byte{bucketClients, bucketTokens, bucketDedup, bucketTenants} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

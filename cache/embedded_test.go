@@ -90,3 +90,36 @@ func TestEmbeddedSecondOpenFailsClearly(t *testing.T) {
 		t.Fatalf("second OpenEmbedded: %v; want an error naming the lock holder", err)
 	}
 }
+
+func TestEmbeddedTenants(t *testing.T) {
+	cachetest.RunTenants(t, func(t *testing.T) cachetest.TenantStore { return newEmbedded(t, t.TempDir()) })
+}
+
+func TestEmbeddedLimiter(t *testing.T) {
+	cachetest.RunLimiter(t, func(t *testing.T) cache.Limiter { return newEmbedded(t, t.TempDir()) })
+}
+
+// TestEmbeddedTenantsSurviveRestart: tenants are durable like clients.
+func TestEmbeddedTenantsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := newEmbedded(t, dir)
+	ctx := t.Context()
+	if _, err := s.CreateTenant(ctx, "a"); err != nil {
+		t.Fatalf("CreateTenant: %v", err)
+	}
+	if err := s.UpdateTenant(ctx, "a", cache.TenantChange{SetFCM: true, FCM: []byte("sealed")}); err != nil {
+		t.Fatalf("UpdateTenant: %v", err)
+	}
+	want, err := s.Tenant(ctx, "a")
+	if err != nil {
+		t.Fatalf("Tenant: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	s = newEmbedded(t, dir)
+	got, err := s.Tenant(ctx, "a")
+	if err != nil || got.Version != want.Version || string(got.FCM) != "sealed" {
+		t.Fatalf("after reopening, Tenant = %+v, %v; want %+v", got, err, want)
+	}
+}

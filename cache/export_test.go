@@ -1,6 +1,12 @@
 package cache
 
-import "crypto/sha256"
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // KeysForTest exposes the key layout to the cluster tests, which check where
 // the keys land: the client record, the dedup record of messageID, and the
@@ -8,4 +14,26 @@ import "crypto/sha256"
 func (r *Redis) KeysForTest(tenant, id, messageID, token string) (client, dedup, owner string) {
 	hash := sha256.Sum256([]byte(token))
 	return r.clientKey(tenant, id), r.dedupKey(tenant, id, messageID), r.tokenKey(tenant, &hash)
+}
+
+// RawTenantForTest returns every stored field value of the tenant's record,
+// read past the cache, so tests can check the sealed bytes are stored as
+// given.
+func (r *Redis) RawTenantForTest(ctx context.Context, id string) ([]byte, error) {
+	m, err := r.c.Do(ctx, r.c.B().Hgetall().Key(r.tenantKey(id)).Build()).AsStrMap()
+	var b []byte
+	for _, v := range m {
+		b = append(b, v...)
+	}
+	return b, err
+}
+
+// RawTenantForTest returns the tenant's stored record.
+func (e *Embedded) RawTenantForTest(ctx context.Context, id string) ([]byte, error) {
+	var b []byte
+	err := e.db.View(func(tx *bolt.Tx) error {
+		b = bytes.Clone(tx.Bucket(bucketTenants).Get([]byte(id)))
+		return nil
+	})
+	return b, err
 }

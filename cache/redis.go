@@ -62,6 +62,8 @@ const (
 //	P c:{T/<id>}               client record: one value, see record.go
 //	P t:{T/<hex sha256(token)>} token owner index: 8-byte nonce + client id
 //	P d:{T/<id>}:<message id>  dedup: "p:<nonce>" while reserved, "d" once delivered
+//	P tenant:{T}               tenant record (HASH), see redis_tenant.go
+//	P rl:{<key>}               rate-limit counter of the current window
 //
 // Every multi-key step touches one key, or keys of one hash tag, so the
 // layout works unchanged on Redis Cluster. The token index is the authority:

@@ -26,6 +26,15 @@ func TestRedisCluster(t *testing.T) {
 			return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
 		})
 	})
+	t.Run("Tenants", func(t *testing.T) {
+		url := "redis://" + addrs[1]
+		cachetest.RunTenants(t, func(t *testing.T) cachetest.TenantStore {
+			return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+		})
+		cachetest.RunLimiter(t, func(t *testing.T) cache.Limiter {
+			return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+		})
+	})
 	t.Run("KeysSpreadOverSlotsAndNodes", func(t *testing.T) {
 		testClusterKeysSpread(t, addrs)
 	})

@@ -3,6 +3,7 @@ package cache_test
 import (
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -32,6 +33,69 @@ func TestRedis(t *testing.T) {
 	cachetest.Run(t, func(t *testing.T) cache.Store {
 		return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
 	})
+}
+
+func TestRedisTenants(t *testing.T) {
+	url := "redis://" + cachetest.StartRedis(t)
+	cachetest.RunTenants(t, func(t *testing.T) cachetest.TenantStore {
+		return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+	})
+	cachetest.RunLimiter(t, func(t *testing.T) cache.Limiter {
+		return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+	})
+	t.Run("GlobPrefix", func(t *testing.T) {
+		// A prefix with glob characters must not make DeleteTenant's SCAN
+		// miss the tenant's keys (or take another prefix's).
+		cachetest.RunTenants(t, func(t *testing.T) cachetest.TenantStore {
+			return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: "[g]*?\\" + randomPrefix()})
+		})
+	})
+}
+
+// TestRedisOtherStoreSeesTenantChanges: a tenant change made through one
+// instance reaches another instance's cached Tenant within a second.
+func TestRedisOtherStoreSeesTenantChanges(t *testing.T) {
+	url := "redis://" + cachetest.StartRedis(t)
+	prefix := randomPrefix()
+	a := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix})
+	b := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix, CacheTTL: time.Hour})
+	ctx := t.Context()
+
+	eventually := func(want func(cache.Tenant, error) bool, what string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Second)
+		for {
+			got, err := b.Tenant(ctx, "w")
+			if want(got, err) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("other store: Tenant = %+v, %v after 1s; want %s", got, err, what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	eventually(func(_ cache.Tenant, err error) bool { return errors.Is(err, cache.ErrTenantNotFound) }, "not found")
+	if _, err := a.CreateTenant(ctx, "w"); err != nil {
+		t.Fatalf("CreateTenant: %v", err)
+	}
+	eventually(func(_ cache.Tenant, err error) bool { return err == nil }, "the created tenant")
+	for i := range 10 {
+		if err := a.UpdateTenant(ctx, "w", cache.TenantChange{SuspendFCM: fmt.Sprint("reason ", i)}); err != nil {
+			t.Fatalf("UpdateTenant: %v", err)
+		}
+		want, err := a.Tenant(ctx, "w")
+		if err != nil {
+			t.Fatalf("Tenant: %v", err)
+		}
+		eventually(func(got cache.Tenant, err error) bool {
+			return err == nil && got.Version == want.Version && got.FCMSuspended == want.FCMSuspended
+		}, fmt.Sprintf("%+v", want))
+	}
+	if err := a.DeleteTenant(ctx, "w"); err != nil {
+		t.Fatalf("DeleteTenant: %v", err)
+	}
+	eventually(func(_ cache.Tenant, err error) bool { return errors.Is(err, cache.ErrTenantNotFound) }, "not found after delete")
 }
 
 // TestRedisOtherStoreSeesChanges: two stores on one server (two gateway

@@ -38,6 +38,9 @@ func (s *Server) register(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
+	if err := s.rateLimit(ctx, sc.id(), c.ID); err != nil {
+		return err
+	}
 	if !sc.providers.Available(c.Type) {
 		return &requestError{status: fasthttp.StatusBadRequest, name: "provider_not_available",
 			desc:   "provider " + c.Type + " is not configured on this server",
@@ -109,6 +112,9 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	}
 	sc, err := s.scopeOf(ctx)
 	if err != nil {
+		return err
+	}
+	if err := s.rateLimit(ctx, sc.id(), id); err != nil {
 		return err
 	}
 	if err := s.store.Unregister(context.Background(), sc.id(), id); err != nil {

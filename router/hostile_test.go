@@ -5,9 +5,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"push-server/cache"
 )
 
 // A client that sends its headers a byte at a time (slowloris) is cut off
@@ -71,4 +75,49 @@ func TestGarbageIsRefusedInTheEnvelope(t *testing.T) {
 	if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"bad_request"`) {
 		t.Fatalf("garbage got %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
+}
+
+func TestRegistrationsAreRateLimited(t *testing.T) {
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			h := newHarness(t, options{store: st.open,
+				deps: func(d *Deps) { d.Limiter = d.Store.(cache.Limiter) },
+				configure: func(c *Config) {
+					c.RateLimits = RateLimits{PerIP: 3, PerClient: 2, Window: time.Minute,
+						TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+				}})
+			reg := func(id string, hdr map[string]string) reply {
+				return h.do("POST", "/clients", `{"client_id":"`+id+`","type":"noop","token":"t-`+id+`"}`, hdr)
+			}
+			xff := func(ip string) map[string]string { return map[string]string{"X-Forwarded-For": ip + ", 10.0.0.1"} }
+			// Per client id.
+			reg("same", xff("192.0.2.1")).expectOK(t, 200)
+			reg("same", xff("192.0.2.2")).expectOK(t, 200)
+			r := reg("same", xff("192.0.2.3"))
+			r.expectError(t, 429, "rate_limited")
+			if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); ra < 1 || ra > 60 {
+				t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
+			}
+			// Per address: the trusted proxy's first hop is the address.
+			for i := range 3 {
+				reg("ip-"+strconv.Itoa(i), xff("198.51.100.7")).expectOK(t, 200)
+			}
+			reg("ip-3", xff("198.51.100.7")).expectError(t, 429, "rate_limited")
+			reg("ip-4", xff("198.51.100.8")).expectOK(t, 200)
+			h.do("DELETE", "/clients/ip-5", "", xff("198.51.100.7")).expectError(t, 429, "rate_limited")
+		})
+	}
+}
+
+func TestForwardedForIsIgnoredFromUntrustedPeers(t *testing.T) {
+	h := newHarness(t, options{
+		deps:      func(d *Deps) { d.Limiter = d.Store.(cache.Limiter) },
+		configure: func(c *Config) { c.RateLimits = RateLimits{PerIP: 2, Window: time.Minute} }})
+	for i := range 2 {
+		h.do("POST", "/clients", `{"client_id":"u`+strconv.Itoa(i)+`","type":"noop","token":"t`+strconv.Itoa(i)+`"}`,
+			map[string]string{"X-Forwarded-For": "203.0.113." + strconv.Itoa(i)}).expectOK(t, 200)
+	}
+	// A spoofed header does not buy a fresh bucket.
+	h.do("POST", "/clients", `{"client_id":"u9","type":"noop","token":"t9"}`,
+		map[string]string{"X-Forwarded-For": "203.0.113.99", "Fly-Client-IP": "203.0.113.98"}).expectError(t, 429, "rate_limited")
 }

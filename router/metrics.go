@@ -19,6 +19,8 @@ var (
 	deadTokensRemoved = metrics.NewCounter(`push_dead_tokens_removed_total`)
 	storeErrors       = metrics.NewCounter(`push_store_errors_total`)
 	sendsShed         = metrics.NewCounter(`push_sends_shed_total`)
+	rateLimited       = metrics.NewCounter(`push_rate_limited_total`)
+	dedupDegraded     = metrics.NewCounter(`push_dedup_degraded_total`)
 )
 
 // routeMetrics counts one route's requests by status and times them.

@@ -62,12 +62,26 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	}
 
 	claim, err := s.store.Reserve(bg, sc.id(), id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
-	if errors.Is(err, cache.ErrAlreadyDelivered) {
+	local := ""
+	switch {
+	case errors.Is(err, cache.ErrAlreadyDelivered):
 		dedupHits.Inc()
 		writeOK(ctx, fasthttp.StatusOK)
 		return nil
-	}
-	if err != nil {
+	case errors.Is(err, cache.ErrUnavailable):
+		// The client was found (replica or cache) but the primary that
+		// holds dedup marks is gone: deliver, deduplicating locally.
+		local = sc.id() + "\x00" + id + "\x00" + n.MessageID
+		switch s.localDedup.reserve(local, s.cfg.SendTimeout+leaseMargin) {
+		case "delivered":
+			dedupHits.Inc()
+			writeOK(ctx, fasthttp.StatusOK)
+			return nil
+		case "in_progress":
+			return cache.ErrDeliveryInProgress
+		}
+		dedupDegraded.Inc()
+	case err != nil:
 		return err
 	}
 
@@ -78,7 +92,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	sends.observe(client.Type, outcomeOf(err), time.Since(start))
 	if err != nil {
 		// Not delivered: forget the claim so that a retry is delivered.
-		if rerr := s.store.Release(bg, claim); rerr != nil {
+		if local != "" {
+			s.localDedup.release(local)
+		} else if rerr := s.store.Release(bg, claim); rerr != nil {
 			s.log.Warn("cannot release a dedup claim; the relay's retry waits for the lease to expire",
 				"request_id", requestID(ctx), "error", rerr.Error())
 		}
@@ -94,7 +110,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		}
 		return err
 	}
-	if err := s.store.Commit(bg, claim, s.cfg.DedupTTL); err != nil {
+	if local != "" {
+		s.localDedup.commit(local, s.cfg.DedupTTL)
+	} else if err := s.store.Commit(bg, claim, s.cfg.DedupTTL); err != nil {
 		// Delivered, so the relay hears success; the claim's lease still
 		// blocks a duplicate for a while.
 		s.log.Warn("delivered but cannot record it for deduplication",

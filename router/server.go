@@ -54,6 +54,8 @@ type Config struct {
 	// Retry-After before memory grows: the relay retries later, or another
 	// instance takes it. 0 means 10000.
 	MaxInFlightSends int
+	// RateLimits bound register and unregister (see RateLimits).
+	RateLimits RateLimits
 	// PublicURL is this gateway's public base URL (PUBLIC_URL), for the
 	// tenants API's "url".
 	PublicURL string
@@ -77,6 +79,9 @@ type Deps struct {
 	TenantAuth *verify.TenantAuth
 	Vault      *dispatch.Vault
 	Pool       *dispatch.Pool
+	// Limiter counts register/unregister calls for Config.RateLimits; nil
+	// turns rate limiting off.
+	Limiter cache.Limiter
 	// RootCAs, when set, is trusted for tenants' token_uri checks (tests).
 	RootCAs *x509.CertPool
 }
@@ -93,6 +98,7 @@ type Server struct {
 	http       *fasthttp.Server
 	healthBody []byte
 	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
+	localDedup *localDedup  // dedup while the store's primary is unreachable
 }
 
 // New builds a Server.
@@ -139,6 +145,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		providers:  deps.Providers,
 		log:        cfg.Logger,
 		healthBody: []byte("OK, push-server v" + cfg.Version),
+		localDedup: newLocalDedup(100000),
 	}
 
 	r := fasthttprouter.New()

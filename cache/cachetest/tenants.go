@@ -1,0 +1,320 @@
+package cachetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"push-server/cache"
+)
+
+// TenantStore is a Store that also stores tenants, as both implementations
+// do.
+type TenantStore interface {
+	cache.Store
+	cache.Tenants
+}
+
+// RawTenantReader is implemented (in test builds) by stores that can show
+// a tenant record's stored bytes; RunTenants uses it to check that sealed
+// credentials are stored as given.
+type RawTenantReader interface {
+	RawTenantForTest(ctx context.Context, id string) ([]byte, error)
+}
+
+// RunTenants checks that stores made by newStore keep every promise of
+// cache.Tenants. Each subtest makes its own store, as in Run.
+//
+// Fine print checked here, beyond the interface docs:
+//   - Version grows with every UpdateTenant;
+//   - setting a provider lifts only that provider's suspension, clearing it
+//     removes credentials and suspension;
+//   - DeleteTenant removes clients and dedup records of that tenant only
+//     (not of a tenant whose id it prefixes), and a re-created tenant starts
+//     empty;
+//   - a Tenant read right after a write on the same store sees the write.
+func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s TenantStore)
+	}{
+		{"CreateIsIdempotent", testCreateTenantIsIdempotent},
+		{"UnknownTenant", testUnknownTenant},
+		{"UpdateSetsAndClears", testUpdateTenantSetsAndClears},
+		{"SetLiftsOnlyItsSuspension", testSetLiftsOnlyItsSuspension},
+		{"DeleteRemovesClients", testDeleteTenantRemovesClients},
+		{"SealedBytesStoredAsGiven", testSealedBytesStoredAsGiven},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
+	}
+}
+
+func mustCreateTenant(t *testing.T, s cache.Tenants, id string, wantCreated bool) {
+	t.Helper()
+	created, err := s.CreateTenant(ctx(t), id)
+	if err != nil {
+		t.Fatalf("CreateTenant(%q): %v", id, err)
+	}
+	if created != wantCreated {
+		t.Fatalf("CreateTenant(%q) reported created=%v; want %v", id, created, wantCreated)
+	}
+}
+
+func mustTenant(t *testing.T, s cache.Tenants, id string) cache.Tenant {
+	t.Helper()
+	tn, err := s.Tenant(ctx(t), id)
+	if err != nil {
+		t.Fatalf("Tenant(%q): %v", id, err)
+	}
+	if tn.ID != id {
+		t.Fatalf("Tenant(%q).ID = %q", id, tn.ID)
+	}
+	return tn
+}
+
+func mustUpdateTenant(t *testing.T, s cache.Tenants, id string, c cache.TenantChange) {
+	t.Helper()
+	if err := s.UpdateTenant(ctx(t), id, c); err != nil {
+		t.Fatalf("UpdateTenant(%q, %+v): %v", id, c, err)
+	}
+}
+
+// updateAndCheck applies c, then checks the tenant reads as want (ID and
+// Version aside) with a version above the previous one; it returns the new
+// tenant.
+func updateAndCheck(t *testing.T, s cache.Tenants, prev cache.Tenant, c cache.TenantChange, want cache.Tenant) cache.Tenant {
+	t.Helper()
+	mustUpdateTenant(t, s, prev.ID, c)
+	got := mustTenant(t, s, prev.ID)
+	if got.Version <= prev.Version {
+		t.Fatalf("after UpdateTenant(%+v), Version = %d; want more than %d", c, got.Version, prev.Version)
+	}
+	want.ID, want.Version = got.ID, got.Version
+	if !tenantEqual(got, want) {
+		t.Fatalf("after UpdateTenant(%+v), Tenant = %+v; want %+v", c, got, want)
+	}
+	return got
+}
+
+// tenantEqual compares tenants, telling nil credentials (not set up) from
+// set ones.
+func tenantEqual(a, b cache.Tenant) bool {
+	sameBytes := func(x, y []byte) bool { return (x == nil) == (y == nil) && bytes.Equal(x, y) }
+	return a.ID == b.ID && a.Version == b.Version &&
+		a.APNSTopic == b.APNSTopic && a.APNSType == b.APNSType && sameBytes(a.APNS, b.APNS) &&
+		sameBytes(a.FCM, b.FCM) && a.APNSSuspended == b.APNSSuspended && a.FCMSuspended == b.FCMSuspended
+}
+
+// sealed bytes as dispatch.Vault might produce them: arbitrary binary.
+var (
+	sealedAPNS = []byte("\x00sealed-apns\xff\x01{}")
+	sealedFCM  = []byte("\x00sealed-fcm\xfe\x02/*")
+)
+
+func testCreateTenantIsIdempotent(t *testing.T, s TenantStore) {
+	mustCreateTenant(t, s, "a", true)
+	tn := mustTenant(t, s, "a")
+	if !tenantEqual(tn, cache.Tenant{ID: "a", Version: tn.Version}) {
+		t.Fatalf("new tenant = %+v; want no credentials and no suspension", tn)
+	}
+	mustUpdateTenant(t, s, "a", cache.TenantChange{SetFCM: true, FCM: sealedFCM})
+	before := mustTenant(t, s, "a")
+	mustCreateTenant(t, s, "a", false)
+	if after := mustTenant(t, s, "a"); !tenantEqual(after, before) {
+		t.Fatalf("after a second CreateTenant, Tenant = %+v; want it kept as %+v", after, before)
+	}
+	mustCreateTenant(t, s, "b", true)
+}
+
+func testUnknownTenant(t *testing.T, s TenantStore) {
+	if tn, err := s.Tenant(ctx(t), "nope"); !errors.Is(err, cache.ErrTenantNotFound) {
+		t.Fatalf("Tenant(unknown) = %+v, %v; want ErrTenantNotFound", tn, err)
+	}
+	err := s.UpdateTenant(ctx(t), "nope", cache.TenantChange{SetFCM: true, FCM: sealedFCM})
+	if !errors.Is(err, cache.ErrTenantNotFound) {
+		t.Fatalf("UpdateTenant(unknown) = %v; want ErrTenantNotFound", err)
+	}
+	// The failed update must not have created it.
+	if _, err := s.Tenant(ctx(t), "nope"); !errors.Is(err, cache.ErrTenantNotFound) {
+		t.Fatalf("Tenant(unknown) after a failed update = %v; want ErrTenantNotFound", err)
+	}
+	if err := s.DeleteTenant(ctx(t), "nope"); err != nil {
+		t.Fatalf("DeleteTenant(unknown) = %v; want nil", err)
+	}
+}
+
+func testUpdateTenantSetsAndClears(t *testing.T, s TenantStore) {
+	mustCreateTenant(t, s, "a", true)
+	tn := mustTenant(t, s, "a")
+	apns := cache.Tenant{APNSTopic: "com.example.wallet", APNSType: "token", APNS: sealedAPNS}
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetAPNS: true, APNSTopic: apns.APNSTopic, APNSType: apns.APNSType, APNS: sealedAPNS}, apns)
+	both := apns
+	both.FCM = sealedFCM
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: sealedFCM}, both)
+	// Replacing APNs credentials replaces all three fields.
+	both.APNSTopic, both.APNSType, both.APNS = "com.example.other", "certificate", []byte("p12")
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetAPNS: true, APNSTopic: both.APNSTopic, APNSType: both.APNSType, APNS: both.APNS}, both)
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{ClearAPNS: true}, cache.Tenant{FCM: sealedFCM})
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{ClearFCM: true}, cache.Tenant{})
+	// Even a change that changes nothing bumps the version, so instances
+	// rebuild rather than wonder.
+	updateAndCheck(t, s, tn, cache.TenantChange{}, cache.Tenant{})
+}
+
+func testSetLiftsOnlyItsSuspension(t *testing.T, s TenantStore) {
+	mustCreateTenant(t, s, "a", true)
+	tn := mustTenant(t, s, "a")
+	want := cache.Tenant{APNSTopic: "t", APNSType: "token", APNS: sealedAPNS, FCM: sealedFCM}
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: sealedAPNS, SetFCM: true, FCM: sealedFCM}, want)
+	want.APNSSuspended, want.FCMSuspended = "BadCertificate", "SENDER_ID_MISMATCH"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendAPNS: want.APNSSuspended, SuspendFCM: want.FCMSuspended}, want)
+	// New FCM credentials lift FCM's suspension, not APNs's.
+	want.FCM, want.FCMSuspended = []byte("new-fcm"), ""
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: want.FCM}, want)
+	want.APNSSuspended = "ExpiredProviderToken"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendAPNS: want.APNSSuspended}, want)
+	want.APNS, want.APNSSuspended = []byte("new-apns"), ""
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: want.APNS}, want)
+	// Clearing removes a suspension with the credentials.
+	want.FCMSuspended = "UNREGISTERED"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendFCM: want.FCMSuspended}, want)
+	want.FCM, want.FCMSuspended = nil, ""
+	updateAndCheck(t, s, tn, cache.TenantChange{ClearFCM: true}, want)
+}
+
+func testDeleteTenantRemovesClients(t *testing.T, s TenantStore) {
+	c := ctx(t)
+	// "ab" starts with "a": a prefix match gone wrong would take it too.
+	for _, id := range []string{"a", "b", "ab"} {
+		mustCreateTenant(t, s, id, true)
+		mustUpdateTenant(t, s, id, cache.TenantChange{SetFCM: true, FCM: sealedFCM})
+	}
+	var clients []cache.Client
+	for i, tok := range []string{"tok-1", "tok-2", "tok-3"} {
+		clients = append(clients, cache.Client{ID: "z6Mk" + tok, Type: cache.TypeFCM, Token: tok, AlwaysRaw: i == 1})
+	}
+	for _, tenant := range []string{"a", "b", "ab"} {
+		for _, cl := range clients {
+			mustRegister(t, s, tenant, cl)
+			wantClient(t, s, tenant, cl) // fills a look-up cache, if any
+		}
+		mustCommit(t, s, mustReserve(t, s, tenant, clients[0].ID, "msg", longLease), longTTL)
+		wantReserveErr(t, s, tenant, clients[0].ID, "msg", cache.ErrAlreadyDelivered)
+	}
+
+	if err := s.DeleteTenant(c, "a"); err != nil {
+		t.Fatalf("DeleteTenant(\"a\"): %v", err)
+	}
+	if _, err := s.Tenant(c, "a"); !errors.Is(err, cache.ErrTenantNotFound) {
+		t.Fatalf("Tenant(\"a\") after DeleteTenant = %v; want ErrTenantNotFound", err)
+	}
+	for _, cl := range clients {
+		wantNotFound(t, s, "a", cl.ID)
+	}
+	for _, tenant := range []string{"b", "ab"} {
+		mustTenant(t, s, tenant)
+		for _, cl := range clients {
+			wantClient(t, s, tenant, cl)
+		}
+		wantReserveErr(t, s, tenant, clients[0].ID, "msg", cache.ErrAlreadyDelivered)
+	}
+
+	// A re-created tenant starts empty: no old clients, no old dedup marks.
+	mustCreateTenant(t, s, "a", true)
+	if tn := mustTenant(t, s, "a"); tn.FCM != nil {
+		t.Fatalf("re-created tenant = %+v; want no credentials", tn)
+	}
+	for _, cl := range clients {
+		wantNotFound(t, s, "a", cl.ID)
+	}
+	mustRelease(t, s, mustReserve(t, s, "a", clients[0].ID, "msg", longLease))
+	// Registering again works, and the old token index does not interfere.
+	mustRegister(t, s, "a", clients[1])
+	wantClient(t, s, "a", clients[1])
+	wantNotFound(t, s, "a", clients[0].ID)
+
+	// Idempotent.
+	for range 2 {
+		if err := s.DeleteTenant(c, "a"); err != nil {
+			t.Fatalf("DeleteTenant(\"a\") again: %v", err)
+		}
+	}
+	wantNotFound(t, s, "a", clients[1].ID)
+	wantClient(t, s, "b", clients[1])
+}
+
+func testSealedBytesStoredAsGiven(t *testing.T, s TenantStore) {
+	raw, ok := s.(RawTenantReader)
+	if !ok {
+		t.Skipf("%T has no RawTenantForTest", s)
+	}
+	mustCreateTenant(t, s, "a", true)
+	mustUpdateTenant(t, s, "a", cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: sealedAPNS, SetFCM: true, FCM: sealedFCM})
+	b, err := raw.RawTenantForTest(ctx(t), "a")
+	if err != nil {
+		t.Fatalf("RawTenantForTest: %v", err)
+	}
+	for _, sealed := range [][]byte{sealedAPNS, sealedFCM} {
+		if !bytes.Contains(b, sealed) {
+			t.Fatalf("stored tenant record %q does not hold the sealed bytes %q as given", b, sealed)
+		}
+	}
+}
+
+// RunLimiter checks a cache.Limiter's fixed windows. newLimiter must close
+// what it makes in t.Cleanup.
+func RunLimiter(t *testing.T, newLimiter func(t *testing.T) cache.Limiter) {
+	t.Run("FixedWindow", func(t *testing.T) { testFixedWindow(t, newLimiter(t)) })
+}
+
+func testFixedWindow(t *testing.T, l cache.Limiter) {
+	const (
+		limit  = 3
+		window = 200 * time.Millisecond
+	)
+	c := ctx(t)
+	allow := func(key string) (bool, time.Duration) {
+		t.Helper()
+		ok, retry, err := l.Allow(c, key, limit, window)
+		if err != nil {
+			t.Fatalf("Allow(%q): %v", key, err)
+		}
+		return ok, retry
+	}
+	// A slow machine may let a window run out between the calls; then the
+	// round is repeated with a fresh key rather than failed.
+	for attempt := 0; ; attempt++ {
+		key := "ip:198.51.100.7/" + string(rune('a'+attempt))
+		start := time.Now()
+		for i := range limit {
+			if ok, _ := allow(key); !ok && time.Since(start) < window {
+				t.Fatalf("Allow call %d of %d in one window refused", i+1, limit)
+			}
+		}
+		ok, retry := allow(key)
+		if time.Since(start) >= window/2 {
+			if attempt < 3 {
+				continue
+			}
+			t.Fatalf("four Allow calls took %v; too slow to test a %v window", time.Since(start), window)
+		}
+		if ok {
+			t.Fatalf("Allow call %d in one window allowed; want refused past the limit of %d", limit+1, limit)
+		}
+		if retry <= 0 || retry > window {
+			t.Fatalf("refused Allow: retryAfter = %v; want within (0, %v]", retry, window)
+		}
+		// Another key has its own count.
+		if ok, _ := allow(key + "-other"); !ok {
+			t.Fatal("Allow on a fresh key refused after another key ran out")
+		}
+		time.Sleep(retry + 20*time.Millisecond)
+		if ok, retry := allow(key); !ok {
+			t.Fatalf("Allow after the window ended refused (retryAfter %v)", retry)
+		}
+		return
+	}
+}

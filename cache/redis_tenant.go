@@ -1,0 +1,264 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// Tenants on Redis (P is the key prefix, T the tenant spelled by
+// appendTenant):
+//
+//	P tenant:{T}   HASH: v (Version), at, aty, a (APNs topic, type, sealed
+//	               credentials), f (sealed FCM), as, fs (suspension reasons)
+//	P rl:{<key>}   rate-limit counter of the current window, expiring with it
+//
+// A tenant exists while its hash exists; the field v is always present.
+// Absent a and f mean the provider is not set up.
+
+var (
+	_ Tenants = (*Redis)(nil)
+	_ Limiter = (*Redis)(nil)
+)
+
+var (
+	// updateTenantScript applies a TenantChange to KEYS[1] and returns the
+	// new version, or false when the tenant does not exist. ARGV: clear
+	// APNs, clear FCM, set APNs, topic, type, sealed APNs, set FCM, sealed
+	// FCM, APNs suspension, FCM suspension; flags are "1" or "0". Order as
+	// in TenantChange.apply: clears, sets (lifting suspension), suspensions.
+	updateTenantScript = rueidis.NewLuaScript(`if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'at', 'aty', 'a', 'as') end
+if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'f', 'fs') end
+if ARGV[3] == '1' then
+  redis.call('HSET', KEYS[1], 'at', ARGV[4], 'aty', ARGV[5], 'a', ARGV[6])
+  redis.call('HDEL', KEYS[1], 'as')
+end
+if ARGV[7] == '1' then
+  redis.call('HSET', KEYS[1], 'f', ARGV[8])
+  redis.call('HDEL', KEYS[1], 'fs')
+end
+if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'as', ARGV[9]) end
+if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'fs', ARGV[10]) end
+return redis.call('HINCRBY', KEYS[1], 'v', 1)`)
+
+	// allowScript counts one event in KEYS[1]'s window of ARGV[1] ms and
+	// returns {count, ms left in the window}. A key left without an expiry
+	// (which the script itself never does) gets one, so it cannot block
+	// forever.
+	allowScript = rueidis.NewLuaScript(`local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {n, ttl}`)
+)
+
+func (r *Redis) tenantKey(tenant string) string {
+	b := make([]byte, 0, len(r.prefix)+len(tenant)+9)
+	b = append(b, r.prefix...)
+	b = append(b, "tenant:{"...)
+	b = appendTenant(b, tenant)
+	b = append(b, '}')
+	return rueidis.BinaryString(b)
+}
+
+func (r *Redis) limitKey(key string) string {
+	b := make([]byte, 0, len(r.prefix)+len(key)+5)
+	b = append(b, r.prefix...)
+	b = append(b, "rl:{"...)
+	b = append(b, key...)
+	b = append(b, '}')
+	return rueidis.BinaryString(b)
+}
+
+// tenantDataPattern is a SCAN MATCH pattern for every client record, token
+// index entry and dedup record of tenant: "P[ctd]:{T/*". The prefix is
+// escaped, since it may hold glob characters; appendTenant's spelling holds
+// none.
+func (r *Redis) tenantDataPattern(tenant string) string {
+	b := make([]byte, 0, 2*len(r.prefix)+len(tenant)+12)
+	for i := 0; i < len(r.prefix); i++ {
+		switch c := r.prefix[i]; c {
+		case '*', '?', '[', ']', '\\':
+			b = append(b, '\\', c)
+		default:
+			b = append(b, c)
+		}
+	}
+	b = append(b, "[ctd]:{"...)
+	b = appendTenant(b, tenant)
+	b = append(b, "/*"...)
+	return rueidis.BinaryString(b)
+}
+
+// CreateTenant implements Tenants with HSETNX on the version field: the
+// field exists exactly when the tenant does.
+func (r *Redis) CreateTenant(ctx context.Context, id string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	k := r.tenantKey(id)
+	created, err := r.c.Do(ctx, r.c.B().Hsetnx().Key(k).Field("v").Value("0").Build()).AsBool()
+	if err != nil {
+		return false, unavailable(fmt.Sprintf("create tenant %q", id), err)
+	}
+	if created {
+		r.settle(ctx, []string{k})
+	}
+	return created, nil
+}
+
+// Tenant implements Tenants. It reads the primary through the client-side
+// cache (not the replica, so a change is never hidden by replication lag);
+// another instance's change arrives by invalidation.
+func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	m, err := r.c.DoCache(ctx, r.c.B().Hgetall().Key(r.tenantKey(id)).Cache(), r.cacheTTL).AsStrMap()
+	if err != nil {
+		return Tenant{}, unavailable(fmt.Sprintf("read tenant %q", id), err)
+	}
+	if len(m) == 0 {
+		return Tenant{}, ErrTenantNotFound
+	}
+	v, err := strconv.ParseUint(m["v"], 10, 64)
+	if err != nil {
+		return Tenant{}, fmt.Errorf("cannot read tenant %q: version %q: %w", id, m["v"], errCorruptTenant)
+	}
+	t := Tenant{
+		ID:            id,
+		Version:       v,
+		APNSTopic:     m["at"],
+		APNSType:      m["aty"],
+		APNSSuspended: m["as"],
+		FCMSuspended:  m["fs"],
+	}
+	if a, ok := m["a"]; ok {
+		t.APNS = []byte(a)
+	}
+	if f, ok := m["f"]; ok {
+		t.FCM = []byte(f)
+	}
+	return t, nil
+}
+
+// UpdateTenant implements Tenants with one script on the tenant's key.
+func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	flag := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	}
+	k := r.tenantKey(id)
+	err := updateTenantScript.Exec(ctx, r.c, []string{k}, []string{
+		flag(change.ClearAPNS), flag(change.ClearFCM),
+		flag(change.SetAPNS), change.APNSTopic, change.APNSType, rueidis.BinaryString(change.APNS),
+		flag(change.SetFCM), rueidis.BinaryString(change.FCM),
+		change.SuspendAPNS, change.SuspendFCM,
+	}).Error()
+	if rueidis.IsRedisNil(err) {
+		return ErrTenantNotFound
+	}
+	if err != nil {
+		return unavailable(fmt.Sprintf("update tenant %q", id), err)
+	}
+	r.settle(ctx, []string{k})
+	return nil
+}
+
+// deleteBatch is how many keys one SCAN step asks for and one round of
+// DELs removes.
+const deleteBatch = 500
+
+// DeleteTenant implements Tenants. It deletes the record first, so the
+// tenant stops existing at once, then SCANs every node for the tenant's
+// client, token and dedup keys and deletes them one key per DEL (cluster
+// safe). Each round trip gets the store's timeout, not the whole call, since
+// a large tenant takes many. If it fails midway, calling it again finishes
+// the job; until then the leftovers are unreachable only in the sense that
+// a re-created tenant would see them, so the error must be heeded.
+func (r *Redis) DeleteTenant(ctx context.Context, id string) error {
+	k := r.tenantKey(id)
+	if err := r.withTimeout(ctx, func(ctx context.Context) error {
+		return r.c.Do(ctx, r.c.B().Del().Key(k).Build()).Error()
+	}); err != nil {
+		return unavailable(fmt.Sprintf("delete tenant %q", id), err)
+	}
+	pattern := r.tenantDataPattern(id)
+	for addr, node := range r.c.Nodes() {
+		var cursor uint64
+		for {
+			var e rueidis.ScanEntry
+			err := r.withTimeout(ctx, func(ctx context.Context) (err error) {
+				e, err = node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(deleteBatch).Build()).AsScanEntry()
+				return err
+			})
+			if err != nil {
+				return unavailable(fmt.Sprintf("list the keys of tenant %q on %s", id, addr), err)
+			}
+			if len(e.Elements) > 0 {
+				if err := r.withTimeout(ctx, func(ctx context.Context) error { return r.deleteKeys(ctx, e.Elements) }); err != nil {
+					return unavailable(fmt.Sprintf("delete the keys of tenant %q", id), err)
+				}
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	r.settle(ctx, []string{k})
+	return nil
+}
+
+// deleteKeys deletes keys with one DEL each, routed by the cluster client,
+// then reads each back on the same connection so that this store's cache has
+// dropped them (see settle) before it returns.
+func (r *Redis) deleteKeys(ctx context.Context, keys []string) error {
+	cmds := make(rueidis.Commands, 0, 2*len(keys))
+	for _, k := range keys {
+		cmds = append(cmds, r.c.B().Del().Key(k).Build())
+	}
+	for _, k := range keys {
+		cmds = append(cmds, r.c.B().Exists().Key(k).Build())
+	}
+	for _, res := range r.c.DoMulti(ctx, cmds...) {
+		if err := res.Error(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *Redis) withTimeout(ctx context.Context, f func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	return f(ctx)
+}
+
+// Allow implements Limiter with a fixed-window counter on the primary,
+// shared by every instance.
+func (r *Redis) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	vals, err := allowScript.Exec(ctx, r.c, []string{r.limitKey(key)}, []string{strconv.FormatInt(durationMs(window), 10)}).AsIntSlice()
+	if err == nil && len(vals) != 2 {
+		err = fmt.Errorf("unexpected reply of %d values", len(vals))
+	}
+	if err != nil {
+		return false, 0, unavailable(fmt.Sprintf("count rate limit %q", key), err)
+	}
+	if vals[0] <= int64(limit) {
+		return true, 0, nil
+	}
+	return false, time.Duration(vals[1]) * time.Millisecond, nil
+}

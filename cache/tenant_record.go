@@ -1,0 +1,107 @@
+package cache
+
+import (
+	"encoding/binary"
+	"errors"
+)
+
+// A tenant record in the embedded store is one value:
+//
+//	[0]   tenantRecordVersion
+//	[1]   flags (bit 0: APNs set up, bit 1: FCM set up)
+//	uvarint Version
+//	then six length-prefixed (uvarint) fields: APNSTopic, APNSType, APNS,
+//	FCM, APNSSuspended, FCMSuspended
+//
+// The flags keep "not set up" (nil) apart from set up with empty bytes. The
+// sealed credentials are stored exactly as given: the store never opens them.
+const (
+	tenantRecordVersion = 1
+
+	tenantFlagAPNS = 1
+	tenantFlagFCM  = 2
+)
+
+// errCorruptTenant means a stored tenant record does not decode.
+var errCorruptTenant = errors.New("cache: corrupt tenant record")
+
+func appendTenantRecord(dst []byte, t *Tenant) []byte {
+	var flags byte
+	if t.APNS != nil {
+		flags |= tenantFlagAPNS
+	}
+	if t.FCM != nil {
+		flags |= tenantFlagFCM
+	}
+	dst = append(dst, tenantRecordVersion, flags)
+	dst = binary.AppendUvarint(dst, t.Version)
+	for _, f := range [][]byte{[]byte(t.APNSTopic), []byte(t.APNSType), t.APNS, t.FCM, []byte(t.APNSSuspended), []byte(t.FCMSuspended)} {
+		dst = binary.AppendUvarint(dst, uint64(len(f)))
+		dst = append(dst, f...)
+	}
+	return dst
+}
+
+// decodeTenantRecord parses b into a tenant named id; the result shares no
+// memory with b, which bbolt may reuse after the transaction.
+func decodeTenantRecord(id string, b []byte) (Tenant, error) {
+	t := Tenant{ID: id}
+	if len(b) < 2 || b[0] != tenantRecordVersion {
+		return t, errCorruptTenant
+	}
+	flags := b[1]
+	b = b[2:]
+	v, n := binary.Uvarint(b)
+	if n <= 0 {
+		return t, errCorruptTenant
+	}
+	t.Version = v
+	b = b[n:]
+	var fields [6][]byte
+	for i := range fields {
+		l, n := binary.Uvarint(b)
+		if n <= 0 || uint64(len(b)-n) < l {
+			return t, errCorruptTenant
+		}
+		fields[i] = append([]byte{}, b[n:n+int(l)]...)
+		b = b[n+int(l):]
+	}
+	if len(b) != 0 {
+		return t, errCorruptTenant
+	}
+	t.APNSTopic, t.APNSType = string(fields[0]), string(fields[1])
+	if flags&tenantFlagAPNS != 0 {
+		t.APNS = fields[2]
+	}
+	if flags&tenantFlagFCM != 0 {
+		t.FCM = fields[3]
+	}
+	t.APNSSuspended, t.FCMSuspended = string(fields[4]), string(fields[5])
+	return t, nil
+}
+
+// apply applies c to t in the documented order: clears, then sets (which
+// lift the provider's suspension), then suspensions; then bumps Version. The
+// Redis update script follows the same order.
+func (c *TenantChange) apply(t *Tenant) {
+	if c.ClearAPNS {
+		t.APNSTopic, t.APNSType, t.APNS, t.APNSSuspended = "", "", nil, ""
+	}
+	if c.ClearFCM {
+		t.FCM, t.FCMSuspended = nil, ""
+	}
+	if c.SetAPNS {
+		t.APNSTopic, t.APNSType, t.APNSSuspended = c.APNSTopic, c.APNSType, ""
+		t.APNS = append([]byte{}, c.APNS...)
+	}
+	if c.SetFCM {
+		t.FCM, t.FCMSuspended = append([]byte{}, c.FCM...), ""
+	}
+	if c.SuspendAPNS != "" {
+		t.APNSSuspended = c.SuspendAPNS
+	}
+	if c.SuspendFCM != "" {
+		t.FCMSuspended = c.SuspendFCM
+	}
+	t.Version++
+}

@@ -1,0 +1,65 @@
+package router
+
+import (
+	"sync"
+	"time"
+)
+
+// localDedup stands in for the store's dedup marks while the store's
+// primary cannot be reached (an edge region whose replica still serves
+// look-ups): sends keep being delivered, deduplicated within this instance
+// only. A relay that retries through another region in that window may
+// deliver twice; docs/redis.md explains the trade. It is bounded, so a long
+// outage cannot grow memory without limit.
+type localDedup struct {
+	mu      sync.Mutex
+	entries map[string]localMark
+	max     int
+}
+
+type localMark struct {
+	expires   time.Time
+	delivered bool
+}
+
+func newLocalDedup(max int) *localDedup {
+	return &localDedup{entries: make(map[string]localMark), max: max}
+}
+
+// reserve claims key; it reports "" when claimed, else "delivered" or
+// "in_progress".
+func (d *localDedup) reserve(key string, lease time.Duration) string {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if m, ok := d.entries[key]; ok && now.Before(m.expires) {
+		if m.delivered {
+			return "delivered"
+		}
+		return "in_progress"
+	}
+	if len(d.entries) >= d.max {
+		for k, m := range d.entries { // drop the expired, else an arbitrary half
+			if now.After(m.expires) || len(d.entries) >= d.max/2 {
+				delete(d.entries, k)
+			}
+			if len(d.entries) < d.max/2 {
+				break
+			}
+		}
+	}
+	d.entries[key] = localMark{expires: now.Add(lease)}
+	return ""
+}
+
+func (d *localDedup) commit(key string, ttl time.Duration) {
+	d.mu.Lock()
+	d.entries[key] = localMark{expires: time.Now().Add(ttl), delivered: true}
+	d.mu.Unlock()
+}
+
+func (d *localDedup) release(key string) {
+	d.mu.Lock()
+	delete(d.entries, key)
+	d.mu.Unlock()
+}
