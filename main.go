@@ -82,14 +82,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 
 // config is every setting, parsed from the environment.
 type config struct {
-	port         int
-	publicURL    string
-	redisURL     string
-	redisReplica string
-	dataDir      string
-	relayKey     ed25519.PublicKey
-	maxAge       time.Duration
-	metricsPort  int // 0: /metrics on the API port
+	port           int
+	publicURL      string
+	redisURL       string
+	redisReplica   string
+	redisCacheSize int
+	dataDir        string
+	relayKey       ed25519.PublicKey
+	maxAge         time.Duration
+	metricsPort    int // 0: /metrics on the API port
 	// Multi-tenant mode, on when jwtSecret is set.
 	jwtSecret      []byte
 	credentialsKey []byte
@@ -146,6 +147,9 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	}
 	if c.redisReplica != "" && c.redisURL == "" {
 		return nil, errors.New("REDIS_REPLICA_URL: needs REDIS_URL (the primary) too")
+	}
+	if c.redisCacheSize, err = envInt(getenv, "REDIS_CACHE_SIZE", 32<<20, 1<<20, 1<<34); err != nil {
+		return nil, err
 	}
 	c.dataDir = env("DATA_DIR", "./data")
 	if c.router.DedupTTL, err = envDuration(getenv, "DEDUP_TTL", 24*time.Hour); err != nil {
@@ -251,7 +255,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 
 	var store cache.Store
 	if cfg.redisURL != "" {
-		store, err = cache.NewRedis(cache.RedisConfig{URL: cfg.redisURL, ReplicaURL: cfg.redisReplica})
+		store, err = cache.NewRedis(cache.RedisConfig{URL: cfg.redisURL, ReplicaURL: cfg.redisReplica, CacheSize: cfg.redisCacheSize})
 		if err != nil {
 			fmt.Fprintln(stderr, "push-server: REDIS_URL:", err)
 			return 1

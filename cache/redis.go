@@ -45,10 +45,17 @@ type RedisConfig struct {
 	// replica, a look-up gives the replica half of it before asking the
 	// primary.
 	Timeout time.Duration
+	// CacheSize bounds the client-side cache of each connection, in bytes
+	// (REDIS_CACHE_SIZE); default 32 MiB. rueidis' own default, 128 MiB a
+	// connection, let a million cached clients push the server past
+	// 290 MB RSS (BENCHMARKS.md); past the bound the least recently used
+	// entries go and are read from Redis again.
+	CacheSize int
 }
 
 // Defaults for RedisConfig's zero fields.
 const (
+	DefaultCacheSize = 32 << 20
 	DefaultKeyPrefix = "ps:"
 	DefaultCacheTTL  = time.Minute
 	DefaultTimeout   = 2 * time.Second
@@ -176,6 +183,11 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		// A replica is one server: skip the CLUSTER SLOTS probe.
 		replicaOpt.ForceSingleClient = true
 	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	opt.CacheSizeEachConn = cfg.CacheSize
+	replicaOpt.CacheSizeEachConn = cfg.CacheSize
 	c, err := rueidis.NewClient(tuneOption(opt, cfg.Timeout))
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to redis: %v: %w", err, ErrUnavailable)
