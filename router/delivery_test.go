@@ -233,3 +233,20 @@ func TestBadCredentialsAreMisconfigured(t *testing.T) {
 	p.prod.TrustKey(apnsKeyID, apnsTeamID, &other.PublicKey)
 	p.send("prod", `{"topic":"tp","tag":4000,"message":"m"}`).expectOK(t, 202)
 }
+
+// A wallet that re-registers a fresh token while a push to its old token is
+// being refused keeps the fresh registration.
+func TestDeadTokenDoesNotRemoveAFreshRegistration(t *testing.T) {
+	p := newProviderHarness(t, nil)
+	p.prod.Script(tokProd, dispatchtest.Answer{Status: 410, Reason: "Unregistered", Delay: 300 * time.Millisecond})
+	done := make(chan reply, 1)
+	go func() { done <- p.send("prod", `{"topic":"tp","tag":4000,"message":"old"}`) }()
+	time.Sleep(100 * time.Millisecond)
+	fresh := "dddd000000000000000000000000000000000000000000000000000000000004"
+	p.register("prod", "apns", fresh, false)
+	(<-done).expectError(t, 410, "client_deleted")
+	p.send("prod", `{"topic":"tp","tag":4000,"message":"new"}`).expectOK(t, 202)
+	if reqs := p.prod.Requests(); reqs[len(reqs)-1].Token != fresh {
+		t.Fatalf("the last push went to %s; want the fresh token", reqs[len(reqs)-1].Token)
+	}
+}
