@@ -237,6 +237,9 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if d.MaxAttempts, err = envInt(getenv, "PROVIDER_MAX_ATTEMPTS", 3, 1, 10); err != nil {
 		return nil, err
 	}
+	if d.MaxRetriesPerSecond, err = envInt(getenv, "PROVIDER_MAX_RETRIES_PER_SECOND", dispatch.DefaultMaxRetriesPerSecond, 1, 1<<20); err != nil {
+		return nil, err
+	}
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -277,6 +280,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		return 2
 	}
 	defer providers.Close()
+	router.PublishRetriesRefused(providers)
 
 	var relay *verify.Relay
 	if cfg.relayKey != nil {

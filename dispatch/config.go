@@ -34,6 +34,10 @@ const (
 	DefaultTimeout = 10 * time.Second
 	// DefaultMaxAttempts bounds the tries of one push.
 	DefaultMaxAttempts = 3
+	// DefaultMaxRetriesPerSecond is the retry budget of one Dispatcher:
+	// room for a short outage of a busy provider while keeping a flapping
+	// one from seeing every push MaxAttempts times.
+	DefaultMaxRetriesPerSecond = 100
 )
 
 // Validate checks every setting without touching the network and returns an
@@ -122,6 +126,9 @@ func (c *Config) parse() (*credentials, error) {
 	}
 	if c.MaxAttempts < 0 {
 		return nil, fmt.Errorf("PROVIDER_MAX_ATTEMPTS: want at least 1, got %d", c.MaxAttempts)
+	}
+	if c.MaxRetriesPerSecond < 0 {
+		return nil, fmt.Errorf("PROVIDER_MAX_RETRIES_PER_SECOND: want at least 1, got %d", c.MaxRetriesPerSecond)
 	}
 	return &cr, nil
 }

@@ -117,6 +117,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	f("PROVIDER_TIMEOUT", set(func(c *Config) { c.Timeout = -time.Second }))
 	f("PROVIDER_MAX_ATTEMPTS", set(func(c *Config) { c.MaxAttempts = -1 }))
+	f("PROVIDER_MAX_RETRIES_PER_SECOND", set(func(c *Config) { c.MaxRetriesPerSecond = -1 }))
 }
 
 func TestNewValidates(t *testing.T) {

@@ -37,6 +37,15 @@ type Config struct {
 	// MaxAttempts bounds tries per push (PROVIDER_MAX_ATTEMPTS); 0 means
 	// DefaultMaxAttempts.
 	MaxAttempts int
+	// MaxRetriesPerSecond caps the retries (tries after a push's first) of
+	// all providers of one Dispatcher together, so a flapping provider sees
+	// each push's first attempt plus at most this many retries a second
+	// (after a burst of one second's worth) instead of MaxAttempts times the
+	// traffic. A push whose retry is refused fails at once with its last
+	// error (ErrUnavailable for a 5xx); RetriesRefused counts them.
+	// PROVIDER_MAX_RETRIES_PER_SECOND; 0 means DefaultMaxRetriesPerSecond.
+	// Each tenant Dispatcher of a Pool has its own budget.
+	MaxRetriesPerSecond int
 	// RetryDelay returns how long to wait before try attempt+1 (attempt
 	// counts from 1); retryAfter is the provider's Retry-After, 0 when absent.
 	// nil means capped exponential backoff with jitter. Tests pass a zero
@@ -59,6 +68,7 @@ type Dispatcher struct {
 	fcm         *fcmSender  // nil when FCM is not configured
 	closers     []interface{ CloseIdleConnections() }
 	closes      atomic.Int32 // how often Close ran, for the Pool's tests
+	budget      *retryBudget // shared by every provider's retry policy
 }
 
 // New validates cfg and builds every configured provider: with APNS_TYPE
@@ -78,14 +88,21 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.MaxAttempts == 0 {
 		cfg.MaxAttempts = DefaultMaxAttempts
 	}
+	if cfg.MaxRetriesPerSecond == 0 {
+		cfg.MaxRetriesPerSecond = DefaultMaxRetriesPerSecond
+	}
 	if cfg.RetryDelay == nil {
 		cfg.RetryDelay = defaultRetryDelay
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	policy := &retryPolicy{maxAttempts: cfg.MaxAttempts, delay: cfg.RetryDelay}
-	d := &Dispatcher{noop: new(Noop)}
+	// One budget for all providers: the cap is on what this Dispatcher
+	// sends, and APNs production and sandbox are one Apple service; per
+	// provider it would be up to three times the configured figure.
+	budget := newRetryBudget(cfg.MaxRetriesPerSecond)
+	policy := &retryPolicy{maxAttempts: cfg.MaxAttempts, delay: cfg.RetryDelay, budget: budget}
+	d := &Dispatcher{noop: new(Noop), budget: budget}
 
 	if cfg.APNSType != "" {
 		var tok *token.Token
@@ -178,6 +195,11 @@ func (d *Dispatcher) Available(typ string) bool {
 
 // Noop returns the dispatcher's noop provider, to read its count.
 func (d *Dispatcher) Noop() *Noop { return d.noop }
+
+// RetriesRefused returns how many retries the retry budget
+// (Config.MaxRetriesPerSecond) has refused since New, for metrics: each is a
+// push that failed with its last error instead of trying again.
+func (d *Dispatcher) RetriesRefused() uint64 { return d.budget.refused.Load() }
 
 // Close closes the idle provider connections. Pushes in flight finish on
 // their connections; a push after Close dials again. It returns nil; the

@@ -63,7 +63,8 @@ type poolEntry struct {
 
 // NewPool returns an empty Pool. base carries the settings every tenant
 // shares (APNSURL, APNSSandboxURL, FCMURL, Timeout, MaxAttempts,
-// RetryDelay, RootCAs, Logger); its credential fields are ignored.
+// MaxRetriesPerSecond, RetryDelay, RootCAs, Logger); its credential fields
+// are ignored. Each tenant's Dispatcher gets its own retry budget.
 // maxTenants < 1
 // means DefaultPoolSize; idle <= 0 turns idle eviction off. Close the Pool
 // when done.

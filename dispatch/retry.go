@@ -40,6 +40,7 @@ func defaultRetryDelay(attempt int, retryAfter time.Duration) time.Duration {
 type retryPolicy struct {
 	maxAttempts int
 	delay       func(attempt int, retryAfter time.Duration) time.Duration
+	budget      *retryBudget // caps retries per second; nil = no cap
 }
 
 // wait sleeps before the try after attempt. It returns false, at once, when
@@ -73,8 +74,13 @@ type answer struct {
 }
 
 // run tries a push until it is accepted, fails for good, runs out of
-// attempts or ctx ends. It returns nil or a *ProviderError; classify is the
-// provider's row of errors.go.
+// attempts, finds the retry budget empty or ctx ends. It returns nil or a
+// *ProviderError; classify is the provider's row of errors.go.
+//
+// The budget is asked before the backoff sleep, not after: a push refused a
+// retry fails at once instead of sleeping only to give up. A token taken for
+// a wait that then ends early (ctx done) is lost, which errs on the side of
+// fewer retries.
 func (p *retryPolicy) run(ctx context.Context, provider string, classify func(answer) (error, bool), try func(context.Context) answer) error {
 	var last answer // the last try that got an answer, for the report
 	for attempt := 1; ; attempt++ {
@@ -86,7 +92,7 @@ func (p *retryPolicy) run(ctx context.Context, provider string, classify func(an
 			last = a
 		}
 		sentinel, retry := classify(a)
-		if !retry || attempt >= p.maxAttempts || !p.wait(ctx, attempt, a.retryAfter) {
+		if !retry || attempt >= p.maxAttempts || !p.budget.take() || !p.wait(ctx, attempt, a.retryAfter) {
 			pe := &ProviderError{Provider: provider, Status: last.status, Reason: last.reason, Attempts: attempt, Err: sentinel}
 			if a.status == 0 && a.err != nil {
 				pe.Cause = a.err

@@ -115,3 +115,9 @@ func MetricsHandler(ctx *fasthttp.RequestCtx) {
 	ctx.SetContentType("text/plain; version=0.0.4")
 	metrics.WritePrometheus(ctx, true)
 }
+
+// PublishRetriesRefused exports how many provider retries d's retry budget
+// refused (a flapping provider hitting PROVIDER_MAX_RETRIES_PER_SECOND).
+func PublishRetriesRefused(d interface{ RetriesRefused() uint64 }) {
+	metrics.GetOrCreateGauge(`push_provider_retries_refused_total`, func() float64 { return float64(d.RetriesRefused()) })
+}
