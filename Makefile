@@ -22,7 +22,7 @@ $(DEV_ENV):
 
 # test needs a redis-server binary: the tests start their own throwaway
 # servers on free ports and never touch one they did not start.
-test: redis-server sdk vet
+test: redis-server sdk lint
 	$(GO) test -race -count=1 -timeout 10m ./...
 
 # sdk installs the pinned WalletConnect SDK that the acceptance test drives.
@@ -36,7 +36,7 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 

@@ -346,10 +346,6 @@ func ownerValue(nonce uint64, id string) string {
 	return rueidis.BinaryString(append(b, id...))
 }
 
-func nonceBytes(nonce uint64) string {
-	return rueidis.BinaryString(binary.BigEndian.AppendUint64(nil, nonce))
-}
-
 // Register implements Store; see Redis for the steps and why they are safe.
 func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)

@@ -2,7 +2,6 @@ package router
 
 import (
 	"bytes"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/goccy/go-json"
@@ -50,20 +49,6 @@ func (f jsonField) bool(errs *[]fieldError) (bool, bool) {
 	}
 	*errs = append(*errs, fieldError{f.name, "must be true or false", inBody})
 	return false, false
-}
-
-// uint reads a non-negative integer (a JSON number without fraction or
-// exponent, as relays send tags and flags).
-func (f jsonField) uint(errs *[]fieldError) (uint64, bool) {
-	if !f.present() {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(f.raw), 10, 64)
-	if err != nil {
-		*errs = append(*errs, fieldError{f.name, "must be a non-negative integer", inBody})
-		return 0, false
-	}
-	return n, true
 }
 
 // decodeObject decodes body, which must be one JSON object, into dst (a

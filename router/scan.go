@@ -1,7 +1,6 @@
 package router
 
 import (
-	"errors"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -12,10 +11,6 @@ import (
 // unescaped into the caller's scratch buffer. Slices are valid only while
 // the input and the scratch buffer are (for a request: until the handler
 // returns).
-
-// errSyntax is what the scanner reports for any malformed input; the
-// offset travels in scanError for the field error's description.
-var errSyntax = errors.New("malformed JSON")
 
 // scanError says where the input stopped being JSON.
 type scanError struct {

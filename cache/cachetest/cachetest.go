@@ -294,7 +294,7 @@ func testConcurrentUpsertsOfOneID(t *testing.T, s cache.Store) {
 	}
 	check := func(got cache.Client) error {
 		if want, ok := written[got.Token]; !ok || got != want {
-			return fmt.Errorf("Lookup = %+v; not one of the written clients", got)
+			return fmt.Errorf("lookup = %+v; not one of the written clients", got)
 		}
 		return nil
 	}
