@@ -160,15 +160,25 @@ type apnsSecret struct {
 	TeamID      string `json:"team_id,omitempty"`
 }
 
-// putAPNS is POST /tenants/{id}/apns: validate, seal, store.
-func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
+// tenantUpload authenticates a credential upload, loads its tenant and
+// parses the multipart body.
+func (s *Server) tenantUpload(ctx *fasthttp.RequestCtx) (cache.Tenant, *multipart.Form, error) {
 	t, err := s.tenantFromPath(ctx)
 	if err != nil {
-		return err
+		return t, nil, err
 	}
 	form, err := ctx.MultipartForm()
 	if err != nil {
-		return badFields(fieldError{"body", "want multipart/form-data: " + err.Error(), inBody})
+		return t, nil, badFields(fieldError{"body", "want multipart/form-data: " + err.Error(), inBody})
+	}
+	return t, form, nil
+}
+
+// putAPNS is POST /tenants/{id}/apns: validate, seal, store.
+func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
+	t, form, err := s.tenantUpload(ctx)
+	if err != nil {
+		return err
 	}
 	topic, _ := formPart(form, dispatch.PartAPNSTopic)
 	cert, hasCert := formPart(form, dispatch.PartAPNSCertificate)
@@ -209,13 +219,9 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 // putFCM is POST /tenants/{id}/fcm_v1: the service account must parse and
 // its key must sign a token that its token_uri accepts.
 func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
-	t, err := s.tenantFromPath(ctx)
+	t, form, err := s.tenantUpload(ctx)
 	if err != nil {
 		return err
-	}
-	form, err := ctx.MultipartForm()
-	if err != nil {
-		return badFields(fieldError{"body", "want multipart/form-data: " + err.Error(), inBody})
 	}
 	creds, ok := formPart(form, dispatch.PartFCMCredentials)
 	if !ok || len(creds) == 0 {
