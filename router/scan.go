@@ -328,7 +328,8 @@ func (s *scanner) skip(depth int) {
 
 // end checks that nothing but space follows the value.
 func (s *scanner) end() {
-	if s.peek() != 0 && s.err == nil {
+	// Compare positions, not peek's 0: a NUL byte after the value is data.
+	if s.skipSpace(); s.pos < len(s.data) && s.err == nil {
 		s.fail("unexpected data after the JSON value")
 	}
 }

@@ -66,6 +66,8 @@ func TestSendParseAgreesWithEncodingJSON(t *testing.T) {
 		`{"topic":"t" "message":"m"}`, `{"topic":'t'}`, `{"topic":"t\x"}`, `{"topic":"\u12"}`, "{\"topic\":\"a\x01\"}",
 		`{"tag":01}`, `{"tag":1.}`, `{"tag":.5}`, `{"tag":1e}`, `{"tag":-}`, `{"a":tru}`, `{"a":nul}`, `{"a":[1,]}`,
 		`{"a":[1 2]}`, "{\"topic\":\"\xff\"}", `{"topic":"t"`,
+		"{}\x00", // found by FuzzSendParse: a NUL after the object was taken for the end
+
 	} {
 		f(bad)
 	}
