@@ -280,7 +280,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		return 2
 	}
 	defer providers.Close()
-	router.PublishRetriesRefused(providers)
+	router.PublishRetries(providers)
 
 	var relay *verify.Relay
 	if cfg.relayKey != nil {

@@ -22,6 +22,7 @@ type retryBudget struct {
 	limit    int64 // ns of credit the bucket holds: the burst, one second's worth
 	tat      atomic.Int64
 	refused  atomic.Uint64
+	granted  atomic.Uint64
 	epoch    time.Time    // origin of the monotonic clock below
 	now      func() int64 // ns since epoch; tests replace it
 }
@@ -48,6 +49,7 @@ func (b *retryBudget) take() bool {
 			return false
 		}
 		if b.tat.CompareAndSwap(old, next) {
+			b.granted.Add(1)
 			return true
 		}
 	}

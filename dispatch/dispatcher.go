@@ -201,6 +201,10 @@ func (d *Dispatcher) Noop() *Noop { return d.noop }
 // push that failed with its last error instead of trying again.
 func (d *Dispatcher) RetriesRefused() uint64 { return d.budget.refused.Load() }
 
+// Retries returns how many retries the retry budget granted: pushes tried
+// again after a 429, 5xx or network error.
+func (d *Dispatcher) Retries() uint64 { return d.budget.granted.Load() }
+
 // Close closes the idle provider connections. Pushes in flight finish on
 // their connections; a push after Close dials again. It returns nil; the
 // error is there for the io.Closer shape main's shutdown expects.

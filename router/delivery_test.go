@@ -176,7 +176,11 @@ func TestProviderErrorRows(t *testing.T) {
 	t.Run("503 then 200 is delivered once", func(t *testing.T) {
 		p.prod.Reset()
 		p.prod.Script(tokProd, dispatchtest.Answer{Status: 503}, dispatchtest.Answer{})
+		retries := p.providers.Retries()
 		p.send("prod", body("flaky")).expectOK(t, 202)
+		if got := p.providers.Retries() - retries; got != 1 {
+			t.Fatalf("retries counted %d; want 1", got)
+		}
 		if p.prod.Count() != 1 || len(p.prod.Requests()) != 2 {
 			t.Fatalf("accepted %d of %d attempts; want 1 of 2", p.prod.Count(), len(p.prod.Requests()))
 		}

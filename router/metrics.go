@@ -116,8 +116,13 @@ func MetricsHandler(ctx *fasthttp.RequestCtx) {
 	metrics.WritePrometheus(ctx, true)
 }
 
-// PublishRetriesRefused exports how many provider retries d's retry budget
-// refused (a flapping provider hitting PROVIDER_MAX_RETRIES_PER_SECOND).
-func PublishRetriesRefused(d interface{ RetriesRefused() uint64 }) {
+// PublishRetries exports the provider retries d made, and those its retry
+// budget refused (a flapping provider hitting
+// PROVIDER_MAX_RETRIES_PER_SECOND). Tenants' dispatchers are not summed in.
+func PublishRetries(d interface {
+	Retries() uint64
+	RetriesRefused() uint64
+}) {
+	metrics.GetOrCreateGauge(`push_provider_retries_total`, func() float64 { return float64(d.Retries()) })
 	metrics.GetOrCreateGauge(`push_provider_retries_refused_total`, func() float64 { return float64(d.RetriesRefused()) })
 }
