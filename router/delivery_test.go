@@ -1,15 +1,11 @@
 package router
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"reflect"
 	"strings"
 	"sync"
@@ -42,11 +38,7 @@ type providerHarness struct {
 
 func newProviderHarness(t *testing.T, edit func(*dispatch.Config)) *providerHarness {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	key, p8 := newP8(t)
 	prod, sandbox := dispatchtest.StartAPNs(t, true), dispatchtest.StartAPNs(t, true)
 	for _, m := range []*dispatchtest.APNs{prod, sandbox} {
 		m.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
@@ -57,7 +49,7 @@ func newProviderHarness(t *testing.T, edit func(*dispatch.Config)) *providerHarn
 	roots.AppendCertsFromPEM(sandbox.CertPEM())
 	cfg := dispatch.Config{
 		APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
-		APNSPKCS8PEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		APNSPKCS8PEM: p8,
 		APNSURL:      prod.URL(), APNSSandboxURL: sandbox.URL(), RootCAs: roots,
 		FCMCredentials: fcm.ServiceAccountJSON(fcmProject), FCMURL: fcm.URL(),
 		MaxAttempts: 3, RetryDelay: func(int, time.Duration) time.Duration { return 0 },
@@ -225,11 +217,10 @@ func TestProviderErrorRows(t *testing.T) {
 }
 
 func TestBadCredentialsAreMisconfigured(t *testing.T) {
-	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(other)
+	other, otherP8 := newP8(t)
 	p := newProviderHarness(t, func(c *dispatch.Config) {
 		// A key the mock does not trust: Apple answers 403 InvalidProviderToken.
-		c.APNSPKCS8PEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		c.APNSPKCS8PEM = otherP8
 	})
 	p.send("prod", `{"topic":"tp","tag":4000,"message":"m"}`).expectError(t, 502, "provider_misconfigured")
 	// Not remembered as delivered: once the credentials are fixed, the same

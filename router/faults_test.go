@@ -1,12 +1,7 @@
 package router
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -241,19 +236,12 @@ const faultAPNsToken = "eeee0000000000000000000000000000000000000000000000000000
 // changes the dispatch config, configure the router's.
 func newFaultAPNsHarness(t *testing.T, edit func(*dispatch.Config), configure func(*Config)) (*harness, *dispatchtest.APNs) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, p8 := newP8(t)
 	mock := dispatchtest.StartAPNs(t, true)
 	mock.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
 	cfg := dispatch.Config{
 		APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
-		APNSPKCS8PEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+		APNSPKCS8PEM: p8,
 		APNSURL:      mock.URL(), APNSSandboxURL: mock.URL(), RootCAs: mock.RootCAs(),
 		MaxAttempts: 3, RetryDelay: func(int, time.Duration) time.Duration { return 0 },
 	}

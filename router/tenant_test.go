@@ -2,12 +2,7 @@ package router
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"mime/multipart"
 	"os"
@@ -99,12 +94,11 @@ func (h *tenantHarness) createTenant(id string) {
 
 // apnsKey makes a .p8 and has the mock trust it under keyID.
 func (h *tenantHarness) apnsKey(keyID string, trusted bool) string {
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	k, p8 := newP8(h.t)
 	if trusted {
 		h.apns.TrustKey(keyID, "TEAM123456", &k.PublicKey)
 	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	return string(p8)
 }
 
 func (h *tenantHarness) setAPNS(tenant, topic, keyID string, trusted bool) string {
