@@ -35,3 +35,11 @@ func TestOKReplyDoesNotAllocate(t *testing.T) {
 		t.Errorf("writeOK allocates %.1f times per call; want 0", n)
 	}
 }
+
+func TestRequestIDDoesNotAllocate(t *testing.T) {
+	var ctx fasthttp.RequestCtx
+	setRequestID(&ctx) // the header's first set may grow its buffer
+	if n := testing.AllocsPerRun(200, func() { setRequestID(&ctx) }); n != 0 {
+		t.Errorf("setRequestID allocates %.1f times per call; want 0", n)
+	}
+}

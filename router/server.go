@@ -318,7 +318,7 @@ var instanceID = func() string {
 // relay's report.
 func setRequestID(ctx *fasthttp.RequestCtx) {
 	var buf [32]byte
-	id := append(append(append(buf[:0], instanceID...), '-'), strconv.AppendUint(nil, ctx.ID(), 10)...)
+	id := strconv.AppendUint(append(append(buf[:0], instanceID...), '-'), ctx.ID(), 10)
 	ctx.Response.Header.SetBytesV("X-Request-Id", id)
 }
 
