@@ -51,6 +51,11 @@ type RedisConfig struct {
 	// 290 MB RSS (BENCHMARKS.md); past the bound the least recently used
 	// entries go and are read from Redis again.
 	CacheSize int
+	// MaxFlushDelay lets each connection's writer wait up to this long for
+	// the commands of concurrent requests before it writes them in one
+	// system call (REDIS_MAX_FLUSH_DELAY; rueidis' MaxFlushDelay). Zero
+	// writes as soon as a command is queued.
+	MaxFlushDelay time.Duration
 }
 
 // Defaults for RedisConfig's zero fields.
@@ -188,6 +193,8 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	}
 	opt.CacheSizeEachConn = cfg.CacheSize
 	replicaOpt.CacheSizeEachConn = cfg.CacheSize
+	opt.MaxFlushDelay = cfg.MaxFlushDelay
+	replicaOpt.MaxFlushDelay = cfg.MaxFlushDelay
 	c, err := rueidis.NewClient(tuneOption(opt, cfg.Timeout))
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to redis: %v: %w", err, ErrUnavailable)

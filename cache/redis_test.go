@@ -1,6 +1,7 @@
 package cache_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -259,4 +260,72 @@ func shutdown(t *testing.T, addr string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("redis-server at %s still accepts connections after SHUTDOWN", addr)
+}
+
+// TestRedisHungServerFailsSendCalls: a server that hangs — its process
+// stopped, its sockets open, so no connection error ever comes — fails the
+// calls every send makes with ErrUnavailable within Timeout rather than
+// holding the request (rueidis retries a read until its context ends), a
+// cached look-up keeps answering, and the store recovers by itself once the
+// server runs again.
+func TestRedisHungServerFailsSendCalls(t *testing.T) {
+	srv := cachetest.StartRedisServer(t)
+	const timeout = 300 * time.Millisecond
+	s := newRedis(t, cache.RedisConfig{URL: "redis://" + srv.Addr, KeyPrefix: randomPrefix(), Timeout: timeout})
+	ctx := context.Background()
+	cached := cache.Client{ID: "cached", Type: "apns", Token: "tok-cached"}
+	if err := s.Register(ctx, "", cached); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Lookup(ctx, "", cached.ID); err != nil {
+		t.Fatal(err)
+	}
+	held, err := s.Reserve(ctx, "", cached.ID, "before-the-hang", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	srv.Freeze()
+	// Until the connection is found dead (and its cache dropped with it),
+	// a client read before the hang is answered from the cache.
+	if got, err := s.Lookup(ctx, "", cached.ID); err != nil || got.Token != cached.Token {
+		t.Errorf("cached Lookup on a hung server = %+v, %v; want the cached client", got, err)
+	}
+	const bound = timeout + time.Second // the slack is for -race on a busy machine
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"Reserve", func() error { _, err := s.Reserve(ctx, "", cached.ID, "during-the-hang", time.Minute); return err }},
+		{"Commit", func() error { return s.Commit(ctx, held, time.Hour) }},
+		{"Lookup of an uncached client", func() error { _, err := s.Lookup(ctx, "", "never-seen"); return err }},
+	}
+	for _, c := range calls {
+		start := time.Now()
+		err := c.call()
+		took := time.Since(start)
+		if !errors.Is(err, cache.ErrUnavailable) {
+			t.Errorf("%s on a hung server: %v; want ErrUnavailable", c.name, err)
+		}
+		if took > bound {
+			t.Errorf("%s on a hung server took %v; want at most %v", c.name, took, bound)
+		}
+		t.Logf("%s on a hung server failed after %v", c.name, took.Round(time.Millisecond))
+	}
+	srv.Thaw()
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := s.Reserve(ctx, "", cached.ID, "after-the-hang", time.Minute)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Reserve 5s after the server resumed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got, err := s.Lookup(ctx, "", cached.ID); err != nil || got.Token != cached.Token {
+		t.Fatalf("Lookup after the hang = %+v, %v; want the registered client", got, err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -132,6 +133,28 @@ func (s *RedisServer) Restart() {
 	}
 	if out, ok := s.start(); !ok {
 		s.t.Fatalf("cannot restart redis-server on %s: %s", s.Addr, out)
+	}
+}
+
+// Freeze stops the server's process (SIGSTOP) without closing its sockets:
+// a server that hangs, which the kernel keeps accepting and acknowledging
+// for, unlike a crash. Thaw resumes it; t.Cleanup's Stop kills a frozen
+// server too.
+func (s *RedisServer) Freeze() { s.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a server stopped by Freeze.
+func (s *RedisServer) Thaw() { s.signal(syscall.SIGCONT) }
+
+func (s *RedisServer) signal(sig syscall.Signal) {
+	s.t.Helper()
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		s.t.Fatalf("signal %v to redis-server on %s, which is not running", sig, s.Addr)
+	}
+	if err := cmd.Process.Signal(sig); err != nil {
+		s.t.Fatalf("signal %v to redis-server on %s: %v", sig, s.Addr, err)
 	}
 }
 
