@@ -124,6 +124,8 @@ type Redis struct {
 	cacheTTL time.Duration
 	timeout  time.Duration
 	nonces   *nonceSource
+	// deadlines bounds each call by timeout (see deadlines).
+	deadlines *deadlines
 
 	// replica is the replica's client, nil until connected or without
 	// ReplicaURL. replicaDownUntil and primaryDownUntil (unix ns) skip a
@@ -207,12 +209,13 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		return nil, errors.New("redis replica URL is set but the redis URL is a cluster: a replica URL is supported with a single primary only")
 	}
 	r := &Redis{
-		c:        c,
-		prefix:   cfg.KeyPrefix,
-		cacheTTL: cfg.CacheTTL,
-		timeout:  cfg.Timeout,
-		nonces:   newNonceSource(),
-		stop:     make(chan struct{}),
+		c:         c,
+		prefix:    cfg.KeyPrefix,
+		cacheTTL:  cfg.CacheTTL,
+		timeout:   cfg.Timeout,
+		deadlines: newDeadlines(cfg.Timeout),
+		nonces:    newNonceSource(),
+		stop:      make(chan struct{}),
 	}
 	if cfg.ReplicaURL != "" {
 		// The replica gets half the timeout, so that a silent replica leaves
@@ -355,7 +358,7 @@ func ownerValue(nonce uint64, id string) string {
 
 // Register implements Store; see Redis for the steps and why they are safe.
 func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	hash := sha256.Sum256([]byte(c.Token))
@@ -473,7 +476,7 @@ func infoInt(info, name string) (int64, bool) {
 
 // Unregister implements Store.
 func (r *Redis) Unregister(ctx context.Context, tenant, id string) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	ck := r.clientKey(tenant, id)
@@ -501,7 +504,7 @@ func (r *Redis) Unregister(ctx context.Context, tenant, id string) error {
 // both through the client-side cache: a hit costs no round trip. With a
 // replica, the replica answers first; see Redis for what it may miss.
 func (r *Redis) Lookup(ctx context.Context, tenant, id string) (Client, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	rc := r.readReplica()
@@ -581,7 +584,7 @@ func durationMs(d time.Duration) int64 {
 // Reserve implements Store with one SET NX GET PX (Redis ≥ 7.0): it claims
 // the key and returns what held it, in one atomic step.
 func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	nonce := r.nonces.next()
@@ -607,7 +610,7 @@ func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string,
 // lease ran out) just turns that claimant's Reserve-time doubt into the
 // truth. Its Release then finds the key not its own and leaves it.
 func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	k := r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
@@ -620,7 +623,7 @@ func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) 
 // Release implements Store: it deletes the key only if it still holds res's
 // claim.
 func (r *Redis) Release(ctx context.Context, res Reservation) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	k := r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
@@ -632,7 +635,7 @@ func (r *Redis) Release(ctx context.Context, res Reservation) error {
 
 // Ping implements Store.
 func (r *Redis) Ping(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 	if err := r.c.Do(ctx, r.c.B().Ping().Build()).Error(); err != nil {
 		return unavailable("ping redis", err)

@@ -1,0 +1,55 @@
+package cache
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+)
+
+// deadlines bounds store calls by a timeout without a timer per call.
+//
+// Every send makes three store calls; a context.WithTimeout for each costs
+// an allocation, a runtime timer and its cancellation, about 5 % of a send's
+// CPU in a profile of the server on one core. Calls that start within the
+// same tick of length granularity share one context instead, made by the
+// first of them with a deadline of timeout + granularity from its start: a
+// call therefore gets at least timeout and at most timeout + granularity,
+// and the process makes one timer per tick rather than one per call.
+type deadlines struct {
+	timeout     time.Duration
+	granularity time.Duration
+	current     atomic.Pointer[sharedDeadline]
+}
+
+// sharedDeadline is the context handed out until handOutUntil (unix ns).
+type sharedDeadline struct {
+	ctx          context.Context
+	cancel       context.CancelFunc // kept so that vet sees it is not lost; the deadline ends it
+	handOutUntil int64
+}
+
+func newDeadlines(timeout time.Duration) *deadlines {
+	return &deadlines{timeout: timeout, granularity: max(timeout/10, time.Millisecond)}
+}
+
+// within returns ctx bounded by the timeout. A caller's own context that can
+// end (a deadline or a cancel) gets a timer of its own as usual; the shared
+// one is only for parents that cannot end (context.Background, what the
+// send path passes), and it carries none of their values: the store reads
+// none.
+func (d *deadlines) within(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx.Done() != nil {
+		return context.WithTimeout(ctx, d.timeout)
+	}
+	now := time.Now()
+	if cur := d.current.Load(); cur != nil && now.UnixNano() < cur.handOutUntil {
+		return cur.ctx, noCancel
+	}
+	// Two calls may both get here at a tick's start: each makes a context,
+	// the later store wins, and both contexts are correct for their caller.
+	shared, cancel := context.WithDeadline(context.Background(), now.Add(d.timeout+d.granularity))
+	d.current.Store(&sharedDeadline{ctx: shared, cancel: cancel, handOutUntil: now.Add(d.granularity).UnixNano()})
+	return shared, noCancel
+}
+
+func noCancel() {}
