@@ -60,21 +60,28 @@ func appendRecord(dst []byte, c Client, nonce uint64, hash *[sha256.Size]byte) (
 	return append(dst, c.Token...), nil
 }
 
-// decodeRecord parses b; the returned strings are copies, so b may be reused.
+// decodeRecord parses b into strings of its own, so b may be reused (one
+// copy for the type and token together).
 func decodeRecord(b []byte) (record, error) {
+	return decodeRecordString(string(b))
+}
+
+// decodeRecordString parses s; the type and token share s's memory, so a
+// record read from rueidis' client-side cache decodes without allocating.
+func decodeRecordString(s string) (record, error) {
 	var r record
-	if len(b) < recordHeaderLen || b[0] != recordVersion {
+	if len(s) < recordHeaderLen || s[0] != recordVersion {
 		return r, errCorruptRecord
 	}
-	r.alwaysRaw = b[1]&flagAlwaysRaw != 0
-	r.nonce = binary.BigEndian.Uint64(b[recordNonceOff:])
-	copy(r.hash[:], b[recordHashOff:recordTypeOff])
-	n := int(b[recordTypeOff])
-	if len(b) < recordHeaderLen+n {
+	r.alwaysRaw = s[1]&flagAlwaysRaw != 0
+	r.nonce = binary.BigEndian.Uint64([]byte(s[recordNonceOff:recordHashOff]))
+	copy(r.hash[:], s[recordHashOff:recordTypeOff])
+	n := int(s[recordTypeOff])
+	if len(s) < recordHeaderLen+n {
 		return r, errCorruptRecord
 	}
-	r.typ = string(b[recordHeaderLen : recordHeaderLen+n])
-	r.token = string(b[recordHeaderLen+n:])
+	r.typ = s[recordHeaderLen : recordHeaderLen+n]
+	r.token = s[recordHeaderLen+n:]
 	return r, nil
 }
 

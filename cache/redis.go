@@ -126,6 +126,8 @@ type Redis struct {
 	nonces   *nonceSource
 	// deadlines bounds each call by timeout (see deadlines).
 	deadlines *deadlines
+	// clientKeys and tokenKeys make a look-up's keys without allocating.
+	clientKeys, tokenKeys *keyInterner
 
 	// replica is the replica's client, nil until connected or without
 	// ReplicaURL. replicaDownUntil and primaryDownUntil (unix ns) skip a
@@ -209,13 +211,15 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		return nil, errors.New("redis replica URL is set but the redis URL is a cluster: a replica URL is supported with a single primary only")
 	}
 	r := &Redis{
-		c:         c,
-		prefix:    cfg.KeyPrefix,
-		cacheTTL:  cfg.CacheTTL,
-		timeout:   cfg.Timeout,
-		deadlines: newDeadlines(cfg.Timeout),
-		nonces:    newNonceSource(),
-		stop:      make(chan struct{}),
+		c:          c,
+		prefix:     cfg.KeyPrefix,
+		cacheTTL:   cfg.CacheTTL,
+		timeout:    cfg.Timeout,
+		deadlines:  newDeadlines(cfg.Timeout),
+		clientKeys: newKeyInterner(maxInternedKeys),
+		tokenKeys:  newKeyInterner(maxInternedKeys),
+		nonces:     newNonceSource(),
+		stop:       make(chan struct{}),
 	}
 	if cfg.ReplicaURL != "" {
 		// The replica gets half the timeout, so that a silent replica leaves
@@ -312,26 +316,34 @@ func unavailable(what string, err error) error {
 	return fmt.Errorf("cannot %s: %v: %w", what, err, ErrUnavailable)
 }
 
+// maxInternedKeys bounds each key interner: 16k client and 16k token keys,
+// about 2 MB together.
+const maxInternedKeys = 1 << 14
+
+// keyBufLen fits the keys of usual ids in a stack buffer; longer ones
+// allocate as they grow.
+const keyBufLen = 160
+
 func (r *Redis) clientKey(tenant, id string) string {
-	b := make([]byte, 0, len(r.prefix)+len(tenant)+len(id)+5)
-	b = append(b, r.prefix...)
+	var buf [keyBufLen]byte
+	b := append(buf[:0], r.prefix...)
 	b = append(b, "c:{"...)
 	b = appendTenant(b, tenant)
 	b = append(b, '/')
 	b = append(b, id...)
 	b = append(b, '}')
-	return rueidis.BinaryString(b)
+	return r.clientKeys.intern(b)
 }
 
 func (r *Redis) tokenKey(tenant string, hash *[sha256.Size]byte) string {
-	b := make([]byte, 0, len(r.prefix)+len(tenant)+2*sha256.Size+5)
-	b = append(b, r.prefix...)
+	var buf [keyBufLen]byte
+	b := append(buf[:0], r.prefix...)
 	b = append(b, "t:{"...)
 	b = appendTenant(b, tenant)
 	b = append(b, '/')
 	b = hex.AppendEncode(b, hash[:])
 	b = append(b, '}')
-	return rueidis.BinaryString(b)
+	return r.tokenKeys.intern(b)
 }
 
 // dedupKey shares the client key's hash tag: both start "{T/<id>", and the
@@ -539,25 +551,26 @@ func (r *Redis) Lookup(ctx context.Context, tenant, id string) (Client, error) {
 
 // lookupOn is Lookup on one server's client.
 func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id string) (Client, error) {
-	b, err := rc.DoCache(ctx, rc.B().Get().Key(r.clientKey(tenant, id)).Cache(), r.cacheTTL).AsBytes()
+	b, err := rc.DoCache(ctx, rc.B().Get().Key(r.clientKey(tenant, id)).Cache(), r.cacheTTL).ToString()
 	if rueidis.IsRedisNil(err) {
 		return Client{}, ErrClientNotFound
 	}
 	if err != nil {
 		return Client{}, unavailable(fmt.Sprintf("read client %q", id), err)
 	}
-	rec, err := decodeRecord(b)
+	// The cached reply's string is immutable: the record decodes in place.
+	rec, err := decodeRecordString(b)
 	if err != nil {
 		return Client{}, fmt.Errorf("cannot read client %q: %w", id, err)
 	}
-	owner, err := rc.DoCache(ctx, rc.B().Get().Key(r.tokenKey(tenant, &rec.hash)).Cache(), r.cacheTTL).AsBytes()
+	owner, err := rc.DoCache(ctx, rc.B().Get().Key(r.tokenKey(tenant, &rec.hash)).Cache(), r.cacheTTL).ToString()
 	if rueidis.IsRedisNil(err) {
 		return Client{}, ErrClientNotFound
 	}
 	if err != nil {
 		return Client{}, unavailable(fmt.Sprintf("read the owner of client %q's token", id), err)
 	}
-	if len(owner) < 8 || string(owner[8:]) != id {
+	if len(owner) < 8 || owner[8:] != id {
 		// The token moved to another client id.
 		return Client{}, ErrClientNotFound
 	}

@@ -1,0 +1,40 @@
+package cache
+
+import "sync"
+
+// keyInterner hands out one string per distinct key, so that a look-up of a
+// client seen recently builds its Redis keys in a stack buffer without
+// allocating (a map index by string(bytes) does not copy). The strings it
+// returns are ordinary immutable strings, safe for rueidis to keep in its
+// cache and its write queue.
+//
+// It is bounded: past maxKeys entries it starts over, a cheap way to keep
+// memory flat (a million clients sent to at random just allocate their keys
+// as before), while the clients a relay sends to often stay interned.
+type keyInterner struct {
+	mu      sync.RWMutex
+	keys    map[string]string
+	maxKeys int
+}
+
+func newKeyInterner(maxKeys int) *keyInterner {
+	return &keyInterner{keys: make(map[string]string), maxKeys: maxKeys}
+}
+
+// intern returns the string spelled by b.
+func (k *keyInterner) intern(b []byte) string {
+	k.mu.RLock()
+	s, ok := k.keys[string(b)]
+	k.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = string(b)
+	k.mu.Lock()
+	if len(k.keys) >= k.maxKeys {
+		clear(k.keys)
+	}
+	k.keys[s] = s
+	k.mu.Unlock()
+	return s
+}
