@@ -4,7 +4,10 @@ package cache_test
 
 import (
 	"context"
+	"errors"
+	"strconv"
 	"testing"
+	"time"
 
 	"push-server/cache"
 	"push-server/cache/cachetest"
@@ -41,5 +44,37 @@ func TestRedisCachedLookupDoesNotAllocate(t *testing.T) {
 		if n != 0 {
 			t.Errorf("tenant %q: cached Lookup allocates %.1f times per call; want 0", tenant, n)
 		}
+	}
+}
+
+// TestRedisDedupAllocatesOnce: a send's Reserve and Commit allocate one
+// block between them, its dedup key and claim: rueidis may hold a command
+// after Do returns, so that memory cannot come from a reused buffer.
+func TestRedisDedupAllocatesOnce(t *testing.T) {
+	url := "redis://" + cachetest.StartRedis(t)
+	s := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+	ctx := context.Background()
+	const runs = 300
+	ids := make([]string, runs+1) // AllocsPerRun runs the function once more to warm up
+	for i := range ids {
+		ids[i] = "1700000000000" + strconv.Itoa(1000+i)
+	}
+	i := 0
+	n := testing.AllocsPerRun(runs, func() {
+		res, err := s.Reserve(ctx, "wallet-a", "z6MkAllocationTest", ids[i], time.Minute)
+		i++
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Commit(ctx, res, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 1 {
+		t.Errorf("Reserve + Commit allocate %.1f times per message; want 1", n)
+	}
+	// Each was recorded: a second claim of any is refused.
+	if _, err := s.Reserve(ctx, "wallet-a", "z6MkAllocationTest", ids[runs/2], time.Minute); !errors.Is(err, cache.ErrAlreadyDelivered) {
+		t.Fatalf("Reserve of a committed message: %v; want ErrAlreadyDelivered", err)
 	}
 }

@@ -1,6 +1,10 @@
 package cache
 
-import "sync"
+import (
+	"strconv"
+	"sync"
+	"time"
+)
 
 // keyInterner hands out one string per distinct key, so that a look-up of a
 // client seen recently builds its Redis keys in a stack buffer without
@@ -36,5 +40,31 @@ func (k *keyInterner) intern(b []byte) string {
 	}
 	k.keys[s] = s
 	k.mu.Unlock()
+	return s
+}
+
+// millisArgs spells durations in whole milliseconds for PX, remembering the
+// few a server uses (the dedup lease and TTL come from its configuration),
+// so that a command's expiry is not formatted, and allocated, per call. The
+// zero value is ready to use.
+type millisArgs struct {
+	mu      sync.RWMutex
+	spelled map[time.Duration]string
+}
+
+func (a *millisArgs) of(d time.Duration) string {
+	a.mu.RLock()
+	s, ok := a.spelled[d]
+	a.mu.RUnlock()
+	if ok {
+		return s
+	}
+	s = strconv.FormatInt(durationMs(d), 10)
+	a.mu.Lock()
+	if a.spelled == nil || len(a.spelled) >= 64 {
+		a.spelled = make(map[time.Duration]string)
+	}
+	a.spelled[d] = s
+	a.mu.Unlock()
 	return s
 }

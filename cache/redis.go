@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -128,6 +127,8 @@ type Redis struct {
 	deadlines *deadlines
 	// clientKeys and tokenKeys make a look-up's keys without allocating.
 	clientKeys, tokenKeys *keyInterner
+	// millis spells the dedup records' expiries.
+	millis millisArgs
 
 	// replica is the replica's client, nil until connected or without
 	// ReplicaURL. replicaDownUntil and primaryDownUntil (unix ns) skip a
@@ -351,14 +352,17 @@ func (r *Redis) tokenKey(tenant string, hash *[sha256.Size]byte) string {
 // contains one.
 func (r *Redis) dedupKey(tenant, id, messageID string) string {
 	b := make([]byte, 0, len(r.prefix)+len(tenant)+len(id)+len(messageID)+6)
+	return rueidis.BinaryString(r.appendDedupKey(b, tenant, id, messageID))
+}
+
+func (r *Redis) appendDedupKey(b []byte, tenant, id, messageID string) []byte {
 	b = append(b, r.prefix...)
 	b = append(b, "d:{"...)
 	b = appendTenant(b, tenant)
 	b = append(b, '/')
 	b = append(b, id...)
 	b = append(b, "}:"...)
-	b = append(b, messageID...)
-	return rueidis.BinaryString(b)
+	return append(b, messageID...)
 }
 
 // ownerValue is a token index value: the registration nonce, then the id.
@@ -584,7 +588,11 @@ const (
 )
 
 func pendingValue(nonce uint64) string {
-	return dedupPendingPrefix + strconv.FormatUint(nonce, 10)
+	return string(appendPendingValue(nil, nonce))
+}
+
+func appendPendingValue(dst []byte, nonce uint64) []byte {
+	return strconv.AppendUint(append(dst, dedupPendingPrefix...), nonce, 10)
 }
 
 // durationMs rounds d up to whole milliseconds, at least 1, since PX 0 is an
@@ -595,22 +603,31 @@ func durationMs(d time.Duration) int64 {
 }
 
 // Reserve implements Store with one SET NX GET PX (Redis ≥ 7.0): it claims
-// the key and returns what held it, in one atomic step.
+// the key and returns what held it, in one atomic step. The key and the
+// claim's value share one allocation, the only one Reserve makes: rueidis
+// may still hold the command after Do returns (a deadline can end the wait
+// before the write), so neither can come from a reused buffer.
 func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	nonce := r.nonces.next()
-	k := r.dedupKey(tenant, clientID, messageID)
-	prev, err := r.c.Do(ctx, r.c.B().Set().Key(k).Value(pendingValue(nonce)).Nx().Get().PxMilliseconds(durationMs(lease)).Build()).AsBytes()
+	b := make([]byte, 0, len(r.prefix)+len(tenant)+len(clientID)+len(messageID)+6+len(dedupPendingPrefix)+20)
+	b = r.appendDedupKey(b, tenant, clientID, messageID)
+	keyLen := len(b)
+	b = appendPendingValue(b, nonce)
+	kv := rueidis.BinaryString(b)
+	k, claim := kv[:keyLen], kv[keyLen:]
+	cmd := r.c.B().Arbitrary("SET").Keys(k).Args(claim, "NX", "GET", "PX", r.millis.of(lease)).Build()
+	prev, err := r.c.Do(ctx, cmd).ToString()
 	switch {
 	case rueidis.IsRedisNil(err):
-		return Reservation{Tenant: tenant, ClientID: clientID, MessageID: messageID, Nonce: nonce}, nil
+		return Reservation{Tenant: tenant, ClientID: clientID, MessageID: messageID, Nonce: nonce, key: k}, nil
 	case err != nil:
 		return Reservation{}, unavailable(fmt.Sprintf("reserve message %q for client %q", messageID, clientID), err)
-	case string(prev) == dedupDelivered:
+	case prev == dedupDelivered:
 		return Reservation{}, ErrAlreadyDelivered
-	case bytes.HasPrefix(prev, []byte(dedupPendingPrefix)):
+	case strings.HasPrefix(prev, dedupPendingPrefix):
 		return Reservation{}, ErrDeliveryInProgress
 	default:
 		return Reservation{}, fmt.Errorf("cannot reserve message %q for client %q: unexpected dedup value %q", messageID, clientID, prev)
@@ -621,13 +638,18 @@ func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string,
 // message was delivered whoever holds the key now, and "delivered" is the
 // strongest state, so overwriting a later claim (possible only after r's
 // lease ran out) just turns that claimant's Reserve-time doubt into the
-// truth. Its Release then finds the key not its own and leaves it.
+// truth. Its Release then finds the key not its own and leaves it. With the
+// key kept from Reserve it allocates nothing.
 func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) error {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
-	k := r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
-	if err := r.c.Do(ctx, r.c.B().Set().Key(k).Value(dedupDelivered).PxMilliseconds(durationMs(ttl)).Build()).Error(); err != nil {
+	k := res.key
+	if k == "" {
+		k = r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
+	}
+	cmd := r.c.B().Arbitrary("SET").Keys(k).Args(dedupDelivered, "PX", r.millis.of(ttl)).Build()
+	if err := r.c.Do(ctx, cmd).Error(); err != nil {
 		return unavailable(fmt.Sprintf("commit message %q for client %q", res.MessageID, res.ClientID), err)
 	}
 	return nil

@@ -58,6 +58,10 @@ type Reservation struct {
 	// Nonce distinguishes this claim from a later one on the same record, so
 	// that a late Release cannot drop somebody else's claim.
 	Nonce uint64
+
+	// key is the record's key in a store that has one (Redis), kept so
+	// that Commit does not build it again.
+	key string
 }
 
 // Store keeps clients and dedup records. All methods are safe for concurrent
