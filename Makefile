@@ -14,7 +14,7 @@ build:
 run: $(DEV_ENV)
 	@set -a; source $(DEV_ENV); set +a; \
 	echo "relay public key: $$RELAY_PUBLIC_KEY (private key in $(DEV_ENV))"; \
-	PORT=$(PORT) LOG_FORMAT=text $(GO) run .
+	PORT=$(PORT) LOG_FORMAT=text SHUTDOWN_DELAY=0 $(GO) run .
 
 $(DEV_ENV):
 	@mkdir -p .dev

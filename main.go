@@ -87,10 +87,12 @@ type config struct {
 	redisURL       string
 	redisReplica   string
 	redisCacheSize int
+	redisFlush     time.Duration
 	dataDir        string
 	relayKey       ed25519.PublicKey
 	maxAge         time.Duration
 	metricsPort    int // 0: /metrics on the API port
+	shutdownDelay  time.Duration
 	// Multi-tenant mode, on when jwtSecret is set.
 	jwtSecret      []byte
 	credentialsKey []byte
@@ -151,11 +153,17 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if c.redisCacheSize, err = envInt(getenv, "REDIS_CACHE_SIZE", 32<<20, 1<<20, 1<<34); err != nil {
 		return nil, err
 	}
+	if c.redisFlush, err = envDuration(getenv, "REDIS_MAX_FLUSH_DELAY", 0); err != nil {
+		return nil, err
+	}
 	c.dataDir = env("DATA_DIR", "./data")
 	if c.router.DedupTTL, err = envDuration(getenv, "DEDUP_TTL", 24*time.Hour); err != nil {
 		return nil, err
 	}
 	if c.router.SendTimeout, err = envDuration(getenv, "PROVIDER_TIMEOUT", 10*time.Second); err != nil {
+		return nil, err
+	}
+	if c.shutdownDelay, err = envDelay(getenv, "SHUTDOWN_DELAY", 5*time.Second, 5*time.Minute); err != nil {
 		return nil, err
 	}
 	maxBody, err := envInt(getenv, "MAX_BODY_SIZE", 64<<10, 256, 16<<20)
@@ -254,11 +262,13 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "push-server: configuration:", err)
 		return 2
 	}
-	cfg.router.Logger = log
+	// Providers log their rejections of our credentials: through the same
+	// logger, so LOG_FORMAT and LOG_LEVEL apply to those lines too.
+	cfg.router.Logger, cfg.dispatch.Logger = log, log
 
 	var store cache.Store
 	if cfg.redisURL != "" {
-		store, err = cache.NewRedis(cache.RedisConfig{URL: cfg.redisURL, ReplicaURL: cfg.redisReplica, CacheSize: cfg.redisCacheSize})
+		store, err = cache.NewRedis(cache.RedisConfig{URL: cfg.redisURL, ReplicaURL: cfg.redisReplica, CacheSize: cfg.redisCacheSize, MaxFlushDelay: cfg.redisFlush})
 		if err != nil {
 			fmt.Fprintln(stderr, "push-server: REDIS_URL:", err)
 			return 1
@@ -346,6 +356,27 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		log.Error("server stopped", "error", err)
 		return 1
 	case <-ctx.Done():
+	}
+	// Closing the listener at once would reset the connections a load
+	// balancer opened before it noticed: they wait in the kernel's accept
+	// queue and are never read. So fail readiness and close keep-alive
+	// connections first, and keep serving for SHUTDOWN_DELAY; a second
+	// signal cuts the wait short.
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(again)
+	stop()
+	srv.Drain()
+	log.Info("shutting down: readiness fails; still serving", "delay", cfg.shutdownDelay.String())
+	wait := time.NewTimer(cfg.shutdownDelay)
+	select {
+	case <-wait.C:
+	case <-again:
+		wait.Stop()
+		log.Info("second signal: skipping the rest of the shutdown delay")
+	case err := <-served:
+		log.Error("server stopped", "error", err)
+		return 1
 	}
 	// Finish the requests in flight (a send waits at most PROVIDER_TIMEOUT),
 	// then close the providers and the store in the deferred calls.
@@ -499,6 +530,22 @@ func envDuration(getenv func(string) string, name string, def time.Duration) (ti
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("%s=%q: want a positive duration like 24h or 90s", name, v)
+	}
+	return d, nil
+}
+
+// envDelay reads a Go duration ("5s") or whole seconds, from 0 to limit.
+func envDelay(getenv func(string) string, name string, def, limit time.Duration) (time.Duration, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if n, nerr := strconv.ParseUint(v, 10, 32); nerr == nil {
+		d, err = time.Duration(n)*time.Second, nil
+	}
+	if err != nil || d < 0 || d > limit {
+		return 0, fmt.Errorf("%s=%q: want a duration from 0s to %s, like 5s", name, v, limit)
 	}
 	return d, nil
 }

@@ -2,13 +2,33 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"software.sslmate.com/src/go-pkcs12"
+
+	"push-server/dispatch/dispatchtest"
 	"push-server/verify"
 )
 
@@ -48,6 +68,9 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	f(map[string]string{"TRUSTED_PROXIES": "10.0.0.0/33"}, "TRUSTED_PROXIES")
 	f(map[string]string{"RATE_LIMIT_PER_IP": "-5"}, "RATE_LIMIT_PER_IP")
 	f(map[string]string{"APNS_CERTIFICATE": "%%%"}, "APNS_CERTIFICATE")
+	f(map[string]string{"SHUTDOWN_DELAY": "soon"}, "SHUTDOWN_DELAY")
+	f(map[string]string{"SHUTDOWN_DELAY": "-1s"}, "SHUTDOWN_DELAY")
+	f(map[string]string{"SHUTDOWN_DELAY": "10m"}, "SHUTDOWN_DELAY")
 }
 
 func TestDefaults(t *testing.T) {
@@ -56,12 +79,19 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.port != 3000 || c.publicURL != "http://localhost:3000" || !c.router.ValidateSignatures ||
-		c.maxAge.Seconds() != 300 || c.dataDir != "./data" || c.router.DedupTTL.Hours() != 24 || c.redisURL != "" {
+		c.maxAge.Seconds() != 300 || c.dataDir != "./data" || c.router.DedupTTL.Hours() != 24 || c.redisURL != "" ||
+		c.shutdownDelay != 5*time.Second {
 		t.Fatalf("defaults = %+v", c)
 	}
 	c, err = parseConfig(envMap(map[string]string{"VALIDATE_SIGNATURES": "false", "SIGNATURE_MAX_AGE": "0", "PORT": "8080"}))
 	if err != nil || c.relayKey != nil || c.maxAge != 0 || c.publicURL != "http://localhost:8080" {
 		t.Fatalf("without signatures: %+v, %v", c, err)
+	}
+	for v, want := range map[string]time.Duration{"0": 0, "30": 30 * time.Second, "1500ms": 1500 * time.Millisecond} {
+		c, err = parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey, "SHUTDOWN_DELAY": v}))
+		if err != nil || c.shutdownDelay != want {
+			t.Errorf("SHUTDOWN_DELAY=%s: %v, %v; want %s", v, c.shutdownDelay, err, want)
+		}
 	}
 }
 
@@ -108,4 +138,233 @@ func TestSignPrintsHeadersThatVerify(t *testing.T) {
 	if err := relay.Verify([]byte(headers["X-Ed25519-Timestamp"]), []byte(headers["X-Ed25519-Signature"]), body); err != nil {
 		t.Fatalf("signed headers %v do not verify: %v", headers, err)
 	}
+}
+
+// freePort returns a loopback port nothing listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// secretPieces returns distinctive slices of secret as a log search would
+// find them: the middle of the text and of its base64 and hex forms, and
+// for PEM text the middle of each full body line.
+func secretPieces(secret []byte) []string {
+	mid := func(s string) string {
+		if len(s) <= 40 {
+			return s
+		}
+		return s[len(s)/2-12 : len(s)/2+12]
+	}
+	pieces := []string{mid(string(secret)), mid(base64.StdEncoding.EncodeToString(secret)), mid(hex.EncodeToString(secret))}
+	if bytes.Contains(secret, []byte("-----BEGIN")) {
+		for _, l := range strings.Split(string(secret), "\n") {
+			if len(l) == 64 {
+				pieces = append(pieces, l[8:40])
+			}
+		}
+	}
+	return pieces
+}
+
+// checkNoSecret fails t for every piece of secrets found in text.
+func checkNoSecret(t *testing.T, where, text string, secrets [][]byte) {
+	t.Helper()
+	for _, s := range secrets {
+		for _, p := range secretPieces(s) {
+			if i := strings.Index(text, p); i >= 0 {
+				t.Errorf("%s shows secret piece %q: …%s…", where, p, text[max(0, i-160):min(len(text), i+len(p)+40)])
+			}
+		}
+	}
+}
+
+// TestServeKeepsSecretsOutOfItsOutput runs serve in-process with
+// credentials in the environment, as an operator's deployment has them:
+// first with each credential broken in turn (start-up must fail naming the
+// variable without quoting it), then valid but refused by the providers,
+// at LOG_LEVEL=debug with metrics on their own port. No piece of a secret
+// may reach stderr, a response, or /metrics; /metrics must be served on
+// TELEMETRY_PROMETHEUS_PORT only.
+func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("serves on real ports")
+	}
+	apnsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(apnsKey)
+	p8 := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	p12Password := "p12-Pass-Wd7!distinct"
+	certTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Apple Push Services: com.example"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	certDER, _ := x509.CreateCertificate(rand.Reader, certTmpl, certTmpl, &apnsKey.PublicKey, apnsKey)
+	cert, _ := x509.ParseCertificate(certDER)
+	p12, err := pkcs12.Modern.Encode(apnsKey, cert, nil, p12Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apns := dispatchtest.StartAPNs(t, false) // h2c: an http:// APNS_URL
+	apns.TrustKey("OTHERKEY12", "TEAM123456", &apnsKey.PublicKey)
+	fcm, other := dispatchtest.StartFCM(t), dispatchtest.StartFCM(t)
+	sa := bytes.Replace(other.ServiceAccountJSON("p"), []byte(other.TokenURL()), []byte(fcm.TokenURL()), 1)
+	var acct struct {
+		PrivateKey string `json:"private_key"`
+	}
+	if err := json.Unmarshal(sa, &acct); err != nil {
+		t.Fatal(err)
+	}
+	jwtSecret := "jwt-Secret-for-tenants-Kq3#Lm9$Np2%"
+	vaultKey := "5ec2e7c0ffee5ec2e7c0ffee5ec2e7c0ffee5ec2e7c0ffee5ec2e7c0ffee0a0b"
+	redisPassword := "redis-Pa55-word-Zx"
+	secrets := [][]byte{p8, p12, []byte(p12Password), []byte(acct.PrivateKey), []byte(jwtSecret), []byte(vaultKey), []byte(redisPassword)}
+
+	base := map[string]string{
+		"VALIDATE_SIGNATURES": "false", "DATA_DIR": t.TempDir(), "LOG_LEVEL": "debug", "SHUTDOWN_DELAY": "0",
+		"PROVIDER_MAX_ATTEMPTS": "1", "APNS_TYPE": "token", "APNS_TOPIC": "com.example", "APNS_KEY_ID": "KEY1234567",
+		"APNS_TEAM_ID": "TEAM123456", "APNS_PKCS8_PEM": string(p8), "APNS_URL": apns.URL(), "APNS_SANDBOX_URL": apns.URL(),
+		"FCM_V1_CREDENTIALS": string(sa), "FCM_URL": fcm.URL(), "JWT_SECRET": jwtSecret, "TENANT_CREDENTIALS_KEY": vaultKey,
+		"PORT": strconv.Itoa(freePort(t)),
+	}
+	with := func(changes map[string]string) map[string]string {
+		env := map[string]string{}
+		for k, v := range base {
+			env[k] = v
+		}
+		for k, v := range changes {
+			env[k] = v
+		}
+		return env
+	}
+
+	// Broken credentials: start-up fails and says which variable.
+	broken := []struct {
+		name string
+		env  map[string]string
+	}{
+		{"APNS_CERTIFICATE", map[string]string{"APNS_TYPE": "certificate", "APNS_CERTIFICATE": base64.StdEncoding.EncodeToString(p12),
+			"APNS_CERTIFICATE_PASSWORD": p12Password + "-typo"}},
+		{"APNS_CERTIFICATE", map[string]string{"APNS_TYPE": "certificate", "APNS_CERTIFICATE": base64.StdEncoding.EncodeToString(p12[:len(p12)/2]),
+			"APNS_CERTIFICATE_PASSWORD": p12Password}},
+		{"APNS_PKCS8_PEM", map[string]string{"APNS_PKCS8_PEM": string(p8[:len(p8)-60])}},
+		{"APNS_PKCS8_PEM", map[string]string{"APNS_PKCS8_PEM": base64.StdEncoding.EncodeToString(der)}},
+		{"FCM_V1_CREDENTIALS", map[string]string{"FCM_V1_CREDENTIALS": string(sa[:len(sa)-40])}},
+		{"FCM_V1_CREDENTIALS", map[string]string{"FCM_V1_CREDENTIALS": strings.Replace(string(sa), "BEGIN PRIVATE KEY", "BEGIN X", 1)}},
+		{"JWT_SECRET", map[string]string{"JWT_SECRET": jwtSecret[:20]}},
+		{"TENANT_CREDENTIALS_KEY", map[string]string{"TENANT_CREDENTIALS_KEY": vaultKey[:60]}},
+		{"TENANT_CREDENTIALS_PREVIOUS_KEYS", map[string]string{"TENANT_CREDENTIALS_PREVIOUS_KEYS": vaultKey + "," + vaultKey[2:]}},
+		{"REDIS_URL", map[string]string{"REDIS_URL": "redis://default:" + redisPassword + "@127.0.0.1:" + strconv.Itoa(freePort(t))}},
+		{"REDIS_URL", map[string]string{"REDIS_URL": "http://default:" + redisPassword + "@127.0.0.1:1"}},
+	}
+	for _, b := range broken {
+		var stderr bytes.Buffer
+		done := make(chan int, 1)
+		go func() { done <- run([]string{"serve"}, envMap(with(b.env)), io.Discard, &stderr) }()
+		select {
+		case code := <-done:
+			if code == 0 || !strings.Contains(stderr.String(), b.name) {
+				t.Errorf("broken %s: exit %d, stderr %q; want a failure naming it", b.name, code, stderr.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("broken %s: serve did not stop", b.name)
+		}
+		checkNoSecret(t, "stderr with a broken "+b.name, stderr.String(), secrets)
+	}
+
+	// Valid credentials the providers refuse, metrics on their own port.
+	env := with(map[string]string{"TELEMETRY_PROMETHEUS_PORT": strconv.Itoa(freePort(t))})
+	api, metricsURL := "http://127.0.0.1:"+env["PORT"], "http://127.0.0.1:"+env["TELEMETRY_PROMETHEUS_PORT"]
+	logs := &lockedBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"serve"}, envMap(env), io.Discard, logs) }()
+	c := &http.Client{Timeout: 10 * time.Second}
+	var answers strings.Builder
+	do := func(method, url, body string, header map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", method, url, err, logs.String())
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		fmt.Fprintf(&answers, "%s %s -> %d %v %s\n", method, url, resp.StatusCode, resp.Header, b)
+		return resp.StatusCode, string(b)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := c.Get(api + "/health"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not answer /health:\n%s", logs.String())
+		}
+	}
+	if st, body := do("GET", api+"/metrics", "", nil); st != 404 {
+		t.Errorf("GET /metrics on PORT with TELEMETRY_PROMETHEUS_PORT set: %d %.100s; want 404", st, body)
+	}
+	do("POST", api+"/clients", `{"client_id":"ios","type":"apns","token":"aaaa000000000000000000000000000000000000000000000000000000000001"}`, nil)
+	do("POST", api+"/clients", `{"client_id":"droid","type":"fcm","token":"fcm-1"}`, nil)
+	for i := range 2 {
+		if st, body := do("POST", api+"/clients/ios", fmt.Sprintf(`{"topic":"t","tag":1,"message":"m%d"}`, i), nil); st != 502 {
+			t.Errorf("send through refused APNs credentials: %d %s; want 502", st, body)
+		}
+		if st, body := do("POST", api+"/clients/droid", fmt.Sprintf(`{"topic":"t","tag":1,"message":"m%d"}`, i), nil); st != 502 {
+			t.Errorf("send through a refused service account: %d %s; want 502", st, body)
+		}
+	}
+	do("POST", api+"/tenants", `{"id":"acme"}`, map[string]string{"Authorization": "Bearer " + jwtSecret})
+	do("POST", api+"/tenants", `{"id":"acme"}`, map[string]string{"Authorization": "Bearer " +
+		verify.SignTenantToken([]byte(jwtSecret), "other", time.Hour, time.Now())})
+	st, metrics := do("GET", metricsURL+"/metrics", "", nil)
+	if st != 200 || !strings.Contains(metrics, `push_requests_total{route="send",status="502"}`) {
+		t.Errorf("GET /metrics on TELEMETRY_PROMETHEUS_PORT: %d %.300s", st, metrics)
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("serve exited %d after SIGTERM\n%s", code, logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+	if !strings.Contains(logs.String(), "rejects this server's setup") {
+		t.Errorf("the providers' refusals were not logged, so the audit saw nothing:\n%s", logs.String())
+	}
+	checkNoSecret(t, "logs", logs.String(), secrets)
+	checkNoSecret(t, "responses", answers.String(), secrets)
+	checkNoSecret(t, "metrics", metrics, secrets)
+	if strings.Contains(logs.String()+answers.String()+metrics, "ya29.") {
+		t.Error("an FCM access token appears in the output")
+	}
+}
+
+// lockedBuffer is a log sink serve and the test read concurrently.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -98,6 +98,7 @@ type Server struct {
 	http       *fasthttp.Server
 	healthBody []byte
 	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
+	draining   atomic.Bool  // set by Drain: readiness fails, connections close
 	localDedup *localDedup  // dedup while the store's primary is unreachable
 }
 
@@ -188,7 +189,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	setBuildInfo(cfg.Version)
 
 	s.http = &fasthttp.Server{
-		Handler:            r.Handler,
+		Handler:            s.closeWhileDraining(r.Handler),
 		ErrorHandler:       s.transportError,
 		Name:               "push-server",
 		MaxRequestBodySize: cfg.MaxBodySize,
@@ -211,8 +212,28 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.http.Handler }
 func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for the
-// requests in flight to finish.
+// requests in flight to finish. Call Drain first and give load balancers
+// time to notice: connections still in the kernel's accept queue when the
+// listener closes are reset unread.
 func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+
+// Drain starts a graceful exit while the server keeps serving: GET
+// /health/ready answers 503 shutting_down, so load balancers stop opening
+// connections to this instance, and every response carries Connection:
+// close, so keep-alive clients reconnect (to another instance) instead of
+// reusing a connection that Shutdown would close under them.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// closeWhileDraining wraps h so that once Drain was called every answer
+// closes its connection.
+func (s *Server) closeWhileDraining(h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		h(ctx)
+		if s.draining.Load() {
+			ctx.SetConnectionClose()
+		}
+	}
+}
 
 // handle adapts an error-returning handler: every error reply goes through
 // writeError.
@@ -270,9 +291,17 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetBodyRaw(s.healthBody)
 }
 
+// shuttingDownBody is /health/ready's answer once Drain was called.
+var shuttingDownBody = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"shutting_down",
+	"this instance is shutting down; route requests to another one"}}})
+
 // ready answers OK when the store answers, for load balancers that should
-// stop routing to an instance that cannot reach its store.
+// stop routing to an instance that cannot reach its store or is draining.
 func (s *Server) ready(ctx *fasthttp.RequestCtx) error {
+	if s.draining.Load() {
+		writeBody(ctx, fasthttp.StatusServiceUnavailable, shuttingDownBody)
+		return nil
+	}
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.store.Ping(c); err != nil {
