@@ -71,6 +71,9 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	f(map[string]string{"SHUTDOWN_DELAY": "soon"}, "SHUTDOWN_DELAY")
 	f(map[string]string{"SHUTDOWN_DELAY": "-1s"}, "SHUTDOWN_DELAY")
 	f(map[string]string{"SHUTDOWN_DELAY": "10m"}, "SHUTDOWN_DELAY")
+	f(map[string]string{"REDIS_MAX_FLUSH_DELAY": "1s"}, "REDIS_MAX_FLUSH_DELAY")
+	f(map[string]string{"REDIS_MAX_FLUSH_DELAY": "fast"}, "REDIS_MAX_FLUSH_DELAY")
+	f(map[string]string{"REDIS_CACHE_SIZE": "1024"}, "REDIS_CACHE_SIZE")
 }
 
 func TestDefaults(t *testing.T) {
@@ -80,8 +83,11 @@ func TestDefaults(t *testing.T) {
 	}
 	if c.port != 3000 || c.publicURL != "http://localhost:3000" || !c.router.ValidateSignatures ||
 		c.maxAge.Seconds() != 300 || c.dataDir != "./data" || c.router.DedupTTL.Hours() != 24 || c.redisURL != "" ||
-		c.shutdownDelay != 5*time.Second {
+		c.shutdownDelay != 5*time.Second || c.redisFlush != 50*time.Microsecond || c.redisCacheSize != 16<<20 {
 		t.Fatalf("defaults = %+v", c)
+	}
+	if c, err = parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey, "REDIS_MAX_FLUSH_DELAY": "0"})); err != nil || c.redisFlush != 0 {
+		t.Fatalf("REDIS_MAX_FLUSH_DELAY=0: %v, %v; want 0 (off)", c.redisFlush, err)
 	}
 	c, err = parseConfig(envMap(map[string]string{"VALIDATE_SIGNATURES": "false", "SIGNATURE_MAX_AGE": "0", "PORT": "8080"}))
 	if err != nil || c.relayKey != nil || c.maxAge != 0 || c.publicURL != "http://localhost:8080" {

@@ -45,10 +45,12 @@ type RedisConfig struct {
 	// primary.
 	Timeout time.Duration
 	// CacheSize bounds the client-side cache of each connection, in bytes
-	// (REDIS_CACHE_SIZE); default 32 MiB. rueidis' own default, 128 MiB a
+	// (REDIS_CACHE_SIZE); default 16 MiB. rueidis' own default, 128 MiB a
 	// connection, let a million cached clients push the server past
-	// 290 MB RSS (BENCHMARKS.md); past the bound the least recently used
-	// entries go and are read from Redis again.
+	// 290 MB RSS, and 32 MiB still to 168 MB (16 MiB: 114 MB; BENCHMARKS.md;
+	// rueidis counts about a third of what its entries really hold); past
+	// the bound the least recently used entries go and are read from Redis
+	// again.
 	CacheSize int
 	// MaxFlushDelay lets each connection's writer wait up to this long for
 	// the commands of concurrent requests before it writes them in one
@@ -59,7 +61,7 @@ type RedisConfig struct {
 
 // Defaults for RedisConfig's zero fields.
 const (
-	DefaultCacheSize = 32 << 20
+	DefaultCacheSize = 16 << 20
 	DefaultKeyPrefix = "ps:"
 	DefaultCacheTTL  = time.Minute
 	DefaultTimeout   = 2 * time.Second

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # loadtest/run.sh: measures push-server's send path on this machine.
 #
-#   loadtest/run.sh send   (make loadtest)      noop provider, then APNs (token auth, TLS mock)
+#   loadtest/run.sh send   (make loadtest)      bare fasthttp (the ceiling), then push-server
+#                                               with the noop provider, then APNs (token auth, TLS mock)
 #   loadtest/run.sh rss    (make loadtest-rss)  RSS with 1,000,000 clients in Redis
 #
 # Layout on a 2-core machine: the server alone on core 0 (taskset -c 0,
@@ -9,7 +10,9 @@
 # baseline, stdlib crypto/ed25519.Verify per second, is measured on core 0
 # with GOMAXPROCS=1 right before each load window (loadgen -before-window),
 # and the headline is sends/s ÷ verifies/s: the share of one core's
-# verification speed that the whole send path keeps.
+# verification speed that the whole send path keeps. A bare fasthttp server
+# (loadtest/cmd/barehttp) under the same loop first gives the HTTP-only
+# ceiling of that ratio on this machine, and sends/s ÷ its answers/s.
 #
 # It starts its own redis-server on a free port (never 6379), and stops
 # every process it started on every exit path (trap). Knobs (environment):
@@ -103,7 +106,7 @@ start_redis() {
 start_server() {
 	server_port=$(free_port)
 	env PORT="$server_port" RELAY_PUBLIC_KEY="$RELAY_PUBLIC_KEY" LOG_LEVEL=warn GOMAXPROCS=1 RATE_LIMIT_PER_IP=0 "$@" \
-		taskset -c "$SERVER_CPU" "$bin/push-server" >"$work/server-$server_port.log" 2>&1 &
+		taskset -c "$SERVER_CPU" "$bin/${SERVER_BIN:-push-server}" >"$work/server-$server_port.log" 2>&1 &
 	server_pid=$!
 	pids+=("$server_pid")
 	if ! wait_until curl -sf "http://127.0.0.1:$server_port/health"; then
@@ -131,6 +134,9 @@ summary() {
 	verifies=$(result verifies_per_s "$out")
 	echo
 	echo "== $name: $rps sends/s ÷ $verifies ed25519 verifies/s (same core, same run) = $(awk -v a="$rps" -v b="$verifies" 'BEGIN{printf "%.3f", a/b}')"
+	if [ -s "$work/bare.out" ]; then
+		echo "   ÷ $(result closed_rps "$work/bare.out") bare fasthttp answers/s (the HTTP-only ceiling, same run) = $(awk -v a="$rps" -v b="$(result closed_rps "$work/bare.out")" 'BEGIN{printf "%.3f", a/b}')"
+	fi
 	echo "   open loop at $(result open_rate "$out")/s: p50 $(result p50_us "$out") µs, p90 $(result p90_us "$out") µs, p99 $(result p99_us "$out") µs, p999 $(result p999_us "$out") µs"
 	echo "   statuses: closed $(result closed_statuses "$out"); open $(result open_statuses "$out")"
 }
@@ -144,6 +150,13 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 case $mode in
 send)
 	start_redis
+	echo
+	echo "### ceiling: bare fasthttp answering every request, nothing else (server on core $SERVER_CPU)"
+	SERVER_BIN=barehttp start_server
+	loadgen -clients "$CLIENTS" -type noop -open 0 -watch "server=$server_pid" | tee "$work/bare.out"
+	stop_pid "$server_pid"
+	bare_rps=$(result closed_rps "$work/bare.out")
+	bare_verifies=$(result verifies_per_s "$work/bare.out")
 	echo
 	echo "### noop provider, Redis store (server on core $SERVER_CPU; loadgen + redis on core $LOAD_CPU)"
 	start_server REDIS_URL="redis://127.0.0.1:$redis_port"
@@ -163,6 +176,8 @@ send)
 	stop_pid "$mock_pid"
 	cat "$work/mockapns.log"
 
+	echo
+	echo "== ceiling: $bare_rps bare fasthttp answers/s ÷ $bare_verifies ed25519 verifies/s = $(awk -v a="$bare_rps" -v b="$bare_verifies" 'BEGIN{printf "%.3f", a/b}') (no send can beat this ratio here)"
 	summary "noop, redis" "$work/noop.out"
 	summary "apns (token, TLS mock), redis" "$work/apns.out"
 	;;
