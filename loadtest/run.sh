@@ -137,7 +137,7 @@ summary() {
 	if [ -s "$work/bare.out" ]; then
 		echo "   ÷ $(result closed_rps "$work/bare.out") bare fasthttp answers/s (the HTTP-only ceiling, same run) = $(awk -v a="$rps" -v b="$(result closed_rps "$work/bare.out")" 'BEGIN{printf "%.3f", a/b}')"
 	fi
-	echo "   open loop at $(result open_rate "$out")/s: p50 $(result p50_us "$out") µs, p90 $(result p90_us "$out") µs, p99 $(result p99_us "$out") µs, p999 $(result p999_us "$out") µs"
+	echo "   open loop at $(result open_rate "$out")/s: p50 $(result p50_us "$out") µs, p90 $(result p90_us "$out") µs, p99 $(result p99_us "$out") µs, p999 $(result p999_us "$out") µs from release (p99 $(result due_p99_us "$out") µs from due time; the pacer's p99 lateness $(result pacer_late_p99_us "$out") µs)"
 	echo "   statuses: closed $(result closed_statuses "$out"); open $(result open_statuses "$out")"
 }
 
