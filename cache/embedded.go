@@ -191,17 +191,36 @@ func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error 
 
 // Unregister implements Store.
 func (e *Embedded) Unregister(ctx context.Context, tenant, id string) error {
+	_, err := e.unregister(ctx, tenant, id, nil)
+	return err
+}
+
+// UnregisterIfToken implements Store: the comparison and the deletion are
+// one transaction.
+func (e *Embedded) UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error) {
+	hash := sha256.Sum256([]byte(token))
+	return e.unregister(ctx, tenant, id, &hash)
+}
+
+// unregister removes client id, only while its token hashes to onlyHash
+// when that is not nil, and reports whether it removed it.
+func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *[sha256.Size]byte) (bool, error) {
 	if err := e.check(ctx); err != nil {
-		return err
+		return false, err
 	}
 	ck := embeddedClientKey(tenant, id)
+	removed := false
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		clients, tokens := tx.Bucket(bucketClients), tx.Bucket(bucketTokens)
 		prev := clients.Get(ck)
 		if prev == nil {
 			return nil
 		}
-		if pr, err := decodeRecord(prev); err == nil {
+		pr, decErr := decodeRecord(prev)
+		if onlyHash != nil && (decErr != nil || pr.hash != *onlyHash) {
+			return nil
+		}
+		if decErr == nil {
 			tk := embeddedTokenKey(tenant, &pr.hash)
 			if bytes.Equal(tokens.Get(tk), []byte(id)) {
 				if err := tokens.Delete(tk); err != nil {
@@ -209,12 +228,13 @@ func (e *Embedded) Unregister(ctx context.Context, tenant, id string) error {
 				}
 			}
 		}
+		removed = true
 		return clients.Delete(ck)
 	})
 	if err != nil {
-		return dbError(fmt.Sprintf("unregister client %q", id), err)
+		return false, dbError(fmt.Sprintf("unregister client %q", id), err)
 	}
-	return nil
+	return removed, nil
 }
 
 // Lookup implements Store.

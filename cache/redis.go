@@ -160,6 +160,11 @@ var (
 	retireScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 3, 10) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
+	// retireTokenScript deletes KEYS[1], a client record, if its token hash
+	// (bytes 11..42) is ARGV[1], and returns the record it deleted.
+	retireTokenScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 11, 42) == ARGV[1] then redis.call('DEL', KEYS[1]) return v end
+return false`)
 	// compareAndDeleteScript deletes KEYS[1] if its value is ARGV[1].
 	compareAndDeleteScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
@@ -505,6 +510,32 @@ func (r *Redis) Unregister(ctx context.Context, tenant, id string) error {
 	if err != nil {
 		return unavailable(fmt.Sprintf("delete client %q", id), err)
 	}
+	return r.releaseToken(ctx, tenant, id, ck, prev)
+}
+
+// UnregisterIfToken implements Store: one script compares the record's token
+// hash and deletes it, so a registration with another token that lands
+// between a look-up and this call survives.
+func (r *Redis) UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error) {
+	ctx, cancel := r.deadlines.within(ctx)
+	defer cancel()
+
+	ck := r.clientKey(tenant, id)
+	hash := sha256.Sum256([]byte(token))
+	prev, err := retireTokenScript.Exec(ctx, r.c, []string{ck}, []string{string(hash[:])}).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, unavailable(fmt.Sprintf("delete client %q if its token is unchanged", id), err)
+	}
+	return true, r.releaseToken(ctx, tenant, id, ck, prev)
+}
+
+// releaseToken finishes removing client id, whose record prev was just
+// deleted from ck: its token's owner entry goes too, if it still names this
+// registration.
+func (r *Redis) releaseToken(ctx context.Context, tenant, id, ck string, prev []byte) error {
 	touched := []string{ck}
 	if pr, err := decodeRecord(prev); err == nil {
 		tk := r.tokenKey(tenant, &pr.hash)

@@ -79,6 +79,12 @@ type Store interface {
 	Register(ctx context.Context, tenant string, c Client) error
 	// Unregister removes the client. Removing an unknown id is not an error.
 	Unregister(ctx context.Context, tenant, id string) error
+	// UnregisterIfToken removes the client only while it is registered
+	// with token, in one atomic step, and reports whether it did. It is how
+	// a token the provider declared dead is dropped: a wallet that
+	// re-registered with a fresh token in the meantime keeps its
+	// registration, however the two calls interleave.
+	UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error)
 	// Lookup returns the client registered under id, or ErrClientNotFound.
 	// After Register or Unregister returned, Lookup on any Store of the same
 	// backing data sees the change (no stale cached answer).

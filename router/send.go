@@ -102,16 +102,12 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 			s.suspend(ctx, &sc, client.Type, err)
 		}
 		if errors.Is(err, dispatch.ErrTokenDead) {
-			// Remove the client only if it still holds the dead token: a
-			// wallet that re-registered a fresh token meanwhile keeps it.
-			// (Not atomic: a registration in the few µs between these two
-			// calls can still be removed; Store has no compare-and-delete.)
-			if now, lerr := s.store.Lookup(bg, sc.id(), id); lerr != nil || now.Token != client.Token {
-				return err
-			}
-			if uerr := s.store.Unregister(bg, sc.id(), id); uerr != nil {
+			// Remove the client only while it still holds the dead token,
+			// in one step: a wallet that re-registered a fresh token
+			// meanwhile keeps it.
+			if removed, uerr := s.store.UnregisterIfToken(bg, sc.id(), id, client.Token); uerr != nil {
 				s.log.Warn("cannot remove a client whose token is dead", "request_id", requestID(ctx), "error", uerr.Error())
-			} else {
+			} else if removed {
 				deadTokensRemoved.Inc()
 			}
 		}

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"RegisterIsUpsert", testRegisterIsUpsert},
 		{"TypesAndAlwaysRawRoundTrip", testTypesAndAlwaysRawRoundTrip},
 		{"UnregisterIsIdempotent", testUnregisterIsIdempotent},
+		{"UnregisterIfTokenSparesAFreshToken", testUnregisterIfToken},
 		{"TokenMovesToNewClient", testTokenMovesToNewClient},
 		{"ReRegisterWithNewTokenFreesOldToken", testReRegisterFreesOldToken},
 		{"TenantsAreIsolated", testTenantsAreIsolated},
@@ -163,6 +164,43 @@ func testTokenMovesToNewClient(t *testing.T, s cache.Store) {
 	// Unregistering the old id must not take the token from the new one.
 	mustUnregister(t, s, "", "old")
 	wantClient(t, s, "", moved)
+}
+
+// testUnregisterIfToken: dropping a dead token removes the client only while
+// it still holds that token; a re-registration with a fresh one survives,
+// and the dead token is free for anyone afterwards.
+func testUnregisterIfToken(t *testing.T, s cache.Store) {
+	ctx := ctx(t)
+	unregisterIf := func(tenant, id, token string, want bool) {
+		t.Helper()
+		removed, err := s.UnregisterIfToken(ctx, tenant, id, token)
+		if err != nil || removed != want {
+			t.Fatalf("UnregisterIfToken(%q, %q, %q) = %v, %v; want %v, nil", tenant, id, token, removed, err, want)
+		}
+	}
+	unregisterIf("", "never-registered", "tok", false)
+
+	a := cache.Client{ID: "a", Type: cache.TypeAPNS, Token: "dead"}
+	mustRegister(t, s, "", a)
+	unregisterIf("other-tenant", "a", "dead", false)
+	wantClient(t, s, "", a)
+	unregisterIf("", "a", "dead", true)
+	wantNotFound(t, s, "", "a")
+	// The dead token went with it: another client may take it.
+	b := cache.Client{ID: "b", Type: cache.TypeFCM, Token: "dead"}
+	mustRegister(t, s, "", b)
+	wantClient(t, s, "", b)
+
+	// The wallet re-registered with a fresh token after the send that
+	// found the old one dead looked it up: the fresh registration stays.
+	c := cache.Client{ID: "c", Type: cache.TypeAPNS, Token: "old"}
+	mustRegister(t, s, "", c)
+	c.Token = "fresh"
+	mustRegister(t, s, "", c)
+	unregisterIf("", "c", "old", false)
+	wantClient(t, s, "", c)
+	unregisterIf("", "c", "fresh", true)
+	wantNotFound(t, s, "", "c")
 }
 
 func testReRegisterFreesOldToken(t *testing.T, s cache.Store) {
