@@ -97,8 +97,12 @@ type config struct {
 	jwtSecret      []byte
 	credentialsKey []byte
 	previousKeys   [][]byte
-	router         router.Config
-	dispatch       dispatch.Config
+	// tenantTokenURIs are the token endpoints tenants' service accounts may
+	// name (Google's plus TENANT_FCM_TOKEN_URIS); FCM_V1_CREDENTIALS, the
+	// operator's own, is not held to it.
+	tenantTokenURIs *dispatch.TokenURIs
+	router          router.Config
+	dispatch        dispatch.Config
 }
 
 // parseConfig reads the environment through getenv. Its first error names
@@ -215,6 +219,9 @@ func parseConfig(getenv func(string) string) (*config, error) {
 			}
 		}
 	}
+	if c.tenantTokenURIs, err = dispatch.ParseTokenURIs(env("TENANT_FCM_TOKEN_URIS", "")); err != nil {
+		return nil, fmt.Errorf("TENANT_FCM_TOKEN_URIS: want comma-separated absolute https URLs (http only for a loopback host): %v", err)
+	}
 
 	d := &c.dispatch
 	d.APNSType = strings.ToLower(env("APNS_TYPE", ""))
@@ -323,6 +330,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		}
 		shared := cfg.dispatch
 		shared.APNSType, shared.APNSCertificate, shared.APNSPKCS8PEM, shared.FCMCredentials = "", nil, nil, nil
+		shared.FCMTokenURIs = cfg.tenantTokenURIs
 		pool := dispatch.NewPool(shared, dispatch.DefaultPoolSize, 30*time.Minute)
 		defer pool.Close()
 		deps.Tenants, deps.Vault, deps.Pool = tenants, vault, pool

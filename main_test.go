@@ -74,6 +74,42 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	f(map[string]string{"REDIS_MAX_FLUSH_DELAY": "1s"}, "REDIS_MAX_FLUSH_DELAY")
 	f(map[string]string{"REDIS_MAX_FLUSH_DELAY": "fast"}, "REDIS_MAX_FLUSH_DELAY")
 	f(map[string]string{"REDIS_CACHE_SIZE": "1024"}, "REDIS_CACHE_SIZE")
+	f(map[string]string{"TENANT_FCM_TOKEN_URIS": "http://metadata.internal/token"}, "TENANT_FCM_TOKEN_URIS")
+	f(map[string]string{"TENANT_FCM_TOKEN_URIS": "https://proxy.example/token,/token"}, "TENANT_FCM_TOKEN_URIS")
+	f(map[string]string{"TENANT_FCM_TOKEN_URIS": "https://user:pw@proxy.example/token"}, "TENANT_FCM_TOKEN_URIS")
+	f(map[string]string{"TENANT_FCM_TOKEN_URIS": "https://proxy.example/token?x=1"}, "TENANT_FCM_TOKEN_URIS")
+	f(map[string]string{"TENANT_FCM_TOKEN_URIS": "https://proxy.example/token#f"}, "TENANT_FCM_TOKEN_URIS")
+}
+
+func TestTenantTokenURIs(t *testing.T) {
+	google := "https://oauth2.googleapis.com/token"
+	for _, tc := range []struct {
+		value          string
+		allowed, other []string
+	}{
+		{"", []string{google}, []string{"http://127.0.0.1:8080/token"}},
+		{" http://127.0.0.1:8080/token , https://token-proxy.example/token ",
+			[]string{google, "http://127.0.0.1:8080/token", "https://token-proxy.example/token"},
+			[]string{"http://127.0.0.1:8081/token", "https://token-proxy.example/token/x"}},
+	} {
+		c, err := parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey, "TENANT_FCM_TOKEN_URIS": tc.value}))
+		if err != nil {
+			t.Fatalf("TENANT_FCM_TOKEN_URIS=%q: %v", tc.value, err)
+		}
+		for _, u := range tc.allowed {
+			if err := c.tenantTokenURIs.Check(u); err != nil {
+				t.Errorf("TENANT_FCM_TOKEN_URIS=%q: %s refused: %v", tc.value, u, err)
+			}
+		}
+		for _, u := range tc.other {
+			if c.tenantTokenURIs.Check(u) == nil {
+				t.Errorf("TENANT_FCM_TOKEN_URIS=%q: %s allowed", tc.value, u)
+			}
+		}
+		if c.dispatch.FCMTokenURIs != nil {
+			t.Errorf("TENANT_FCM_TOKEN_URIS=%q restricts FCM_V1_CREDENTIALS, the operator's own", tc.value)
+		}
+	}
 }
 
 func TestDefaults(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -130,9 +131,13 @@ const maxTokenErrorText = 200
 // be fine, so the router may answer 502 and let the tenant try again.
 //
 // The request goes to the URL the tenant wrote in token_uri (as every
-// push's token fetch does later); only its OAuth error code and
-// description are reported back.
-func CheckFCMCredentials(ctx context.Context, serviceAccountJSON []byte, rootCAs *x509.CertPool) (projectID string, err error) {
+// push's token fetch does later), and only when allowed lists it (nil
+// means GoogleTokenURIs; pass the Pool's TokenURIs, the list its pushes
+// use). A token_uri off the list is refused before any request, with an
+// Err wrapping ErrTokenURINotAllowed; a redirect off the list is not
+// followed. Only the endpoint's OAuth error code and description are
+// reported back.
+func CheckFCMCredentials(ctx context.Context, serviceAccountJSON []byte, rootCAs *x509.CertPool, allowed *TokenURIs) (projectID string, err error) {
 	sa, err := parseServiceAccount(serviceAccountJSON, uploadNames)
 	if err != nil {
 		return "", err
@@ -140,6 +145,14 @@ func CheckFCMCredentials(ctx context.Context, serviceAccountJSON []byte, rootCAs
 	jc, err := google.JWTConfigFromJSON(serviceAccountJSON, fcmScope)
 	if err != nil {
 		return "", credErr(PartFCMCredentials, "%w", err)
+	}
+	if allowed == nil {
+		allowed = googleOnly
+	}
+	// jc.TokenURL is what the fetch below and every push would POST to
+	// (Google's when token_uri is empty), so it is what is judged.
+	if err := allowed.Check(jc.TokenURL); err != nil {
+		return "", &CredentialError{Part: PartFCMCredentials, Err: err}
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -149,9 +162,18 @@ func CheckFCMCredentials(ctx context.Context, serviceAccountJSON []byte, rootCAs
 	tr := newFCMTransport(rootCAs)
 	defer tr.CloseIdleConnections()
 	// oauth2's JWT source posts without a context, so the transport puts
-	// ctx on each request (redirects included) to bound the fetch.
-	hc := &http.Client{Transport: &contextTransport{ctx: ctx, next: tr}}
+	// ctx on each request (redirects included) to bound the fetch. It also
+	// flattens the client's error to text, so a refused redirect is
+	// remembered here (CheckRedirect runs in Token's goroutine).
+	var redirectErr error
+	hc := &http.Client{Transport: &contextTransport{ctx: ctx, next: tr}, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		redirectErr = allowed.checkRedirect(req, via)
+		return redirectErr
+	}}
 	tok, err := jc.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, hc)).Token()
+	if errors.Is(redirectErr, ErrTokenURINotAllowed) {
+		return "", &CredentialError{Part: PartFCMCredentials, Err: fmt.Errorf("token_uri %s redirected: %w", jc.TokenURL, redirectErr)}
+	}
 	if err != nil {
 		return "", tokenError(ctx, jc.TokenURL, err)
 	}

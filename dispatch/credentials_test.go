@@ -150,7 +150,8 @@ func TestCheckFCMCredentials(t *testing.T) {
 	ctx, cancel := contextWithTimeout(t, 5*time.Second)
 	defer cancel()
 
-	project, err := CheckFCMCredentials(ctx, sa, nil)
+	allowed := mustTokenURIs(t, a.TokenURL(), b.TokenURL())
+	project, err := CheckFCMCredentials(ctx, sa, nil, allowed)
 	if err != nil || project != testProject {
 		t.Fatalf("CheckFCMCredentials(good) = %q, %v; want %q, nil", project, err, testProject)
 	}
@@ -160,7 +161,7 @@ func TestCheckFCMCredentials(t *testing.T) {
 
 	refused := func(what string, js []byte, reason string) {
 		t.Helper()
-		_, err := CheckFCMCredentials(ctx, js, nil)
+		_, err := CheckFCMCredentials(ctx, js, nil, allowed)
 		wantPart(t, what, err, PartFCMCredentials, reason)
 		if errors.Is(err, ErrUnavailable) {
 			t.Errorf("%s: %v wraps ErrUnavailable; a refused key is the tenant's to fix", what, err)
@@ -185,7 +186,7 @@ func TestCheckFCMCredentials(t *testing.T) {
 	}
 	closedURL := "http://" + ln.Addr().String() + "/token"
 	ln.Close()
-	_, err = CheckFCMCredentials(ctx, withField(t, sa, "token_uri", closedURL), nil)
+	_, err = CheckFCMCredentials(ctx, withField(t, sa, "token_uri", closedURL), nil, mustTokenURIs(t, closedURL))
 	wantPart(t, "unreachable token_uri", err, PartFCMCredentials, "cannot get an access token")
 	if !errors.Is(err, ErrUnavailable) {
 		t.Errorf("unreachable token_uri: %v does not wrap ErrUnavailable", err)
@@ -217,12 +218,13 @@ func TestCheckFCMCredentialsHonoursDeadline(t *testing.T) {
 			c.Close()
 		}
 	})
-	sa := withField(t, dispatchtest.StartFCM(t).ServiceAccountJSON(testProject), "token_uri", "http://"+ln.Addr().String()+"/token")
+	hanging := "http://" + ln.Addr().String() + "/token"
+	sa := withField(t, dispatchtest.StartFCM(t).ServiceAccountJSON(testProject), "token_uri", hanging)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = CheckFCMCredentials(ctx, sa, nil)
+	_, err = CheckFCMCredentials(ctx, sa, nil, mustTokenURIs(t, hanging))
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("CheckFCMCredentials took %v with a 300ms deadline", took)
 	}

@@ -31,6 +31,14 @@ type Config struct {
 	APNSSandboxURL string // APNS_SANDBOX_URL; "" = Apple's development host
 	FCMURL         string // FCM_URL; "" = Google's host
 
+	// FCMTokenURIs, when set, are the only token endpoints FCMCredentials'
+	// token_uri may name: a tenant's service account is untrusted input,
+	// and its token_uri is where every token fetch POSTs. A disallowed one
+	// still builds, but its "fcm" provider fails every push with
+	// ErrMisconfigured without sending anything. nil trusts any token_uri:
+	// the operator's own FCM_V1_CREDENTIALS. Pool always sets it.
+	FCMTokenURIs *TokenURIs
+
 	// Timeout bounds one push, retries included (PROVIDER_TIMEOUT); 0 means
 	// DefaultTimeout.
 	Timeout time.Duration

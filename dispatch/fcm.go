@@ -27,6 +27,9 @@ type fcmSender struct {
 	policy  *retryPolicy
 	timeout time.Duration
 	log     *loudLog
+	// refused, when set, says why no push may be sent (a token_uri outside
+	// Config.FCMTokenURIs); client is nil then.
+	refused error
 }
 
 // newFCMSender builds the one messaging client of the process.
@@ -39,6 +42,12 @@ type fcmSender struct {
 // (google.golang.org/api/transport/http.NewClient) uses the client as it is
 // and adds no credentials of its own. FCM_URL goes in through
 // option.WithEndpoint: the SDK then sends to {FCM_URL}/v1/projects/{id}/messages:send.
+//
+// With cfg.FCMTokenURIs set, the token_uri (as oauth2 resolves it, Google's
+// when empty) must be on that list, and token fetches follow redirects only
+// to listed endpoints. A token_uri off the list gives a sender that refuses
+// every push without a request: the list may have been narrowed since the
+// tenant uploaded, and the tenant's other provider must keep working.
 func newFCMSender(cfg *Config, sa *serviceAccount, base http.RoundTripper, policy *retryPolicy, log *loudLog) (*fcmSender, error) {
 	jc, err := google.JWTConfigFromJSON(cfg.FCMCredentials, fcmScope)
 	if err != nil {
@@ -47,7 +56,14 @@ func newFCMSender(cfg *Config, sa *serviceAccount, base http.RoundTripper, polic
 	// Token fetches do not see the push's context (oauth2 fetches with the
 	// context the source was made with), so their client gets the push
 	// timeout as its own bound.
-	tokenCtx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: base, Timeout: cfg.Timeout})
+	tokenClient := &http.Client{Transport: base, Timeout: cfg.Timeout}
+	if allowed := cfg.FCMTokenURIs; allowed != nil {
+		if err := allowed.Check(jc.TokenURL); err != nil {
+			return &fcmSender{timeout: cfg.Timeout, log: log, refused: err}, nil
+		}
+		tokenClient.CheckRedirect = allowed.checkRedirect
+	}
+	tokenCtx := context.WithValue(context.Background(), oauth2.HTTPClient, tokenClient)
 	hc := &http.Client{Transport: &recordingTransport{
 		next:   &oauth2.Transport{Source: jc.TokenSource(tokenCtx), Base: base},
 		buffer: true,
@@ -78,6 +94,13 @@ func newFCMSender(cfg *Config, sa *serviceAccount, base http.RoundTripper, polic
 // 503 or a transport error, so the SDK gives up after one request and our
 // loop (MaxAttempts, RetryDelay) decides about the next.
 func (s *fcmSender) Send(ctx context.Context, token string, n *Notification) error {
+	if s.refused != nil {
+		// Ours to fix, like credentials FCM rejects: ErrMisconfigured, so
+		// the router suspends the tenant's FCM, and nothing is fetched.
+		pe := &ProviderError{Provider: TypeFCM, Err: ErrMisconfigured, Cause: fmt.Errorf("not sent: %w", s.refused)}
+		s.log.report(pe)
+		return pe
+	}
 	if !validKind(n.Kind) {
 		return fmt.Errorf("fcm: cannot push notification kind %d", n.Kind)
 	}

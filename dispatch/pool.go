@@ -62,9 +62,11 @@ type poolEntry struct {
 }
 
 // NewPool returns an empty Pool. base carries the settings every tenant
-// shares (APNSURL, APNSSandboxURL, FCMURL, Timeout, MaxAttempts,
-// MaxRetriesPerSecond, RetryDelay, RootCAs, Logger); its credential fields
-// are ignored. Each tenant's Dispatcher gets its own retry budget.
+// shares (APNSURL, APNSSandboxURL, FCMURL, FCMTokenURIs, Timeout,
+// MaxAttempts, MaxRetriesPerSecond, RetryDelay, RootCAs, Logger); its
+// credential fields are ignored. Tenants' credentials are untrusted, so a
+// nil FCMTokenURIs means GoogleTokenURIs, never "any". Each tenant's
+// Dispatcher gets its own retry budget.
 // maxTenants < 1
 // means DefaultPoolSize; idle <= 0 turns idle eviction off. Close the Pool
 // when done.
@@ -80,6 +82,9 @@ func newPool(base Config, maxTenants int, idle time.Duration, now func() time.Ti
 	timeout := base.Timeout
 	if timeout <= 0 {
 		timeout = DefaultTimeout
+	}
+	if base.FCMTokenURIs == nil {
+		base.FCMTokenURIs = googleOnly
 	}
 	p := &Pool{
 		base:     withCredentials(base, &Config{}),
@@ -97,6 +102,10 @@ func newPool(base Config, maxTenants int, idle time.Duration, now func() time.Ti
 	}
 	return p
 }
+
+// TokenURIs returns the token endpoints tenants' service accounts may
+// name, for checking an upload against the list its pushes will use.
+func (p *Pool) TokenURIs() *TokenURIs { return p.base.FCMTokenURIs }
 
 // Get returns the tenant's Dispatcher for this credential version. The
 // first Get of a version calls load for the tenant's credentials (the

@@ -355,6 +355,7 @@ func TestPoolTenantsUseTheirOwnCredentials(t *testing.T) {
 	fcm := dispatchtest.StartFCM(t)
 	base := baseConfig()
 	base.APNSURL, base.APNSSandboxURL, base.FCMURL, base.RootCAs = apns.URL(), apns.URL(), fcm.URL(), apns.RootCAs()
+	base.FCMTokenURIs = mustTokenURIs(t, fcm.TokenURL())
 	p := startPool(t, base, 10, 0, nil)
 
 	type tenant struct {

@@ -110,6 +110,8 @@ var errorNames = [...]errorName{
 	{dispatch.ErrMisconfigured, fasthttp.StatusBadGateway, "provider_misconfigured", "the provider rejected this server's credentials", nil},
 	{dispatch.ErrUnavailable, fasthttp.StatusBadGateway, "provider_unavailable", "the provider did not accept the notification", nil},
 	{dispatch.ErrProviderNotAvailable, fasthttp.StatusBadGateway, "provider_not_available", "the client's provider is not configured on this server", nil},
+	{dispatch.ErrTokenURINotAllowed, fasthttp.StatusBadRequest, "bad_fcm_v1_credentials", "the service account's token_uri is not a token endpoint this gateway may contact",
+		[]fieldError{{"credentials", "token_uri must be Google's https://oauth2.googleapis.com/token (or one the operator allows in TENANT_FCM_TOKEN_URIS)", inBody}}},
 }
 
 // Replies that never change are built once.

@@ -32,6 +32,7 @@ func TestErrorNamesArePinned(t *testing.T) {
 		{dispatch.ErrMisconfigured, 502, "provider_misconfigured"},
 		{dispatch.ErrUnavailable, 502, "provider_unavailable"},
 		{dispatch.ErrProviderNotAvailable, 502, "provider_not_available"},
+		{dispatch.ErrTokenURINotAllowed, 400, "bad_fcm_v1_credentials"},
 	}
 	if len(want) != len(errorNames) {
 		t.Fatalf("errorNames has %d rows; the pinned list has %d", len(errorNames), len(want))

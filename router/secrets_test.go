@@ -127,6 +127,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	shared := base
 	shared.APNSType, shared.APNSPKCS8PEM, shared.FCMCredentials = "", nil, nil
+	if shared.FCMTokenURIs, err = dispatch.NewTokenURIs(fcm.TokenURL()); err != nil { // as TENANT_FCM_TOKEN_URIS would
+		t.Fatal(err)
+	}
 	pool := dispatch.NewPool(shared, 10, time.Minute)
 	t.Cleanup(func() { pool.Close() })
 	h := newHarness(t, options{

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,7 +37,20 @@ func newTenantHarness(t *testing.T, open func(t *testing.T) cache.Store) *tenant
 	return newTenantHarnessWith(t, open, dispatchtest.StartAPNs(t, true), dispatchtest.StartFCM(t))
 }
 
+// newTenantHarnessWith allows the mock FCM's token endpoint for tenants,
+// as an operator would with TENANT_FCM_TOKEN_URIS.
 func newTenantHarnessWith(t *testing.T, open func(t *testing.T) cache.Store, apns *dispatchtest.APNs, fcm *dispatchtest.FCM) *tenantHarness {
+	t.Helper()
+	allowed, err := dispatch.NewTokenURIs(fcm.TokenURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTenantHarnessAllowing(t, open, apns, fcm, allowed)
+}
+
+// newTenantHarnessAllowing is newTenantHarnessWith with the token
+// endpoints tenants may use (nil: Google's only).
+func newTenantHarnessAllowing(t *testing.T, open func(t *testing.T) cache.Store, apns *dispatchtest.APNs, fcm *dispatchtest.FCM, allowed *dispatch.TokenURIs) *tenantHarness {
 	t.Helper()
 	// One key for every instance of a test, as one fleet shares
 	// TENANT_CREDENTIALS_KEY.
@@ -43,7 +59,7 @@ func newTenantHarnessWith(t *testing.T, open func(t *testing.T) cache.Store, apn
 		t.Fatal(err)
 	}
 	base := dispatch.Config{APNSURL: apns.URL(), APNSSandboxURL: apns.URL(), FCMURL: fcm.URL(), RootCAs: apns.RootCAs(),
-		MaxAttempts: 2, RetryDelay: func(int, time.Duration) time.Duration { return 0 }}
+		FCMTokenURIs: allowed, MaxAttempts: 2, RetryDelay: func(int, time.Duration) time.Duration { return 0 }}
 	pool := dispatch.NewPool(base, 100, time.Minute)
 	t.Cleanup(func() { pool.Close() })
 	h := newHarness(t, options{store: open, deps: func(d *Deps) {
@@ -356,4 +372,105 @@ func TestCredentialChangeReachesAnotherInstance(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// hitCounter is a server that counts every request: where a tenant's
+// token_uri points when the gateway must not go there.
+func hitCounter(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	hits := new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"access_token":"x","token_type":"Bearer","expires_in":3600}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, hits
+}
+
+func TestFCMUploadRefusesTokenURIOffTheAllowList(t *testing.T) {
+	h := newTenantHarness(t, embeddedStore)
+	h.createTenant("probe")
+	target, hits := hitCounter(t)
+	sa := h.fcm.ServiceAccountJSON("project-probe")
+	for _, uri := range []string{
+		target + "/token",
+		target + "/token?next=" + h.fcm.TokenURL(),
+		strings.Replace(h.fcm.TokenURL(), "127.0.0.1", "localhost", 1), // same server, another name
+		"http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token",
+	} {
+		js := bytes.Replace(sa, []byte(h.fcm.TokenURL()), []byte(uri), 1)
+		r := h.upload("probe", "/fcm_v1", map[string]string{"credentials": "@" + string(js)})
+		r.expectError(t, 400, "bad_fcm_v1_credentials", "credentials")
+		if f := r.env.Fields[0]; f.Location != "body" || !strings.Contains(f.Description, "token_uri") {
+			t.Fatalf("token_uri %s: field %+v does not point at the token_uri in the body", uri, f)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the disallowed token_uri got %d requests; want 0", n)
+	}
+	if n := h.fcm.TokenFetches(); n != 0 {
+		t.Fatalf("the mock token endpoint issued %d tokens during refused uploads; want 0", n)
+	}
+	r := h.do("GET", "/tenants/probe", "", bearer("probe", time.Hour))
+	var v map[string]any
+	json.Unmarshal(r.body, &v)
+	if fmt.Sprint(v["enabled_providers"]) != "[noop]" {
+		t.Fatalf("a refused upload was stored: %s", r.body)
+	}
+
+	// The endpoint the operator allowed still works end to end.
+	if r := h.upload("probe", "/fcm_v1", map[string]string{"credentials": "@" + string(sa)}); r.status != 200 {
+		t.Fatalf("upload with the allowed token_uri: %d %s", r.status, r.body)
+	}
+	h.registerIn("probe", "droid", "fcm", "fcm-probe")
+	b := `{"topic":"tp","tag":1108,"message":"m"}`
+	h.do("POST", "/probe/clients/droid", b, h.signed(b, time.Now().Unix())).expectOK(t, 202)
+	if fr := h.fcm.Requests(); len(fr) != 1 || fr[0].ProjectID != "project-probe" {
+		t.Fatalf("FCM sends: %+v; want one to project-probe", fr)
+	}
+}
+
+func TestStoredTokenURIOffTheAllowListFailsWithoutAFetch(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	prefix := fmt.Sprintf("u%d:", time.Now().UnixNano())
+	open := func(t *testing.T) cache.Store {
+		s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, KeyPrefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	apns, fcm := dispatchtest.StartAPNs(t, true), dispatchtest.StartFCM(t)
+	// Instance old allowed the mock's token endpoint when the tenant
+	// uploaded; instance now runs with Google's endpoints only.
+	old := newTenantHarnessWith(t, open, apns, fcm)
+	now := newTenantHarnessAllowing(t, open, apns, fcm, nil)
+	old.createTenant("narrowed")
+	old.setAPNS("narrowed", "com.example.narrowed", "KEYNARROW1", true)
+	if r := old.upload("narrowed", "/fcm_v1", map[string]string{"credentials": "@" + string(fcm.ServiceAccountJSON("project-n"))}); r.status != 200 {
+		t.Fatalf("upload: %d %s", r.status, r.body)
+	}
+	old.registerIn("narrowed", "droid", "fcm", "fcm-narrowed")
+	old.registerIn("narrowed", "ios", "apns", strings.Repeat("d", 64))
+	fetches, sends := fcm.TokenFetches(), fcm.Count()
+
+	b := `{"topic":"tp","tag":1108,"message":"m"}`
+	r := now.do("POST", "/narrowed/clients/droid", b, now.signed(b, time.Now().Unix()))
+	r.expectError(t, 502, "provider_misconfigured")
+	if !strings.Contains(r.env.Errors[0].Description, "token_uri") {
+		t.Fatalf("the error does not say why: %s", r.body)
+	}
+	if fcm.TokenFetches() != fetches || fcm.Count() != sends {
+		t.Fatalf("the push reached the disallowed endpoint: %d token fetches, %d sends; want %d, %d",
+			fcm.TokenFetches(), fcm.Count(), fetches, sends)
+	}
+	var v map[string]any
+	r = now.do("GET", "/tenants/narrowed", "", bearer("narrowed", time.Hour))
+	json.Unmarshal(r.body, &v)
+	if s, _ := v["suspensions"].(map[string]any); s == nil || !strings.Contains(fmt.Sprint(s["fcm"]), "token_uri") || s["apns"] != nil {
+		t.Fatalf("want FCM alone suspended for its token_uri: %s", r.body)
+	}
+	// The tenant's APNs is not affected.
+	now.do("POST", "/narrowed/clients/ios", b, now.signed(b, time.Now().Unix())).expectOK(t, 202)
 }

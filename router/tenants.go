@@ -216,8 +216,10 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
 }
 
-// putFCM is POST /tenants/{id}/fcm_v1: the service account must parse and
-// its key must sign a token that its token_uri accepts.
+// putFCM is POST /tenants/{id}/fcm_v1: the service account must parse,
+// its token_uri must be on the Pool's allow-list (checked before any
+// request: a tenant must not make the gateway POST where it likes), and its
+// key must sign a token that its token_uri accepts.
 func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
 	t, form, err := s.tenantUpload(ctx)
 	if err != nil {
@@ -229,7 +231,13 @@ func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
 	}
 	check, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := dispatch.CheckFCMCredentials(check, creds, s.deps.RootCAs); err != nil {
+	if _, err := dispatch.CheckFCMCredentials(check, creds, s.deps.RootCAs, s.deps.Pool.TokenURIs()); err != nil {
+		if errors.Is(err, dispatch.ErrTokenURINotAllowed) {
+			// The error table answers it (bad_fcm_v1_credentials, the field naming token_uri); the
+			// operator hears of it, as it may be a probe or a missing entry.
+			s.log.Warn("tenant FCM upload refused: token_uri not allowed", "tenant", t.ID, "request_id", requestID(ctx), "error", err.Error())
+			return err
+		}
 		return credentialError("bad_fcm_v1_credentials", err)
 	}
 	change := cache.TenantChange{SetFCM: true, FCM: s.deps.Vault.Seal(t.ID, creds)}
