@@ -51,7 +51,7 @@ func TestServe(t *testing.T) {
 					continue
 				}
 				settings[k] = strings.Trim(v, "'")
-				if k == "FCM_V1_CREDENTIALS" && !useTLS {
+				if k == "TENANT_FCM_TOKEN_URIS" && !useTLS {
 					break
 				}
 			}
@@ -77,6 +77,9 @@ func TestServe(t *testing.T) {
 			sa := parseServiceAccount(t, []byte(settings["FCM_V1_CREDENTIALS"]))
 			if sa.ProjectID != dispatchtest.ServeProjectID || sa.TokenURI != fcmURL+"/token" {
 				t.Fatalf("printed service account: project %q, token_uri %q", sa.ProjectID, sa.TokenURI)
+			}
+			if got := settings["TENANT_FCM_TOKEN_URIS"]; got != sa.TokenURI {
+				t.Fatalf("TENANT_FCM_TOKEN_URIS=%q; want the mock's token endpoint %q", got, sa.TokenURI)
 			}
 			if status, out := fetchToken(t, sa.TokenURI, jwtBearer, sa.assertion(t, nil)); status != 200 {
 				t.Fatalf("token fetch with the printed credentials: %d %v", status, out)
