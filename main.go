@@ -264,7 +264,7 @@ func parseConfig(getenv func(string) string) (*config, error) {
 // defaultRedisFlushDelay lets Redis commands of concurrent sends share a
 // write: on one core under load it cut a send's CPU by about 15 % (0 vs
 // 50µs, BENCHMARKS.md); a lone command is never delayed (rueidis waits only
-// when more than one is queued).
+// while more than one is in flight).
 const defaultRedisFlushDelay = 50 * time.Microsecond
 
 // serve runs the gateway until SIGTERM or SIGINT, then drains.
@@ -559,7 +559,7 @@ func envDelay(getenv func(string) string, name string, def, limit time.Duration)
 		d, err = time.Duration(n)*time.Second, nil
 	}
 	if err != nil || d < 0 || d > limit {
-		return 0, fmt.Errorf("%s=%q: want a duration from 0s to %s, like 5s", name, v, limit)
+		return 0, fmt.Errorf("%s=%q: want a duration from 0s to %s (a bare number counts seconds)", name, v, limit)
 	}
 	return d, nil
 }

@@ -21,11 +21,13 @@ type deadlines struct {
 	current     atomic.Pointer[sharedDeadline]
 }
 
-// sharedDeadline is the context handed out until handOutUntil (unix ns).
+// sharedDeadline is the context handed out until handOutUntil. That is a
+// time.Time with its monotonic reading, compared with Before: a wall clock
+// stepped back (NTP, a resumed VM) must not keep an expired context in use.
 type sharedDeadline struct {
 	ctx          context.Context
 	cancel       context.CancelFunc // kept so that vet sees it is not lost; the deadline ends it
-	handOutUntil int64
+	handOutUntil time.Time
 }
 
 func newDeadlines(timeout time.Duration) *deadlines {
@@ -42,13 +44,13 @@ func (d *deadlines) within(ctx context.Context) (context.Context, context.Cancel
 		return context.WithTimeout(ctx, d.timeout)
 	}
 	now := time.Now()
-	if cur := d.current.Load(); cur != nil && now.UnixNano() < cur.handOutUntil {
+	if cur := d.current.Load(); cur != nil && now.Before(cur.handOutUntil) && cur.ctx.Err() == nil {
 		return cur.ctx, noCancel
 	}
 	// Two calls may both get here at a tick's start: each makes a context,
 	// the later store wins, and both contexts are correct for their caller.
 	shared, cancel := context.WithDeadline(context.Background(), now.Add(d.timeout+d.granularity))
-	d.current.Store(&sharedDeadline{ctx: shared, cancel: cancel, handOutUntil: now.Add(d.granularity).UnixNano()})
+	d.current.Store(&sharedDeadline{ctx: shared, cancel: cancel, handOutUntil: now.Add(d.granularity)})
 	return shared, noCancel
 }
 

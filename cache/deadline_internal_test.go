@@ -59,3 +59,18 @@ func TestDeadlinesBoundEveryCall(t *testing.T) {
 		t.Fatal("cancelling the caller's context did not end the store call's")
 	}
 }
+
+// TestDeadlinesNeverHandOutAnEndedContext: whatever the hand-out window
+// says (a clock that jumped, a bug), a context that has ended is replaced,
+// or every store call would fail at once while readiness stayed green.
+func TestDeadlinesNeverHandOutAnEndedContext(t *testing.T) {
+	d := newDeadlines(time.Second)
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	d.current.Store(&sharedDeadline{ctx: ended, cancel: cancel, handOutUntil: time.Now().Add(time.Hour)})
+	ctx, done := d.within(context.Background())
+	defer done()
+	if err := ctx.Err(); err != nil {
+		t.Fatalf("within handed out an ended context: %v", err)
+	}
+}

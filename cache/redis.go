@@ -325,7 +325,8 @@ func unavailable(what string, err error) error {
 }
 
 // maxInternedKeys bounds each key interner: 16k client and 16k token keys,
-// about 2 MB together.
+// about 2 MB together for ids of usual length, 10–12 MB at worst (255-byte
+// ids in 64-byte tenants).
 const maxInternedKeys = 1 << 14
 
 // keyBufLen fits the keys of usual ids in a stack buffer; longer ones
@@ -677,15 +678,20 @@ func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) 
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
-	k := res.key
-	if k == "" {
-		k = r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
-	}
-	cmd := r.c.B().Arbitrary("SET").Keys(k).Args(dedupDelivered, "PX", r.millis.of(ttl)).Build()
+	cmd := r.c.B().Arbitrary("SET").Keys(r.reservedKey(res)).Args(dedupDelivered, "PX", r.millis.of(ttl)).Build()
 	if err := r.c.Do(ctx, cmd).Error(); err != nil {
 		return unavailable(fmt.Sprintf("commit message %q for client %q", res.MessageID, res.ClientID), err)
 	}
 	return nil
+}
+
+// reservedKey is res's dedup key: the one Reserve built, or, for a
+// Reservation made by hand, the one its fields name.
+func (r *Redis) reservedKey(res Reservation) string {
+	if res.key != "" {
+		return res.key
+	}
+	return r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
 }
 
 // Release implements Store: it deletes the key only if it still holds res's
@@ -694,8 +700,7 @@ func (r *Redis) Release(ctx context.Context, res Reservation) error {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
-	k := r.dedupKey(res.Tenant, res.ClientID, res.MessageID)
-	if err := compareAndDeleteScript.Exec(ctx, r.c, []string{k}, []string{pendingValue(res.Nonce)}).Error(); err != nil {
+	if err := compareAndDeleteScript.Exec(ctx, r.c, []string{r.reservedKey(res)}, []string{pendingValue(res.Nonce)}).Error(); err != nil {
 		return unavailable(fmt.Sprintf("release message %q for client %q", res.MessageID, res.ClientID), err)
 	}
 	return nil
