@@ -125,8 +125,9 @@ type Redis struct {
 	cacheTTL time.Duration
 	timeout  time.Duration
 	nonces   *nonceSource
-	// deadlines bounds each call by timeout (see deadlines).
-	deadlines *deadlines
+	// deadlines bounds each call by timeout (see deadlines);
+	// replicaDeadlines by the half of it a look-up gives the replica.
+	deadlines, replicaDeadlines *deadlines
 	// clientKeys and tokenKeys make a look-up's keys without allocating.
 	clientKeys, tokenKeys *keyInterner
 	// millis spells the dedup records' expiries.
@@ -219,15 +220,16 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		return nil, errors.New("redis replica URL is set but the redis URL is a cluster: a replica URL is supported with a single primary only")
 	}
 	r := &Redis{
-		c:          c,
-		prefix:     cfg.KeyPrefix,
-		cacheTTL:   cfg.CacheTTL,
-		timeout:    cfg.Timeout,
-		deadlines:  newDeadlines(cfg.Timeout),
-		clientKeys: newKeyInterner(maxInternedKeys),
-		tokenKeys:  newKeyInterner(maxInternedKeys),
-		nonces:     newNonceSource(),
-		stop:       make(chan struct{}),
+		c:                c,
+		prefix:           cfg.KeyPrefix,
+		cacheTTL:         cfg.CacheTTL,
+		timeout:          cfg.Timeout,
+		deadlines:        newDeadlines(cfg.Timeout),
+		replicaDeadlines: newDeadlines(cfg.Timeout / 2),
+		clientKeys:       newKeyInterner(maxInternedKeys),
+		tokenKeys:        newKeyInterner(maxInternedKeys),
+		nonces:           newNonceSource(),
+		stop:             make(chan struct{}),
 	}
 	if cfg.ReplicaURL != "" {
 		// The replica gets half the timeout, so that a silent replica leaves
@@ -553,15 +555,17 @@ func (r *Redis) releaseToken(ctx context.Context, tenant, id, ck string, prev []
 // Lookup implements Store. It reads the record, then the owner of its token,
 // both through the client-side cache: a hit costs no round trip. With a
 // replica, the replica answers first; see Redis for what it may miss.
-func (r *Redis) Lookup(ctx context.Context, tenant, id string) (Client, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+func (r *Redis) Lookup(parent context.Context, tenant, id string) (Client, error) {
+	ctx, cancel := r.deadlines.within(parent)
 	defer cancel()
 
 	rc := r.readReplica()
 	if rc == nil {
 		return r.lookupOn(ctx, r.c, tenant, id)
 	}
-	rctx, rcancel := context.WithTimeout(ctx, r.timeout/2)
+	// The replica's half of the timeout, shared per tick like the whole (a
+	// child of the shared context would make every look-up take its lock).
+	rctx, rcancel := r.replicaDeadlines.within(parent)
 	c, err := r.lookupOn(rctx, rc, tenant, id)
 	rcancel()
 	switch {
