@@ -448,27 +448,6 @@ func TestProviderFlapping(t *testing.T) {
 	}
 }
 
-// closes reports whether the server told the client to close the
-// connection after answering method path (Go's client strips the
-// Connection header and sets Response.Close instead).
-func (h *harness) closes(method, path, body string, header map[string]string) (int, bool) {
-	h.t.Helper()
-	req, err := http.NewRequest(method, h.url+path, strings.NewReader(body))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := h.http.Do(req)
-	if err != nil {
-		h.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, resp.Close
-}
-
 // TestDrainFailsReadinessAndClosesConnections checks what a load balancer
 // and a keep-alive relay see once shutdown begins (Drain) and before the
 // listener closes: readiness fails with 503 shutting_down, while every
@@ -479,25 +458,25 @@ func TestDrainFailsReadinessAndClosesConnections(t *testing.T) {
 	h := newHarness(t, options{})
 	h.register("d", "noop", "tok-d", false)
 	h.do("GET", "/health/ready", "", nil).expectOK(t, 200)
-	if _, closed := h.closes("GET", "/health/ready", "", nil); closed {
+	if r := h.do("GET", "/health/ready", "", nil); r.closed {
 		t.Fatal("Connection: close before Drain")
 	}
 
 	h.srv.Drain()
 	h.do("GET", "/health/ready", "", nil).expectError(t, 503, "shutting_down")
-	if st, closed := h.closes("GET", "/health/ready", "", nil); st != 503 || !closed {
-		t.Errorf("readiness while draining: %d, Connection: close %v; want 503 and close", st, closed)
+	if r := h.do("GET", "/health/ready", "", nil); r.status != 503 || !r.closed {
+		t.Errorf("readiness while draining: %d, Connection: close %v; want 503 and close", r.status, r.closed)
 	}
 	body := `{"topic":"t","tag":1,"message":"during-drain"}`
 	h.send("d", body).expectOK(t, 202)
 	body2 := `{"topic":"t","tag":1,"message":"during-drain-2"}`
-	if st, closed := h.closes("POST", "/clients/d", body2, h.signed(body2, time.Now().Unix())); st != 202 || !closed {
-		t.Errorf("send while draining: %d, Connection: close %v; want 202 and close", st, closed)
+	if r := h.do("POST", "/clients/d", body2, h.signed(body2, time.Now().Unix())); r.status != 202 || !r.closed {
+		t.Errorf("send while draining: %d, Connection: close %v; want 202 and close", r.status, r.closed)
 	}
 	if n := h.providers.Noop().Sent(); n != 2 {
 		t.Errorf("noop delivered %d while draining; want 2", n)
 	}
-	if st, closed := h.closes("GET", "/health", "", nil); st != 200 || !closed {
-		t.Errorf("GET /health while draining: %d, Connection: close %v; want 200 and close", st, closed)
+	if r := h.do("GET", "/health", "", nil); r.status != 200 || !r.closed {
+		t.Errorf("GET /health while draining: %d, Connection: close %v; want 200 and close", r.status, r.closed)
 	}
 }

@@ -126,6 +126,9 @@ type reply struct {
 	status int
 	header http.Header
 	body   []byte
+	// closed: the server told the client to close the connection (Go's
+	// client strips the Connection header and sets Response.Close).
+	closed bool
 	env    struct {
 		Status string `json:"status"`
 		Errors []struct {
@@ -155,7 +158,7 @@ func (h *harness) do(method, path, body string, header map[string]string) reply 
 	}
 	defer resp.Body.Close()
 	var r reply
-	r.status, r.header = resp.StatusCode, resp.Header
+	r.status, r.header, r.closed = resp.StatusCode, resp.Header, resp.Close
 	if r.body, err = io.ReadAll(resp.Body); err != nil {
 		h.t.Fatal(err)
 	}
