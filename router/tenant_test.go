@@ -340,16 +340,22 @@ func TestSuspensionPerProvider(t *testing.T) {
 	}
 }
 
-func TestCredentialChangeReachesAnotherInstance(t *testing.T) {
+// sharedRedis starts a Redis and returns an opener whose stores all use
+// it under one fresh prefix: two gateway instances of one fleet.
+func sharedRedis(t *testing.T) func(t *testing.T) cache.Store {
 	addr := cachetest.StartRedis(t)
 	prefix := fmt.Sprintf("x%d:", time.Now().UnixNano())
-	open := func(t *testing.T) cache.Store {
+	return func(t *testing.T) cache.Store {
 		s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, KeyPrefix: prefix})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
+}
+
+func TestCredentialChangeReachesAnotherInstance(t *testing.T) {
+	open := sharedRedis(t)
 	apns, fcm := dispatchtest.StartAPNs(t, true), dispatchtest.StartFCM(t)
 	a, b := newTenantHarnessWith(t, open, apns, fcm), newTenantHarnessWith(t, open, apns, fcm)
 	a.apnsKey("SOMEOTHER1", true) // the mock now checks provider tokens
@@ -432,15 +438,7 @@ func TestFCMUploadRefusesTokenURIOffTheAllowList(t *testing.T) {
 }
 
 func TestStoredTokenURIOffTheAllowListFailsWithoutAFetch(t *testing.T) {
-	addr := cachetest.StartRedis(t)
-	prefix := fmt.Sprintf("u%d:", time.Now().UnixNano())
-	open := func(t *testing.T) cache.Store {
-		s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, KeyPrefix: prefix})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
+	open := sharedRedis(t)
 	apns, fcm := dispatchtest.StartAPNs(t, true), dispatchtest.StartFCM(t)
 	// Instance old allowed the mock's token endpoint when the tenant
 	// uploaded; instance now runs with Google's endpoints only.
