@@ -208,8 +208,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // Handler returns the request handler, for in-process use (tests, benchmarks).
 func (s *Server) Handler() fasthttp.RequestHandler { return s.http.Handler }
 
-// Serve accepts connections on ln until Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+// Serve accepts connections on ln until Shutdown. A connection whose request
+// is refused before it was read to its end is closed gently (see
+// lingerListener), so its client reads the envelope rather than a reset.
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(lingerListener{ln}) }
 
 // Shutdown stops accepting connections and waits, until ctx ends, for the
 // requests in flight to finish. Call Drain first and give load balancers
@@ -266,6 +268,11 @@ func (s *Server) shed(h func(ctx *fasthttp.RequestCtx) error) func(ctx *fasthttp
 // transportError answers requests fasthttp could not read (oversize body or
 // headers, timeouts, garbage) in the envelope instead of plain text.
 func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
+	// The request was not read to its end: close gently, so that the
+	// client reads this answer rather than a reset (see lingerListener).
+	if lc, ok := ctx.Conn().(*lingerConn); ok {
+		lc.linger.Store(true)
+	}
 	var small *fasthttp.ErrSmallBuffer
 	var netErr net.Error
 	switch {
