@@ -303,7 +303,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		return 2
 	}
 	defer providers.Close()
-	router.PublishRetries(providers)
+	retryCounters := []router.RetryCounter{providers}
 
 	var relay *verify.Relay
 	if cfg.relayKey != nil {
@@ -334,9 +334,11 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		pool := dispatch.NewPool(shared, dispatch.DefaultPoolSize, 30*time.Minute)
 		defer pool.Close()
 		deps.Tenants, deps.Vault, deps.Pool = tenants, vault, pool
+		retryCounters = append(retryCounters, pool)
 		deps.TenantAuth = &verify.TenantAuth{Secret: cfg.jwtSecret, Leeway: 60 * time.Second}
 		log.Info("multi-tenant mode on")
 	}
+	router.PublishRetries(retryCounters...)
 	srv, err := router.New(cfg.router, deps)
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server:", err)

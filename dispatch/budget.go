@@ -21,15 +21,25 @@ type retryBudget struct {
 	interval int64 // ns between tokens: 1 s / rate
 	limit    int64 // ns of credit the bucket holds: the burst, one second's worth
 	tat      atomic.Int64
-	refused  atomic.Uint64
-	granted  atomic.Uint64
+	counts   *retryCounts // what it granted and refused; may be shared
 	epoch    time.Time    // origin of the monotonic clock below
 	now      func() int64 // ns since epoch; tests replace it
 }
 
-func newRetryBudget(perSecond int) *retryBudget {
+// retryCounts counts retries granted and refused. A Pool's tenant
+// Dispatchers share one, so its totals outlive the Dispatchers it retires.
+type retryCounts struct {
+	granted, refused atomic.Uint64
+}
+
+// newRetryBudget returns a budget of perSecond retries a second that counts
+// into counts, or into counts of its own when counts is nil.
+func newRetryBudget(perSecond int, counts *retryCounts) *retryBudget {
+	if counts == nil {
+		counts = new(retryCounts)
+	}
 	interval := max(int64(time.Second)/int64(perSecond), 1)
-	b := &retryBudget{interval: interval, limit: interval * int64(perSecond), epoch: time.Now()}
+	b := &retryBudget{interval: interval, limit: interval * int64(perSecond), counts: counts, epoch: time.Now()}
 	b.now = func() int64 { return int64(time.Since(b.epoch)) }
 	return b
 }
@@ -45,11 +55,11 @@ func (b *retryBudget) take() bool {
 		old := b.tat.Load()
 		next := max(old, now) + b.interval
 		if next-now > b.limit {
-			b.refused.Add(1)
+			b.counts.refused.Add(1)
 			return false
 		}
 		if b.tat.CompareAndSwap(old, next) {
-			b.granted.Add(1)
+			b.counts.granted.Add(1)
 			return true
 		}
 	}

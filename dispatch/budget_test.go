@@ -11,7 +11,7 @@ import (
 
 // fakeClockBudget is a budget of perSecond whose clock the test moves.
 func fakeClockBudget(perSecond int) (*retryBudget, *int64) {
-	b := newRetryBudget(perSecond)
+	b := newRetryBudget(perSecond, nil)
 	var now int64
 	b.now = func() int64 { return now }
 	return b, &now
@@ -49,7 +49,7 @@ func TestRetryBudgetBurstThenRate(t *testing.T) {
 	if granted != 5 {
 		t.Fatalf("after an idle hour %d of 20 takes granted; want the burst of 5", granted)
 	}
-	if got := b.refused.Load(); got != 3+15 {
+	if got := b.counts.refused.Load(); got != 3+15 {
 		t.Fatalf("refused = %d; want 18", got)
 	}
 }
@@ -64,7 +64,7 @@ func TestRetryBudgetNilIsUnlimited(t *testing.T) {
 }
 
 func TestRetryBudgetTakeDoesNotAllocate(t *testing.T) {
-	b := newRetryBudget(1 << 20)
+	b := newRetryBudget(1<<20, nil)
 	if n := testing.AllocsPerRun(1000, func() { b.take() }); n != 0 {
 		t.Fatalf("take allocates %v times; want 0", n)
 	}

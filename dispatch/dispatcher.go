@@ -64,6 +64,10 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// Logger receives provider misconfiguration reports; nil = slog.Default().
 	Logger *slog.Logger
+
+	// retryCounts, when set (by a Pool), is where the retry budget counts,
+	// shared with the Pool's other Dispatchers.
+	retryCounts *retryCounts
 }
 
 // Dispatcher holds the providers built from one Config: each configured
@@ -108,7 +112,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	// One budget for all providers: the cap is on what this Dispatcher
 	// sends, and APNs production and sandbox are one Apple service; per
 	// provider it would be up to three times the configured figure.
-	budget := newRetryBudget(cfg.MaxRetriesPerSecond)
+	budget := newRetryBudget(cfg.MaxRetriesPerSecond, cfg.retryCounts)
 	policy := &retryPolicy{maxAttempts: cfg.MaxAttempts, delay: cfg.RetryDelay, budget: budget}
 	d := &Dispatcher{noop: new(Noop), budget: budget}
 
@@ -207,11 +211,11 @@ func (d *Dispatcher) Noop() *Noop { return d.noop }
 // RetriesRefused returns how many retries the retry budget
 // (Config.MaxRetriesPerSecond) has refused since New, for metrics: each is a
 // push that failed with its last error instead of trying again.
-func (d *Dispatcher) RetriesRefused() uint64 { return d.budget.refused.Load() }
+func (d *Dispatcher) RetriesRefused() uint64 { return d.budget.counts.refused.Load() }
 
 // Retries returns how many retries the retry budget granted: pushes tried
 // again after a 429, 5xx or network error.
-func (d *Dispatcher) Retries() uint64 { return d.budget.granted.Load() }
+func (d *Dispatcher) Retries() uint64 { return d.budget.counts.granted.Load() }
 
 // Close closes the idle provider connections. Pushes in flight finish on
 // their connections; a push after Close dials again. It returns nil; the

@@ -48,6 +48,10 @@ type Pool struct {
 
 	stop chan struct{} // closed by Close to end the janitor
 	done chan struct{} // closed when the janitor returned; nil without one
+
+	// retries counts every tenant Dispatcher's retries, including those
+	// of Dispatchers already retired (each keeps its own budget).
+	retries retryCounts
 }
 
 // poolEntry is one tenant's Dispatcher for one credential version. d and
@@ -102,6 +106,14 @@ func newPool(base Config, maxTenants int, idle time.Duration, now func() time.Ti
 	}
 	return p
 }
+
+// Retries returns how many retries the tenants' retry budgets granted, over
+// the Pool's life, for metrics (see Dispatcher.Retries).
+func (p *Pool) Retries() uint64 { return p.retries.granted.Load() }
+
+// RetriesRefused returns how many retries the tenants' retry budgets
+// refused, over the Pool's life (see Dispatcher.RetriesRefused).
+func (p *Pool) RetriesRefused() uint64 { return p.retries.refused.Load() }
 
 // TokenURIs returns the token endpoints tenants' service accounts may
 // name, for checking an upload against the list its pushes will use.
@@ -223,6 +235,7 @@ func (p *Pool) fill(e *poolEntry, tenantID string, load func() (Config, error)) 
 	}
 	// A tenant's misconfiguration line must say which tenant.
 	cfg.Logger = logger.With("tenant", tenantID)
+	cfg.retryCounts = &p.retries
 	e.d, e.err = New(cfg)
 	return true
 }

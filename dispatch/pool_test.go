@@ -462,3 +462,35 @@ func TestPoolConcurrentGet(t *testing.T) {
 		t.Fatalf("Len() = %d after churn; want at most the bound, 3", l)
 	}
 }
+
+// TestPoolCountsTenantRetries: the retries of every tenant's Dispatcher add
+// up in the Pool (what /metrics exports), and a Dispatcher retired by a
+// credential change takes none of its count with it.
+func TestPoolCountsTenantRetries(t *testing.T) {
+	apns := dispatchtest.StartAPNs(t, true)
+	base := baseConfig()
+	base.APNSURL, base.APNSSandboxURL, base.RootCAs = apns.URL(), apns.URL(), apns.RootCAs()
+	p := startPool(t, base, 10, 0, nil)
+	at := newAPNsTenant(t, testTopic, testKeyID, testTeamID)
+	apns.TrustKey(testKeyID, testTeamID, &at.key.key.PublicKey)
+
+	pushOnceAfter503 := func(d *Dispatcher) {
+		t.Helper()
+		apns.Script(testToken, dispatchtest.Answer{Status: 503}, dispatchtest.Answer{})
+		if err := mustSender(t, d, TypeAPNS).Send(t.Context(), testToken, visible()); err != nil {
+			t.Fatalf("push after one 503: %v", err)
+		}
+	}
+	pushOnceAfter503(mustGet(t, p, "wallet-a", 1, at.creds))
+	pushOnceAfter503(mustGet(t, p, "wallet-b", 1, at.creds))
+	if got := p.Retries(); got != 2 {
+		t.Fatalf("Pool.Retries = %d after one retry in each of two tenants; want 2", got)
+	}
+	pushOnceAfter503(mustGet(t, p, "wallet-a", 2, at.creds)) // version 1 is retired
+	if got := p.Retries(); got != 3 {
+		t.Fatalf("Pool.Retries = %d after a credential change; want 3 (the retired Dispatcher's retry kept)", got)
+	}
+	if got := p.RetriesRefused(); got != 0 {
+		t.Fatalf("Pool.RetriesRefused = %d; want 0", got)
+	}
+}

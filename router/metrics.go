@@ -116,13 +116,27 @@ func MetricsHandler(ctx *fasthttp.RequestCtx) {
 	metrics.WritePrometheus(ctx, true)
 }
 
-// PublishRetries exports the provider retries d made, and those its retry
-// budget refused (a flapping provider hitting
-// PROVIDER_MAX_RETRIES_PER_SECOND). Tenants' dispatchers are not summed in.
-func PublishRetries(d interface {
+// RetryCounter is what PublishRetries reads: a dispatch.Dispatcher (the
+// operator's providers) or a dispatch.Pool (every tenant's).
+type RetryCounter interface {
 	Retries() uint64
 	RetriesRefused() uint64
-}) {
-	metrics.GetOrCreateGauge(`push_provider_retries_total`, func() float64 { return float64(d.Retries()) })
-	metrics.GetOrCreateGauge(`push_provider_retries_refused_total`, func() float64 { return float64(d.RetriesRefused()) })
+}
+
+// PublishRetries exports the provider retries the counters made together,
+// and those their retry budgets refused (a flapping provider hitting
+// PROVIDER_MAX_RETRIES_PER_SECOND). Call it once per process, with every
+// source: the gauges are registered by the first call.
+func PublishRetries(counters ...RetryCounter) {
+	sum := func(f func(RetryCounter) uint64) func() float64 {
+		return func() float64 {
+			var n uint64
+			for _, c := range counters {
+				n += f(c)
+			}
+			return float64(n)
+		}
+	}
+	metrics.GetOrCreateGauge(`push_provider_retries_total`, sum(RetryCounter.Retries))
+	metrics.GetOrCreateGauge(`push_provider_retries_refused_total`, sum(RetryCounter.RetriesRefused))
 }
