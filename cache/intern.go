@@ -34,12 +34,16 @@ func (k *keyInterner) intern(b []byte) string {
 		return s
 	}
 	s = string(b)
-	k.mu.Lock()
-	if len(k.keys) >= k.maxKeys {
-		clear(k.keys)
+	// A miss never waits for the lock: with a large client base sent to at
+	// random nearly every look-up misses, and they would queue behind each
+	// other here. Losing the race only means this key is not interned yet.
+	if k.mu.TryLock() {
+		if len(k.keys) >= k.maxKeys {
+			clear(k.keys)
+		}
+		k.keys[s] = s
+		k.mu.Unlock()
 	}
-	k.keys[s] = s
-	k.mu.Unlock()
 	return s
 }
 
