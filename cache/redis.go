@@ -123,7 +123,6 @@ type Redis struct {
 	c        rueidis.Client // the primary
 	prefix   string
 	cacheTTL time.Duration
-	timeout  time.Duration
 	nonces   *nonceSource
 	// deadlines bounds each call by timeout (see deadlines);
 	// replicaDeadlines by the half of it a look-up gives the replica.
@@ -223,7 +222,6 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		c:                c,
 		prefix:           cfg.KeyPrefix,
 		cacheTTL:         cfg.CacheTTL,
-		timeout:          cfg.Timeout,
 		deadlines:        newDeadlines(cfg.Timeout),
 		replicaDeadlines: newDeadlines(cfg.Timeout / 2),
 		clientKeys:       newKeyInterner(maxInternedKeys),
