@@ -540,14 +540,19 @@ func envDuration(getenv func(string) string, name string, def time.Duration) (ti
 	if v == "" {
 		return def, nil
 	}
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil && n > 0 {
-		return time.Duration(n) * time.Second, nil
-	}
-	d, err := time.ParseDuration(v)
+	d, err := parseDurationOrSeconds(v)
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("%s=%q: want a positive duration like 24h or 90s", name, v)
 	}
 	return d, nil
+}
+
+// parseDurationOrSeconds reads a Go duration ("90s") or whole seconds ("90").
+func parseDurationOrSeconds(v string) (time.Duration, error) {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(v)
 }
 
 // envDelay reads a Go duration ("5s") or whole seconds, from 0 to limit.
@@ -556,10 +561,7 @@ func envDelay(getenv func(string) string, name string, def, limit time.Duration)
 	if v == "" {
 		return def, nil
 	}
-	d, err := time.ParseDuration(v)
-	if n, nerr := strconv.ParseUint(v, 10, 32); nerr == nil {
-		d, err = time.Duration(n)*time.Second, nil
-	}
+	d, err := parseDurationOrSeconds(v)
 	if err != nil || d < 0 || d > limit {
 		return 0, fmt.Errorf("%s=%q: want a duration from 0s to %s (a bare number counts seconds)", name, v, limit)
 	}
