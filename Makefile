@@ -24,8 +24,8 @@ $(DEV_ENV):
 # servers on free ports and never touch one they did not start.
 test: redis-server sdk lint
 	$(GO) test -race -count=1 -timeout 10m ./...
-	# The allocation tests (…DoesNotAllocate, …AllocatesOnce) build only without -race (the race detector allocates).
-	$(GO) test -count=1 -run 'DoesNotAllocate|AllocatesOnce' ./...
+	# The allocation tests (…DoesNotAllocate, …AllocatesOnce, …AllocatesOnly…) build only without -race (the race detector allocates).
+	$(GO) test -count=1 -run 'DoesNotAllocate|AllocatesOnce|AllocatesOnly' ./...
 
 # sdk installs the pinned WalletConnect SDK that the acceptance test drives.
 SDK_DIR := router/testdata/walletconnect-sdk
