@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -32,12 +33,18 @@ var dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: keepAlive}
 // http2.Transport dials TLS only through DialTLSContext, so AllowHTTP plus
 // a plain TCP dial there gives HTTP/2 without TLS. "https" presents the
 // client certificate (certificate auth) and trusts roots (nil = system).
+// Either way the socket is a coalescingConn, so that concurrent pushes share
+// write syscalls.
 func newAPNsTransport(scheme string, cert *tls.Certificate, roots *x509.CertPool) *http2.Transport {
 	if scheme == "http" {
 		return &http2.Transport{
 			AllowHTTP: true,
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				return dialer.DialContext(ctx, network, addr)
+				c, err := dialer.DialContext(ctx, network, addr)
+				if err != nil {
+					return nil, err
+				}
+				return newCoalescingConn(c), nil
 			},
 			ReadIdleTimeout: readIdleTimeout,
 		}
@@ -46,7 +53,27 @@ func newAPNsTransport(scheme string, cert *tls.Certificate, roots *x509.CertPool
 	if cert != nil {
 		tc.Certificates = []tls.Certificate{*cert}
 	}
-	return &http2.Transport{TLSClientConfig: tc, ReadIdleTimeout: readIdleTimeout}
+	return &http2.Transport{TLSClientConfig: tc, DialTLSContext: dialH2TLS, ReadIdleTimeout: readIdleTimeout}
+}
+
+// dialH2TLS opens a TLS connection for HTTP/2 over a coalescingConn. cfg is
+// the transport's, with ServerName and NextProtos ["h2"] already set; like
+// http2.Transport's own dial, it refuses a server that does not choose h2.
+func dialH2TLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+	raw, err := dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(newCoalescingConn(raw), cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		tc.Close()
+		return nil, err
+	}
+	if st := tc.ConnectionState(); st.NegotiatedProtocol != http2.NextProtoTLS || !st.NegotiatedProtocolIsMutual {
+		tc.Close()
+		return nil, fmt.Errorf("%s: server did not agree to HTTP/2 (ALPN %q)", addr, st.NegotiatedProtocol)
+	}
+	return tc, nil
 }
 
 // newFCMTransport returns the transport for FCM and its OAuth token
