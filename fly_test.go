@@ -86,6 +86,12 @@ func TestFlyTOML(t *testing.T) {
 	if ct := hs.Concurrency; (ct.Type != "requests" && ct.Type != "connections") || ct.SoftLimit <= 0 || ct.SoftLimit > ct.HardLimit {
 		t.Errorf("http_service.concurrency = %+v", ct)
 	}
+	// SIGTERM: SHUTDOWN_DELAY of draining, then up to PROVIDER_TIMEOUT + 5 s
+	// for the sends in flight (main.go); Fly kills the machine after
+	// kill_timeout, which must cover both.
+	if need := cfg.shutdownDelay + cfg.router.SendTimeout + 5*time.Second; kill < need {
+		t.Errorf("kill_timeout %s < SHUTDOWN_DELAY + PROVIDER_TIMEOUT + 5 s = %s: Fly would kill sends in flight", kill, need)
+	}
 	paths := map[string]bool{}
 	for _, ch := range hs.Checks {
 		paths[ch.Path] = true
@@ -94,12 +100,17 @@ func TestFlyTOML(t *testing.T) {
 				t.Errorf("check %s: %q is not a duration", ch.Path, d)
 			}
 		}
+		// The drain only moves traffic away if the readiness check sees
+		// its 503 while it lasts, more than once.
+		if interval, _ := time.ParseDuration(ch.Interval); ch.Path == "/health/ready" && 2*interval > cfg.shutdownDelay {
+			t.Errorf("readiness check every %s: fewer than two polls within SHUTDOWN_DELAY %s", interval, cfg.shutdownDelay)
+		}
 		if ch.Method != "GET" {
 			t.Errorf("check %s: method %q", ch.Path, ch.Method)
 		}
 	}
-	if !paths["/health"] {
-		t.Error("no http_service check on /health")
+	if !paths["/health"] || !paths["/health/ready"] {
+		t.Error("want http_service checks on /health and /health/ready")
 	}
 	if strconv.Itoa(c.Metrics.Port) != env["TELEMETRY_PROMETHEUS_PORT"] || c.Metrics.Path != "/metrics" {
 		t.Errorf("[metrics] %+v does not match TELEMETRY_PROMETHEUS_PORT=%s", c.Metrics, env["TELEMETRY_PROMETHEUS_PORT"])
