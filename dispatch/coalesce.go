@@ -14,35 +14,52 @@ import (
 // busy connection each push's syscalls are paid separately (they were a
 // quarter of the CPU an APNs push cost). Under the TLS layer, this conn takes
 // a write into a buffer and returns at once; one flusher goroutine per
-// connection writes whatever has gathered, after yielding once so that the
-// other pushes that are already runnable can add theirs first (the same trick
-// as the relay-signature batcher). A lone push waits for one scheduler turn,
-// not for a timer.
+// connection hands whatever has gathered to the socket. The flusher is woken
+// by the first write into an empty buffer and runs when that writer's
+// goroutine parks (Go runs a just-woken goroutine next), by which time the
+// push has usually queued both its frames; while the flusher's write is on
+// the socket, the frames of every other push gather for its next one.
 //
-// A write that fails in the flusher is reported by the next Write and the
-// connection is closed, so http2's read loop fails every stream still waiting
-// on it at once; those pushes see a transport error, as they would have, and
-// are retried by the sender's policy.
+// Only the flusher writes to the socket, so a caller never blocks on it,
+// except when maxCoalesced bytes already wait (back-pressure). Write
+// deadlines are therefore the flusher's, not the caller's: each socket write
+// must finish within flushTimeout, or the connection fails. SetWriteDeadline
+// is accepted and ignored, so http2.Transport.WriteByteTimeout has no effect
+// on these connections (it is not set).
+//
+// A write that fails is reported by every later Write, and the socket gets a
+// short read deadline, so that http2's read loop first reads what the peer
+// sent before failing (a GOAWAY, a TLS alert that names a rejected
+// certificate) and then fails every stream still waiting; those pushes see a
+// transport error and are retried by the sender's policy. The socket is
+// closed only by Close.
 type coalescingConn struct {
 	net.Conn
 
-	// wmu is held while bytes go to the socket, so they go in order; it is
-	// taken before mu.
-	wmu     sync.Mutex
 	mu      sync.Mutex
+	space   sync.Cond     // on mu: pending was taken, or the conn failed or is closing
 	pending []byte        // written by callers, not yet handed to the socket
-	err     error         // sticky: the first write error, or net.ErrClosed after Close
+	failed  error         // sticky: the first socket write error
+	closing bool          // Close was called
 	wake    chan struct{} // buffered(1): "pending is not empty"; closed by Close
 	done    chan struct{} // closed when the flusher has returned
 }
 
-// maxCoalesced bounds the pending buffer: a caller that would grow it past
-// this writes it out itself, so memory stays bounded when the socket is slow.
-const maxCoalesced = 256 << 10
-
-// closeFlushTimeout bounds how long Close spends handing what is still
-// pending (a GOAWAY, a TLS close_notify) to a peer that stopped reading.
-const closeFlushTimeout = time.Second
+const (
+	// maxCoalesced bounds the pending buffer: a writer that would grow it
+	// past this waits for the flusher, so memory stays bounded when the
+	// socket is slow.
+	maxCoalesced = 256 << 10
+	// flushTimeout bounds one socket write: a peer that reads nothing for
+	// this long fails the connection (http2's own ping check takes 30 s).
+	flushTimeout = 30 * time.Second
+	// closeFlushTimeout bounds how long Close spends handing what is still
+	// pending (a GOAWAY, a TLS close_notify) to a peer that stopped reading.
+	closeFlushTimeout = time.Second
+	// failedReadGrace is how long the reader may still read what the peer
+	// sent before a write failed.
+	failedReadGrace = 100 * time.Millisecond
+)
 
 func newCoalescingConn(c net.Conn) *coalescingConn {
 	cc := &coalescingConn{
@@ -51,112 +68,102 @@ func newCoalescingConn(c net.Conn) *coalescingConn {
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
+	cc.space.L = &cc.mu
 	go cc.flushLoop()
 	return cc
 }
 
-// Write queues p for the flusher. It returns an error only once an earlier
-// write has failed or the conn is closed.
+// Write queues p for the flusher. It returns an error only once a write has
+// failed or the conn is closing.
 func (c *coalescingConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.err != nil {
-		err := c.err
-		c.mu.Unlock()
-		return 0, err
-	}
-	if len(c.pending)+len(p) <= maxCoalesced {
-		c.pending = append(c.pending, p...)
-		select { // under mu: Close closes wake under mu too
-		case c.wake <- struct{}{}:
-		default:
-		}
-		c.mu.Unlock()
-		return len(p), nil
-	}
-	c.mu.Unlock()
-
-	// Back-pressure: write what waits, then p, from this goroutine.
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.err != nil {
-		return 0, c.err
+	for c.usable() && len(c.pending) > 0 && len(c.pending)+len(p) > maxCoalesced {
+		c.space.Wait()
 	}
-	if err := c.writeLocked(); err != nil {
-		return 0, err
+	switch {
+	case c.closing:
+		return 0, net.ErrClosed
+	case c.failed != nil:
+		return 0, c.failed
 	}
-	n, err := c.Conn.Write(p)
-	if err != nil {
-		c.fail(err)
+	c.pending = append(c.pending, p...)
+	select { // under mu: Close closes wake under mu too
+	case c.wake <- struct{}{}:
+	default:
 	}
-	return n, err
+	return len(p), nil
 }
 
-// writeLocked hands pending to the socket; wmu and mu are held.
-func (c *coalescingConn) writeLocked() error {
-	if len(c.pending) == 0 {
-		return nil
-	}
-	if _, err := c.Conn.Write(c.pending); err != nil {
-		c.fail(err)
-		return err
-	}
-	c.pending = c.pending[:0]
-	return nil
-}
+// SetWriteDeadline does nothing: Write never waits for the socket (see the
+// type's documentation). It returns nil so that crypto/tls's Close, which
+// sets write deadlines around its close_notify, proceeds.
+func (c *coalescingConn) SetWriteDeadline(time.Time) error { return nil }
 
-// fail records a write error and closes the socket, so that the reader of
-// the connection fails too; mu is held.
-func (c *coalescingConn) fail(err error) {
-	if c.err == nil {
-		c.err = err
-	}
-	c.Conn.Close()
-}
+// SetDeadline sets the read deadline only; see SetWriteDeadline.
+func (c *coalescingConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
+
+// usable reports whether writes are still accepted; mu is held.
+func (c *coalescingConn) usable() bool { return !c.closing && c.failed == nil }
 
 func (c *coalescingConn) flushLoop() {
 	defer close(c.done)
 	var out []byte
 	for range c.wake {
-		c.wmu.Lock()
-		c.mu.Lock()
-		if c.err != nil {
-			c.mu.Unlock()
-			c.wmu.Unlock()
+		if !c.flushOnce(&out) {
 			return
 		}
-		out, c.pending = c.pending, out[:0]
-		c.mu.Unlock()
-		if len(out) > 0 {
-			if _, err := c.Conn.Write(out); err != nil {
-				c.mu.Lock()
-				c.fail(err)
-				c.mu.Unlock()
-			}
-		}
-		c.wmu.Unlock()
 	}
+	// Closing: what is still pending goes out under Close's deadline.
+	c.flushOnce(&out)
+}
+
+// flushOnce hands what is pending to the socket and reports whether the
+// socket is still healthy. out is the flusher's spare buffer.
+func (c *coalescingConn) flushOnce(out *[]byte) bool {
+	c.mu.Lock()
+	if c.failed != nil {
+		c.mu.Unlock()
+		return false
+	}
+	*out, c.pending = c.pending, (*out)[:0]
+	c.space.Broadcast()
+	if !c.closing {
+		// Under mu, so that Close's shorter deadline, set under mu
+		// too, is never overwritten by this one.
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(flushTimeout))
+	}
+	c.mu.Unlock()
+	if len(*out) == 0 {
+		return true
+	}
+	if _, err := c.Conn.Write(*out); err != nil {
+		c.mu.Lock()
+		c.failed = err
+		c.space.Broadcast()
+		c.mu.Unlock()
+		_ = c.Conn.SetReadDeadline(time.Now().Add(failedReadGrace))
+		return false
+	}
+	return true
 }
 
 // Close hands what is still pending to the socket (bounded by
-// closeFlushTimeout), stops the flusher and closes the socket.
+// closeFlushTimeout, which also cuts short a socket write already blocked),
+// stops the flusher and closes the socket. A second Close, such as
+// x/net/http2's forced close while the first one waits, closes the socket
+// at once.
 func (c *coalescingConn) Close() error {
-	c.wmu.Lock()
 	c.mu.Lock()
-	if c.err == net.ErrClosed {
+	if c.closing {
 		c.mu.Unlock()
-		c.wmu.Unlock()
-		return net.ErrClosed
+		return c.Conn.Close()
 	}
-	if c.err == nil {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
-		_ = c.writeLocked()
-	}
-	c.err = net.ErrClosed
+	c.closing = true
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
 	close(c.wake)
+	c.space.Broadcast()
 	c.mu.Unlock()
-	c.wmu.Unlock()
 	<-c.done
 	return c.Conn.Close()
 }

@@ -4,36 +4,71 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
 )
 
-// gatedConn is the socket under a coalescingConn in these tests: it records
-// every write it gets, and its writes can be held until the test lets them
-// go, which is how a slow socket looks from above.
+// gatedConn is the socket under a coalescingConn in these tests: a real
+// loopback TCP connection for reads and deadlines, whose writes are recorded
+// and can be held until the test lets them go (or until the write deadline
+// passes), which is how a slow socket looks from above.
 type gatedConn struct {
-	net.Conn // the client end of a net.Pipe; reads pass through
+	net.Conn
 
-	mu      sync.Mutex
-	writes  [][]byte
-	gate    chan struct{} // when non-nil, each write waits for a receive from it
-	entered chan struct{} // a write has started (buffered)
-	fail    error
+	mu       sync.Mutex
+	writes   [][]byte
+	gate     chan struct{} // when non-nil, each write waits for it to close
+	deadline time.Time     // the write deadline last set
+	moved    chan struct{} // closed (and replaced) when the deadline moves
+	entered  chan struct{} // a write has started (buffered)
+	fail     error
+}
+
+// SetWriteDeadline applies to a held write too, as it does to a write
+// blocked in a real socket.
+func (g *gatedConn) SetWriteDeadline(t time.Time) error {
+	g.mu.Lock()
+	g.deadline = t
+	if g.moved != nil {
+		close(g.moved)
+	}
+	g.moved = make(chan struct{})
+	g.mu.Unlock()
+	return g.Conn.SetWriteDeadline(t)
 }
 
 func (g *gatedConn) Write(p []byte) (int, error) {
-	g.mu.Lock()
-	gate, fail := g.gate, g.fail
-	g.mu.Unlock()
 	select {
 	case g.entered <- struct{}{}:
 	default:
 	}
-	if gate != nil {
-		<-gate
+	for {
+		g.mu.Lock()
+		gate, deadline, moved := g.gate, g.deadline, g.moved
+		g.mu.Unlock()
+		if gate == nil {
+			break
+		}
+		var expired <-chan time.Time
+		if !deadline.IsZero() {
+			expired = time.After(time.Until(deadline))
+		}
+		select {
+		case <-gate:
+		case <-expired:
+			return 0, os.ErrDeadlineExceeded
+		case <-moved:
+			continue
+		}
+		break
 	}
+	g.mu.Lock()
+	fail := g.fail
+	g.mu.Unlock()
 	if fail != nil {
 		return 0, fail
 	}
@@ -52,8 +87,27 @@ func (g *gatedConn) written() (n int, all []byte) {
 	return len(g.writes), all
 }
 
+// newGatedConn returns a gatedConn over one end of a loopback TCP
+// connection, and the other end.
 func newGatedConn(t *testing.T) (*gatedConn, net.Conn) {
-	client, server := net.Pipe()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := <-accepted
+	if server == nil {
+		t.Fatal("accept failed")
+	}
 	t.Cleanup(func() { client.Close(); server.Close() })
 	return &gatedConn{Conn: client, entered: make(chan struct{}, 1)}, server
 }
@@ -145,17 +199,29 @@ func TestCoalescingConnBoundsWhatWaits(t *testing.T) {
 	}
 	close(g.gate)
 	<-returned
-	_, all := g.written()
-	if want := append([]byte("ac"), big...); !bytes.Equal(all, want) {
-		t.Fatalf("socket got %d bytes starting %q; want %d starting %q", len(all), all[:min(len(all), 3)], len(want), want[:3])
+	want := append([]byte("ac"), big...)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, all := g.written()
+		if bytes.Equal(all, want) {
+			return
+		}
+		if len(all) >= len(want) || time.Now().After(deadline) {
+			t.Fatalf("socket got %d bytes starting %q; want %d starting %q", len(all), all[:min(len(all), 3)], len(want), want[:3])
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
 // TestCoalescingConnFailsLoudly: a write the flusher could not make is
-// reported by the next Write, and the socket is closed so that the reader
-// of the connection (http2's read loop) fails every waiting stream at once.
+// reported by every later Write, and the reader of the connection (http2's
+// read loop) still reads what the peer sent before (a GOAWAY, a TLS alert)
+// and then fails, so that every waiting stream fails at once.
 func TestCoalescingConnFailsLoudly(t *testing.T) {
-	g, _ := newGatedConn(t)
+	g, peer := newGatedConn(t)
+	if _, err := peer.Write([]byte("goaway")); err != nil {
+		t.Fatal(err)
+	}
 	broken := errors.New("connection reset by peer")
 	g.fail = broken
 	c := newCoalescingConn(g)
@@ -175,15 +241,58 @@ func TestCoalescingConnFailsLoudly(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Errorf("Read after a failed write = %v; want the closed socket's error", err)
+	got, err := io.ReadAll(c)
+	if string(got) != "goaway" {
+		t.Errorf("the reader got %q after the failed write; want what the peer sent first, %q", got, "goaway")
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the reader ended with %v; want the failure's read deadline", err)
+	}
+}
+
+// TestCoalescingConnCloseUnblocksAStuckSocket: a peer that stopped reading
+// must not hold Close (http2 closes a connection whose pings go unanswered),
+// nor a writer waiting for room.
+func TestCoalescingConnCloseUnblocksAStuckSocket(t *testing.T) {
+	g, _ := newGatedConn(t)
+	g.gate = make(chan struct{}) // never opens
+	c := newCoalescingConn(g)
+	if _, err := c.Write([]byte("stuck")); err != nil {
+		t.Fatal(err)
+	}
+	<-g.entered
+	if _, err := c.Write(bytes.Repeat([]byte("x"), maxCoalesced)); err != nil { // fills pending
+		t.Fatal(err)
+	}
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := c.Write([]byte("no room")) // waits for the flusher
+		waiting <- err
+	}()
+	start := time.Now()
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(closeFlushTimeout + 5*time.Second):
+		t.Fatalf("Close still blocked after %s on a socket that takes nothing", closeFlushTimeout+5*time.Second)
+	}
+	if took := time.Since(start); took > closeFlushTimeout+time.Second {
+		t.Errorf("Close took %s; want about closeFlushTimeout (%s)", took, closeFlushTimeout)
+	}
+	if err := <-waiting; !errors.Is(err, net.ErrClosed) {
+		t.Errorf("the writer waiting for room got %v; want net.ErrClosed", err)
+	}
+	// A second, forced Close (x/net/http2's) returns at once.
+	if err := c.Close(); err == nil {
+		t.Error("second Close = nil; want the closed socket's error")
 	}
 }
 
 // TestCoalescingConnCloseSendsWhatWaits: the last frames (a GOAWAY, TLS's
 // close_notify) are still handed to the socket by Close.
 func TestCoalescingConnCloseSendsWhatWaits(t *testing.T) {
-	g, peer := newGatedConn(t)
+	g, _ := newGatedConn(t)
 	g.gate = make(chan struct{})
 	c := newCoalescingConn(g)
 	if _, err := c.Write([]byte("one;")); err != nil {
@@ -205,8 +314,7 @@ func TestCoalescingConnCloseSendsWhatWaits(t *testing.T) {
 	if _, err := c.Write([]byte("late")); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Write after Close = %v; want net.ErrClosed", err)
 	}
-	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
-		t.Errorf("second Close = %v; want net.ErrClosed", err)
+	if err := c.Close(); err == nil {
+		t.Errorf("second Close = nil; want the closed socket's error")
 	}
-	_ = peer
 }
