@@ -147,7 +147,7 @@ func NewAPNs(opts APNsOptions) (*APNs, error) {
 	var wrap func(net.Listener) net.Listener
 	scheme := "http"
 	if opts.TLS {
-		cert, err := selfSignedCert()
+		cert, err := SelfSignedCert("push-server APNs mock")
 		if err != nil {
 			return nil, err
 		}
@@ -647,12 +647,14 @@ func decodeJSONSegment(seg string, v any) error {
 	return nil
 }
 
-// selfSignedCert makes a fresh P-256 certificate for 127.0.0.1, ::1 and
-// localhost that is its own CA, so RootCAs can trust it directly.
-func selfSignedCert() (tls.Certificate, error) {
+// SelfSignedCert makes a fresh P-256 certificate for 127.0.0.1, ::1 and
+// localhost, named commonName, that is its own CA, so that a client can
+// trust it directly (in RootCAs, or as SSL_CERT_FILE). The mocks here and
+// the load-test mock APNs serve TLS with it.
+func SelfSignedCert(commonName string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot generate APNs mock key: %w", err)
+		return tls.Certificate{}, fmt.Errorf("cannot generate a TLS key for %s: %w", commonName, err)
 	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
@@ -661,7 +663,7 @@ func selfSignedCert() (tls.Certificate, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "push-server APNs mock"},
+		Subject:               pkix.Name{CommonName: commonName},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(365 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
@@ -673,11 +675,11 @@ func selfSignedCert() (tls.Certificate, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot create APNs mock certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("cannot create a certificate for %s: %w", commonName, err)
 	}
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot parse APNs mock certificate: %w", err)
+		return tls.Certificate{}, fmt.Errorf("cannot parse the certificate for %s: %w", commonName, err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }

@@ -2,19 +2,16 @@ package main
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"push-server/dispatch/dispatchtest"
 )
 
 // HTTP/2 limits the mock advertises and enforces. The windows are large so a
@@ -89,7 +86,7 @@ func newServer(cfg serverConfig) (*server, error) {
 	if cfg.Key == nil || cfg.KeyID == "" || cfg.TeamID == "" {
 		return nil, errors.New("mock APNs needs a provider key, key id and team id")
 	}
-	cert, err := selfSignedCert()
+	cert, err := dispatchtest.SelfSignedCert("push-server load-test APNs mock")
 	if err != nil {
 		return nil, err
 	}
@@ -209,40 +206,4 @@ func baseURL(addr net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return "https://" + net.JoinHostPort(host, port)
-}
-
-// selfSignedCert makes a fresh P-256 certificate for 127.0.0.1, ::1 and
-// localhost that is its own CA, so a client can trust it directly (as
-// SSL_CERT_FILE or in a RootCAs pool).
-func selfSignedCert() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot generate mock APNs TLS key: %w", err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot generate certificate serial: %w", err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "push-server load-test APNs mock"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(365 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot create mock APNs certificate: %w", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("cannot parse mock APNs certificate: %w", err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
