@@ -139,6 +139,10 @@ func classifyFCM(a answer) (error, bool) {
 // client certificate, or the OAuth token endpoint refused our service
 // account's assertion.
 func classifyTransport(err error) (error, bool) {
+	if errors.Is(err, ErrTokenURINotAllowed) {
+		// A token endpoint redirected off the allow-list (redirectGuard).
+		return ErrMisconfigured, false
+	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		if re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 &&

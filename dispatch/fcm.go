@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	firebase "firebase.google.com/go/v4"
@@ -27,6 +28,9 @@ type fcmSender struct {
 	policy  *retryPolicy
 	timeout time.Duration
 	log     *loudLog
+	// redirects, when set, guards the token fetch's redirects; it tells a
+	// fetch refused for redirecting off the allow-list from an outage.
+	redirects *redirectGuard
 	// refused, when set, says why no push may be sent (a token_uri outside
 	// Config.FCMTokenURIs); client is nil then.
 	refused error
@@ -57,11 +61,13 @@ func newFCMSender(cfg *Config, sa *serviceAccount, base http.RoundTripper, polic
 	// context the source was made with), so their client gets the push
 	// timeout as its own bound.
 	tokenClient := &http.Client{Transport: base, Timeout: cfg.Timeout}
+	var guard *redirectGuard
 	if allowed := cfg.FCMTokenURIs; allowed != nil {
 		if err := allowed.Check(jc.TokenURL); err != nil {
 			return &fcmSender{timeout: cfg.Timeout, log: log, refused: err}, nil
 		}
-		tokenClient.CheckRedirect = allowed.checkRedirect
+		guard = &redirectGuard{allowed: allowed, next: base}
+		tokenClient.Transport, tokenClient.CheckRedirect = guard, guard.checkRedirect
 	}
 	tokenCtx := context.WithValue(context.Background(), oauth2.HTTPClient, tokenClient)
 	hc := &http.Client{Transport: &recordingTransport{
@@ -81,7 +87,46 @@ func newFCMSender(cfg *Config, sa *serviceAccount, base http.RoundTripper, polic
 	if err != nil {
 		return nil, fmt.Errorf("FCM_V1_CREDENTIALS: cannot set up Firebase messaging: %w", err)
 	}
-	return &fcmSender{client: mc, policy: policy, timeout: cfg.Timeout, log: log}, nil
+	return &fcmSender{client: mc, policy: policy, timeout: cfg.Timeout, log: log, redirects: guard}, nil
+}
+
+// redirectGuard is the token fetch's transport and redirect policy when an
+// allow-list applies. oauth2 flattens a failed fetch's error to text, so
+// the refusal of a redirect off the list would reach the push as a plain
+// transport error, retried as an outage; the guard remembers it instead,
+// until the next fetch starts. oauth2 serialises fetches (one token source
+// per sender), so "the last fetch" is well defined.
+type redirectGuard struct {
+	allowed *TokenURIs
+	next    http.RoundTripper
+	refused atomic.Pointer[error] // the last fetch's refused redirect, or nil
+}
+
+func (g *redirectGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Response == nil { // a fetch's first request, not a redirect
+		g.refused.Store(nil)
+	}
+	return g.next.RoundTrip(req)
+}
+
+func (g *redirectGuard) checkRedirect(req *http.Request, via []*http.Request) error {
+	err := g.allowed.checkRedirect(req, via)
+	if errors.Is(err, ErrTokenURINotAllowed) {
+		g.refused.Store(&err)
+	}
+	return err
+}
+
+// refusedRedirect returns the error of a redirect off the list that ended
+// the last token fetch, or nil.
+func (g *redirectGuard) refusedRedirect() error {
+	if g == nil {
+		return nil
+	}
+	if p := g.refused.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Send pushes n to the registration token. See the Sender contract.
@@ -127,6 +172,10 @@ func (s *fcmSender) Send(ctx context.Context, token string, n *Notification) err
 			refused = err
 			return answer{status: -1}
 		case rec.err != nil:
+			if rerr := s.redirects.refusedRedirect(); rerr != nil {
+				// The token fetch was led off the allow-list: ours to fix.
+				return answer{err: fmt.Errorf("token fetch redirected: %w (%w)", rerr, rec.err)}
+			}
 			return answer{err: rec.err}
 		}
 		reason, message := fcmReason(err)

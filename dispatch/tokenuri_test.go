@@ -190,3 +190,43 @@ func TestPoolRefusesStoredDisallowedTokenURIWithoutFetching(t *testing.T) {
 		t.Fatalf("APNs push of the same tenant: %v", err)
 	}
 }
+
+// TestFCMPushWhoseTokenFetchIsRedirectedOffTheListIsMisconfigured: the
+// tenant's token endpoint is allowed but redirects elsewhere at push time.
+// The redirect is not followed, and the push fails as the tenant's setup
+// (ErrMisconfigured, which suspends the tenant's FCM), not as an outage
+// that would be retried for ever.
+func TestFCMPushWhoseTokenFetchIsRedirectedOffTheListIsMisconfigured(t *testing.T) {
+	apns := dispatchtest.StartAPNs(t, true)
+	fcm := dispatchtest.StartFCM(t)
+	target, hits := hitCounter(t)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target+"/token", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+
+	base := baseConfig()
+	base.APNSURL, base.APNSSandboxURL, base.FCMURL, base.RootCAs = apns.URL(), apns.URL(), fcm.URL(), apns.RootCAs()
+	base.FCMTokenURIs = mustTokenURIs(t, redirector.URL+"/token")
+	p := startPool(t, base, 10, 0, nil)
+
+	at := newAPNsTenant(t, testTopic, testKeyID, testTeamID)
+	apns.TrustKey(testKeyID, testTeamID, &at.key.key.PublicKey)
+	creds := at.creds
+	creds.FCMCredentials = withField(t, fcm.ServiceAccountJSON(testProject), "token_uri", redirector.URL+"/token")
+	d := mustGet(t, p, "redirected", 1, creds)
+	err := mustSender(t, d, TypeFCM).Send(t.Context(), fcmToken, visible())
+	var pe *ProviderError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrMisconfigured) || pe.Provider != TypeFCM {
+		t.Fatalf("fcm push whose token fetch is redirected off the list: %v; want an fcm ProviderError for ErrMisconfigured", err)
+	}
+	if pe.Attempts != 1 {
+		t.Errorf("%d attempts; want 1 (a misconfiguration is not retried)", pe.Attempts)
+	}
+	if !errors.Is(pe.Cause, ErrTokenURINotAllowed) {
+		t.Errorf("Cause %v does not say the redirect target is not allowed", pe.Cause)
+	}
+	if n, sends := hits.Load(), fcm.Count(); n != 0 || sends != 0 {
+		t.Fatalf("the redirect target got %d requests and FCM %d sends; want 0 and 0", n, sends)
+	}
+}
