@@ -2,14 +2,22 @@ package dispatch
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
+
+	"push-server/dispatch/dispatchtest"
 )
 
 // gatedConn is the socket under a coalescingConn in these tests: a real
@@ -316,5 +324,55 @@ func TestCoalescingConnCloseSendsWhatWaits(t *testing.T) {
 	}
 	if err := c.Close(); err == nil {
 		t.Errorf("second Close = nil; want the closed socket's error")
+	}
+}
+
+// TestDialH2TLSRefusesAServerThatDoesNotSpeakHTTP2: like http2.Transport's
+// own dial, ours refuses a TLS server that does not choose h2, and leaves no
+// flusher behind.
+func TestDialH2TLSRefusesAServerThatDoesNotSpeakHTTP2(t *testing.T) {
+	// A TLS server that does no ALPN at all: the handshake succeeds, and
+	// only the protocol check can refuse it.
+	cert, err := dispatchtest.SelfSignedCert("no-alpn test server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.(*tls.Conn).Handshake()
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.Leaf)
+	addr := ln.Addr().String()
+	before := runtime.NumGoroutine()
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{http2.NextProtoTLS}}
+	c, err := dialH2TLS(t.Context(), "tcp", addr, cfg)
+	if err == nil {
+		c.Close()
+		t.Fatal("dialH2TLS to an HTTP/1.1-only server succeeded; want an error")
+	}
+	if !strings.Contains(err.Error(), "HTTP/2") {
+		t.Errorf("error %q does not say the server refused HTTP/2", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines after the refused dial, %d before: the flusher was left running", n, before)
 	}
 }
