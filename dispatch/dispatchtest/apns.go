@@ -25,9 +25,10 @@ import (
 )
 
 // APNs payload limits, from Apple's "Sending notification requests to APNs".
+// The load-test mock APNs (loadtest/cmd/mockapns) applies the same.
 const (
-	apnsMaxPayload     = 4096
-	apnsMaxVoIPPayload = 5120
+	APNsMaxPayload     = 4096 // bytes of an alert or background push's payload
+	APNsMaxVoIPPayload = 5120 // bytes of a VoIP push's payload
 	apnsMaxCollapseID  = 64
 	// apnsTokenMaxAge is how old a provider token's iat may be before APNs
 	// answers ExpiredProviderToken.
@@ -270,9 +271,9 @@ func (m *APNs) Close() error { return m.srv.close() }
 // ServeHTTP answers one request as APNs would.
 func (m *APNs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	token, _ := strings.CutPrefix(r.URL.Path, "/3/device/")
-	limit := apnsMaxPayload
+	limit := APNsMaxPayload
 	if r.Header.Get("apns-push-type") == "voip" {
-		limit = apnsMaxVoIPPayload
+		limit = APNsMaxVoIPPayload
 	}
 	bp, err := readBody(r, limit)
 	defer bufPool.Put(bp)
@@ -298,7 +299,7 @@ func (m *APNs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	h := w.Header()
 	id := r.Header.Get("apns-id")
-	if !isUUID(id) {
+	if !IsAPNsID(id) {
 		id = m.ids.uuid()
 	}
 	h.Set("apns-id", id)
@@ -372,13 +373,8 @@ func (m *APNs) check(r *http.Request, token string, body []byte, limit int) (int
 	if !strings.HasPrefix(r.URL.Path, "/3/device/") {
 		return 404, "BadPath"
 	}
-	if token == "" {
-		return 400, "MissingDeviceToken"
-	}
-	for i := 0; i < len(token); i++ {
-		if !isHex(token[i]) {
-			return 400, "BadDeviceToken"
-		}
+	if status, reason := CheckAPNsDeviceToken(token); status != http.StatusOK {
+		return status, reason
 	}
 	if status, reason := m.authorize(r); status != http.StatusOK {
 		return status, reason
@@ -407,7 +403,7 @@ func (m *APNs) check(r *http.Request, token string, body []byte, limit int) (int
 			return 400, "BadExpirationDate"
 		}
 	}
-	if id := h.Get("apns-id"); id != "" && !isUUID(id) {
+	if id := h.Get("apns-id"); id != "" && !IsAPNsID(id) {
 		return 400, "BadMessageId"
 	}
 	if len(h.Get("apns-collapse-id")) > apnsMaxCollapseID {
@@ -682,4 +678,19 @@ func SelfSignedCert(commonName string) (tls.Certificate, error) {
 		return tls.Certificate{}, fmt.Errorf("cannot parse the certificate for %s: %w", commonName, err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// CheckAPNsDeviceToken returns the status and reason APNs answers for the
+// device token of a request path (what follows /3/device/): 200 and "" for
+// a hex token.
+func CheckAPNsDeviceToken(token string) (int, string) {
+	if token == "" {
+		return 400, "MissingDeviceToken"
+	}
+	for i := 0; i < len(token); i++ {
+		if !isHex(token[i]) {
+			return 400, "BadDeviceToken"
+		}
+	}
+	return http.StatusOK, ""
 }

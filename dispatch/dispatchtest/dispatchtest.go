@@ -226,9 +226,9 @@ func (g *idGen) uuid() string {
 	return string(b[:])
 }
 
-// isUUID reports whether s has the 8-4-4-4-12 hex form APNs requires of a
+// IsAPNsID reports whether s has the 8-4-4-4-12 hex form APNs requires of a
 // client-chosen apns-id (either case).
-func isUUID(s string) bool {
+func IsAPNsID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}

@@ -10,13 +10,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"push-server/dispatch/dispatchtest"
 )
 
-// APNs limits, from Apple's "Sending notification requests to APNs" (the
-// same values dispatch/dispatchtest uses).
+// APNs limits beyond the payload sizes (dispatchtest.APNsMaxPayload and
+// APNsMaxVoIPPayload), from Apple's "Sending notification requests to APNs".
 const (
-	apnsMaxPayload     = 4096
-	apnsMaxVoIPPayload = 5120
 	// apnsTokenMaxAge is how old a provider token's iat may be before APNs
 	// answers ExpiredProviderToken.
 	apnsTokenMaxAge = time.Hour
@@ -66,13 +66,8 @@ func (c *conn) check(s *stream) (int, string) {
 	if !ok {
 		return 404, "BadPath"
 	}
-	if token == "" {
-		return 400, "MissingDeviceToken"
-	}
-	for i := 0; i < len(token); i++ {
-		if !isHex(token[i]) {
-			return 400, "BadDeviceToken"
-		}
+	if status, reason := dispatchtest.CheckAPNsDeviceToken(token); status != 200 {
+		return status, reason
 	}
 	if status, reason := c.authorize(s.auth); status != 200 {
 		return status, reason
@@ -80,12 +75,12 @@ func (c *conn) check(s *stream) (int, string) {
 	if s.topic == "" {
 		return 400, "MissingTopic"
 	}
-	if s.apnsID != "" && !isUUID(s.apnsID) {
+	if s.apnsID != "" && !dispatchtest.IsAPNsID(s.apnsID) {
 		return 400, "BadMessageId"
 	}
-	limit := apnsMaxPayload
+	limit := dispatchtest.APNsMaxPayload
 	if s.pushType == "voip" {
-		limit = apnsMaxVoIPPayload
+		limit = dispatchtest.APNsMaxVoIPPayload
 	}
 	if s.bodyLen == 0 {
 		return 400, "PayloadEmpty"
@@ -203,29 +198,4 @@ func errorBody(reason string) []byte {
 	b = append(b, `{"reason":`...)
 	b = strconv.AppendQuote(b, reason)
 	return append(b, '}')
-}
-
-// isUUID reports whether s has the 8-4-4-4-12 hex form APNs requires of a
-// client-chosen apns-id (either case).
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		switch i {
-		case 8, 13, 18, 23:
-			if s[i] != '-' {
-				return false
-			}
-		default:
-			if !isHex(s[i]) {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }

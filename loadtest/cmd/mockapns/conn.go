@@ -15,6 +15,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"push-server/dispatch/dispatchtest"
 )
 
 // initialWindow is HTTP/2's default flow-control window (RFC 9113 §6.9.2),
@@ -454,7 +456,7 @@ func (c *conn) answer(s *stream) error {
 		var digits [3]byte
 		hb = appendHpackString(append(hb, 8), strconv.AppendInt(digits[:0], int64(status), 10))
 	}
-	if s.apnsID != "" && isUUID(s.apnsID) {
+	if s.apnsID != "" && dispatchtest.IsAPNsID(s.apnsID) {
 		hb = appendLiteral(hb, "apns-id", s.apnsID)
 	} else {
 		hb = appendLiteral(hb, "apns-id", c.ids.next())

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"push-server/dispatch/dispatchtest"
 )
 
 // rawClient speaks HTTP/2 frame by frame, to drive the mock through what
@@ -130,7 +132,7 @@ func TestProtocol(t *testing.T) {
 	c.check(c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: c.request(auth, ""), EndHeaders: true}))
 	c.check(c.fr.WriteData(1, false, []byte(`{"aps":`)))
 	c.check(c.fr.WriteData(3, true, []byte(`{"aps":{}}`)))
-	if status, id := c.response(3, true); status != "200" || !isUUID(id) || id == id1 {
+	if status, id := c.response(3, true); status != "200" || !dispatchtest.IsAPNsID(id) || id == id1 {
 		t.Errorf("stream 3: %s with apns-id %q, want 200 with a fresh UUID", status, id)
 	}
 	c.check(c.fr.WriteData(1, true, []byte(`{}}`)))

@@ -19,6 +19,8 @@ import (
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/token"
 	"golang.org/x/net/http2"
+
+	"push-server/dispatch/dispatchtest"
 )
 
 const (
@@ -152,7 +154,7 @@ func testConcurrentPushes(t *testing.T, coalesce time.Duration) {
 		switch {
 		case r.sent != "" && r.res.ApnsID != r.sent:
 			t.Fatalf("push %d: apns-id %q, want the one sent, %q", i, r.res.ApnsID, r.sent)
-		case r.sent == "" && !isUUID(r.res.ApnsID):
+		case r.sent == "" && !dispatchtest.IsAPNsID(r.res.ApnsID):
 			t.Fatalf("push %d: generated apns-id %q is not a UUID", i, r.res.ApnsID)
 		case r.sent == "" && generated[r.res.ApnsID]:
 			t.Fatalf("push %d: generated apns-id %q twice", i, r.res.ApnsID)
@@ -214,7 +216,7 @@ func TestRefusedPushes(t *testing.T) {
 			if tt.n.ApnsID == id && res.ApnsID != id {
 				t.Errorf("apns-id %q, want the one sent, %q", res.ApnsID, id)
 			}
-			if tt.n.ApnsID != id && !isUUID(res.ApnsID) {
+			if tt.n.ApnsID != id && !dispatchtest.IsAPNsID(res.ApnsID) {
 				t.Errorf("apns-id %q is not a UUID", res.ApnsID)
 			}
 		})
