@@ -589,15 +589,32 @@ func (m *APNs) checkJWT(auth string) (int, string) {
 
 // verifyJWT checks the token's form, key id, issuer and ES256 signature.
 func (m *APNs) verifyJWT(auth string) (apnsJWT, int, string) {
-	const bad = "InvalidProviderToken"
+	iat, ok := VerifyAPNsProviderToken(auth, func(kid string) (*ecdsa.PublicKey, string, bool) {
+		m.authMu.RLock()
+		key, ok := m.keys[kid]
+		m.authMu.RUnlock()
+		return key.pub, key.teamID, ok
+	})
+	if !ok {
+		return apnsJWT{}, 403, "InvalidProviderToken"
+	}
+	return apnsJWT{iat: iat}, http.StatusOK, ""
+}
+
+// VerifyAPNsProviderToken checks an APNs provider token as APNs does: auth is
+// the authorization header's value ("bearer <JWT>", the scheme in any case),
+// the JWT must be ES256 with an iat, signed by the key keyFor returns for its
+// kid and issued (iss) by that key's team. It returns the token's iat; its age
+// is the caller's to judge (APNs refuses tokens older than an hour).
+func VerifyAPNsProviderToken(auth string, keyFor func(kid string) (pub *ecdsa.PublicKey, teamID string, ok bool)) (iat time.Time, ok bool) {
 	tok, ok := bearer(auth)
 	if !ok {
-		return apnsJWT{}, 403, bad
+		return time.Time{}, false
 	}
 	hdrB64, rest, ok1 := strings.Cut(tok, ".")
 	claimsB64, sigB64, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 {
-		return apnsJWT{}, 403, bad
+		return time.Time{}, false
 	}
 	var hdr struct {
 		Alg string `json:"alg"`
@@ -608,27 +625,25 @@ func (m *APNs) verifyJWT(auth string) (apnsJWT, int, string) {
 		Iat *int64 `json:"iat"`
 	}
 	if decodeJSONSegment(hdrB64, &hdr) != nil || decodeJSONSegment(claimsB64, &claims) != nil {
-		return apnsJWT{}, 403, bad
+		return time.Time{}, false
 	}
 	if hdr.Alg != "ES256" || claims.Iat == nil {
-		return apnsJWT{}, 403, bad
+		return time.Time{}, false
 	}
-	m.authMu.RLock()
-	key, ok := m.keys[hdr.Kid]
-	m.authMu.RUnlock()
-	if !ok || claims.Iss != key.teamID {
-		return apnsJWT{}, 403, bad
+	pub, teamID, ok := keyFor(hdr.Kid)
+	if !ok || claims.Iss != teamID {
+		return time.Time{}, false
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(sigB64)
 	if err != nil || len(sig) != 64 {
-		return apnsJWT{}, 403, bad
+		return time.Time{}, false
 	}
 	digest := sha256.Sum256([]byte(tok[:len(hdrB64)+1+len(claimsB64)]))
 	rr, ss := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-	if !ecdsa.Verify(key.pub, digest[:], rr, ss) {
-		return apnsJWT{}, 403, bad
+	if !ecdsa.Verify(pub, digest[:], rr, ss) {
+		return time.Time{}, false
 	}
-	return apnsJWT{iat: time.Unix(*claims.Iat, 0)}, http.StatusOK, ""
+	return time.Unix(*claims.Iat, 0), true
 }
 
 // decodeJSONSegment decodes one base64url (unpadded) JWT segment into v.

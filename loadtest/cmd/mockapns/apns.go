@@ -2,10 +2,6 @@ package main
 
 import (
 	"crypto/ecdsa"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
-	"math/big"
 	"strconv"
 	"strings"
 	"sync"
@@ -147,49 +143,12 @@ func (tc *tokenCache) check(auth string) (time.Time, bool) {
 	return exp, true
 }
 
-// verify checks a "bearer <JWT>" value's form, alg, key id, issuer and
-// ES256 signature, and returns its iat.
+// verify checks a "bearer <JWT>" value against the one trusted key, as
+// dispatchtest's mock does, and returns its iat.
 func (tc *tokenCache) verify(auth string) (time.Time, bool) {
-	const prefix = "bearer "
-	if len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
-		return time.Time{}, false
-	}
-	tok := auth[len(prefix):]
-	hdrB64, rest, ok1 := strings.Cut(tok, ".")
-	claimsB64, sigB64, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 {
-		return time.Time{}, false
-	}
-	var hdr struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-	}
-	var claims struct {
-		Iss string `json:"iss"`
-		Iat *int64 `json:"iat"`
-	}
-	if !decodeSegment(hdrB64, &hdr) || !decodeSegment(claimsB64, &claims) {
-		return time.Time{}, false
-	}
-	if hdr.Alg != "ES256" || hdr.Kid != tc.keyID || claims.Iss != tc.teamID || claims.Iat == nil {
-		return time.Time{}, false
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(sigB64)
-	if err != nil || len(sig) != 64 {
-		return time.Time{}, false
-	}
-	digest := sha256.Sum256([]byte(tok[:len(hdrB64)+1+len(claimsB64)]))
-	r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
-	if !ecdsa.Verify(tc.key, digest[:], r, s) {
-		return time.Time{}, false
-	}
-	return time.Unix(*claims.Iat, 0), true
-}
-
-// decodeSegment decodes one base64url (unpadded) JWT segment into v.
-func decodeSegment(seg string, v any) bool {
-	b, err := base64.RawURLEncoding.DecodeString(seg)
-	return err == nil && json.Unmarshal(b, v) == nil
+	return dispatchtest.VerifyAPNsProviderToken(auth, func(kid string) (*ecdsa.PublicKey, string, bool) {
+		return tc.key, tc.teamID, kid == tc.keyID
+	})
 }
 
 // errorBody is Apple's error answer, {"reason":"…"}.
