@@ -163,16 +163,13 @@ func CheckFCMCredentials(ctx context.Context, serviceAccountJSON []byte, rootCAs
 	defer tr.CloseIdleConnections()
 	// oauth2's JWT source posts without a context, so the transport puts
 	// ctx on each request (redirects included) to bound the fetch. It also
-	// flattens the client's error to text, so a refused redirect is
-	// remembered here (CheckRedirect runs in Token's goroutine).
-	var redirectErr error
-	hc := &http.Client{Transport: &contextTransport{ctx: ctx, next: tr}, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		redirectErr = allowed.checkRedirect(req, via)
-		return redirectErr
-	}}
+	// flattens the client's error to text, so the guard remembers a refused
+	// redirect.
+	guard := &redirectGuard{allowed: allowed, next: &contextTransport{ctx: ctx, next: tr}}
+	hc := &http.Client{Transport: guard, CheckRedirect: guard.checkRedirect}
 	tok, err := jc.TokenSource(context.WithValue(ctx, oauth2.HTTPClient, hc)).Token()
-	if errors.Is(redirectErr, ErrTokenURINotAllowed) {
-		return "", &CredentialError{Part: PartFCMCredentials, Err: fmt.Errorf("token_uri %s redirected: %w", jc.TokenURL, redirectErr)}
+	if rerr := guard.refusedRedirect(); rerr != nil {
+		return "", &CredentialError{Part: PartFCMCredentials, Err: fmt.Errorf("token_uri %s redirected: %w", jc.TokenURL, rerr)}
 	}
 	if err != nil {
 		return "", tokenError(ctx, jc.TokenURL, err)

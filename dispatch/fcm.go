@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	firebase "firebase.google.com/go/v4"
@@ -88,45 +87,6 @@ func newFCMSender(cfg *Config, sa *serviceAccount, base http.RoundTripper, polic
 		return nil, fmt.Errorf("FCM_V1_CREDENTIALS: cannot set up Firebase messaging: %w", err)
 	}
 	return &fcmSender{client: mc, policy: policy, timeout: cfg.Timeout, log: log, redirects: guard}, nil
-}
-
-// redirectGuard is the token fetch's transport and redirect policy when an
-// allow-list applies. oauth2 flattens a failed fetch's error to text, so
-// the refusal of a redirect off the list would reach the push as a plain
-// transport error, retried as an outage; the guard remembers it instead,
-// until the next fetch starts. oauth2 serialises fetches (one token source
-// per sender), so "the last fetch" is well defined.
-type redirectGuard struct {
-	allowed *TokenURIs
-	next    http.RoundTripper
-	refused atomic.Pointer[error] // the last fetch's refused redirect, or nil
-}
-
-func (g *redirectGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Response == nil { // a fetch's first request, not a redirect
-		g.refused.Store(nil)
-	}
-	return g.next.RoundTrip(req)
-}
-
-func (g *redirectGuard) checkRedirect(req *http.Request, via []*http.Request) error {
-	err := g.allowed.checkRedirect(req, via)
-	if errors.Is(err, ErrTokenURINotAllowed) {
-		g.refused.Store(&err)
-	}
-	return err
-}
-
-// refusedRedirect returns the error of a redirect off the list that ended
-// the last token fetch, or nil.
-func (g *redirectGuard) refusedRedirect() error {
-	if g == nil {
-		return nil
-	}
-	if p := g.refused.Load(); p != nil {
-		return *p
-	}
-	return nil
 }
 
 // Send pushes n to the registration token. See the Sender contract.

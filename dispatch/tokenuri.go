@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 )
 
 // GoogleTokenURIs are the OAuth token endpoints a tenant's service account
@@ -146,4 +147,44 @@ func loopbackHost(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// redirectGuard is a token fetch's transport and redirect policy when an
+// allow-list applies: it follows a redirect only to an allowed endpoint
+// (checkRedirect). oauth2 flattens a failed fetch's error to text, so the
+// refusal would reach the caller as a plain transport error (at upload, or
+// at push time an outage retried as such); the guard remembers it instead,
+// until the next fetch starts. oauth2 serialises the fetches of one token
+// source, so "the last fetch" is well defined.
+type redirectGuard struct {
+	allowed *TokenURIs
+	next    http.RoundTripper
+	refused atomic.Pointer[error] // the last fetch's refused redirect, or nil
+}
+
+func (g *redirectGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Response == nil { // a fetch's first request, not a redirect
+		g.refused.Store(nil)
+	}
+	return g.next.RoundTrip(req)
+}
+
+func (g *redirectGuard) checkRedirect(req *http.Request, via []*http.Request) error {
+	err := g.allowed.checkRedirect(req, via)
+	if errors.Is(err, ErrTokenURINotAllowed) {
+		g.refused.Store(&err)
+	}
+	return err
+}
+
+// refusedRedirect returns the error of a redirect off the list that ended
+// the last token fetch, or nil.
+func (g *redirectGuard) refusedRedirect() error {
+	if g == nil {
+		return nil
+	}
+	if p := g.refused.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
