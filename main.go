@@ -281,7 +281,13 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 
 	var store cache.Store
 	if cfg.redisURL != "" {
-		store, err = cache.NewRedis(cache.RedisConfig{URL: cfg.redisURL, ReplicaURL: cfg.redisReplica, CacheSize: cfg.redisCacheSize, MaxFlushDelay: cfg.redisFlush})
+		store, err = cache.NewRedis(cache.RedisConfig{
+			URL: cfg.redisURL, ReplicaURL: cfg.redisReplica, CacheSize: cfg.redisCacheSize, MaxFlushDelay: cfg.redisFlush,
+			OnLostCommits: func(n int, err error) {
+				log.Warn("delivered but cannot record it for deduplication; the claims expire after their lease",
+					"messages", n, "error", err.Error())
+			},
+		})
 		if err != nil {
 			fmt.Fprintln(stderr, "push-server: REDIS_URL:", err)
 			return 1

@@ -78,3 +78,35 @@ func TestRedisDedupAllocatesOnce(t *testing.T) {
 		t.Fatalf("Reserve of a committed message: %v; want ErrAlreadyDelivered", err)
 	}
 }
+
+// TestRedisCommitBehindAllocatesOnlyPerBatch: with the mark written behind,
+// a send's Reserve and CommitBehind allocate the dedup key and claim (one
+// block) per message, and rueidis' DoMulti results (three: it takes them
+// from a pool that its public API never gives them back to) per write that
+// carries queued marks. Here every Reserve carries exactly one mark, so the
+// batch's three show per message; under load a write carries the marks of
+// every send finished since the last one. The queue's own slice is reused.
+func TestRedisCommitBehindAllocatesOnlyPerBatch(t *testing.T) {
+	url := "redis://" + cachetest.StartRedis(t)
+	s := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+	ctx := context.Background()
+	const runs = 300
+	ids := make([]string, runs+1)
+	for i := range ids {
+		ids[i] = "1700000000000" + strconv.Itoa(1000+i)
+	}
+	i := 0
+	n := testing.AllocsPerRun(runs, func() {
+		res, err := s.Reserve(ctx, "wallet-a", "z6MkAllocationTest", ids[i], time.Minute)
+		i++
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CommitBehind(ctx, res, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n > 1+3 {
+		t.Errorf("Reserve + CommitBehind, one mark a batch, allocate %.1f times per message; want 1 + rueidis' 3", n)
+	}
+}

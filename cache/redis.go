@@ -57,6 +57,11 @@ type RedisConfig struct {
 	// system call (REDIS_MAX_FLUSH_DELAY; rueidis' MaxFlushDelay). Zero
 	// writes as soon as a command is queued.
 	MaxFlushDelay time.Duration
+	// OnLostCommits, when set, hears of delivered marks written behind
+	// their sends (CommitBehind) that Redis did not take: n marks and why.
+	// Their claims expire after the lease, and a relay's retry is then
+	// delivered again. It is called from the store's own goroutines.
+	OnLostCommits func(n int, err error)
 }
 
 // Defaults for RedisConfig's zero fields.
@@ -140,7 +145,12 @@ type Redis struct {
 	replicaDownUntil atomic.Int64
 	primaryDownUntil atomic.Int64
 
-	stop      chan struct{} // closed by Close; ends the replica connector
+	// behind queues the delivered marks of CommitBehind; onLostCommits is
+	// RedisConfig.OnLostCommits.
+	behind        behindQueue
+	onLostCommits func(n int, err error)
+
+	stop      chan struct{} // closed by Close; ends the replica connector and flushBehind
 	bg        sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -227,8 +237,11 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		clientKeys:       newKeyInterner(maxInternedKeys),
 		tokenKeys:        newKeyInterner(maxInternedKeys),
 		nonces:           newNonceSource(),
+		onLostCommits:    cfg.OnLostCommits,
+		behind:           behindQueue{wake: make(chan struct{}, 1)},
 		stop:             make(chan struct{}),
 	}
+	r.bg.Go(r.flushBehind)
 	if cfg.ReplicaURL != "" {
 		// The replica gets half the timeout, so that a silent replica leaves
 		// a look-up time to ask the primary.
@@ -655,7 +668,8 @@ func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string,
 	kv := rueidis.BinaryString(b)
 	k, claim := kv[:keyLen], kv[keyLen:]
 	cmd := r.c.B().Arbitrary("SET").Keys(k).Args(claim, "NX", "GET", "PX", r.millis.of(lease)).Build()
-	prev, err := r.c.Do(ctx, cmd).ToString()
+	// Marks queued by CommitBehind go first, in the same write.
+	prev, err := r.doWithBehind(ctx, cmd).ToString()
 	switch {
 	case rueidis.IsRedisNil(err):
 		return Reservation{Tenant: tenant, ClientID: clientID, MessageID: messageID, Nonce: nonce, key: k}, nil
@@ -680,8 +694,7 @@ func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) 
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
-	cmd := r.c.B().Arbitrary("SET").Keys(r.reservedKey(res)).Args(dedupDelivered, "PX", r.millis.of(ttl)).Build()
-	if err := r.c.Do(ctx, cmd).Error(); err != nil {
+	if err := r.c.Do(ctx, r.commitCommand(res, ttl)).Error(); err != nil {
 		return unavailable(fmt.Sprintf("commit message %q for client %q", res.MessageID, res.ClientID), err)
 	}
 	return nil

@@ -99,6 +99,15 @@ type Store interface {
 	// even when r's lease has run out, and then supersedes any newer claim:
 	// the message was delivered either way.
 	Commit(ctx context.Context, r Reservation, ttl time.Duration) error
+	// CommitBehind is Commit for a caller that does not wait for the
+	// record: it may return before the record is written. Until it is, a
+	// Reserve of the same message on this Store answers ErrAlreadyDelivered
+	// and one elsewhere ErrDeliveryInProgress (the claim), never a fresh
+	// claim; the record is written within a few milliseconds, and by Close.
+	// A record that cannot be written is lost like a failed Commit's: the
+	// claim expires after its lease. An error means the record was surely
+	// not written.
+	CommitBehind(ctx context.Context, r Reservation, ttl time.Duration) error
 	// Release drops the claim so that a retry can deliver the message. It
 	// does nothing when the claim is no longer r's.
 	Release(ctx context.Context, r Reservation) error

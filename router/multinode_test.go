@@ -42,6 +42,13 @@ func TestTwoRegionsPrimaryAndReplica(t *testing.T) {
 	b.send("wallet", body("1")).expectOK(t, 202)
 	b.send("wallet", body("1")).expectOK(t, 200) // dedup on the primary, seen from B
 	a.send("wallet", body("1")).expectOK(t, 200) // and from A: a retry through another region is not redelivered
+	// A retry through A right after B's 202, before B's delivered mark
+	// (written behind its answer) can have landed: 200, not 409.
+	for i := range 10 {
+		m := "right-after-" + strings.Repeat("x", i)
+		b.send("wallet", body(m)).expectOK(t, 202)
+		a.send("wallet", body(m)).expectOK(t, 200)
+	}
 
 	primary.Stop()
 	for i := range 5 {

@@ -61,7 +61,7 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		return &dispatch.ProviderError{Provider: client.Type, Reason: "suspended: " + reason, Err: dispatch.ErrMisconfigured}
 	}
 
-	claim, err := s.store.Reserve(bg, sc.id(), id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
+	claim, err := s.reserve(bg, sc.id(), id, n.MessageID)
 	local := ""
 	switch {
 	case errors.Is(err, cache.ErrAlreadyDelivered):
@@ -115,14 +115,37 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	}
 	if local != "" {
 		s.localDedup.commit(local, s.cfg.DedupTTL)
-	} else if err := s.store.Commit(bg, claim, s.cfg.DedupTTL); err != nil {
+	} else if err := s.store.CommitBehind(bg, claim, s.cfg.DedupTTL); err != nil {
 		// Delivered, so the relay hears success; the claim's lease still
-		// blocks a duplicate for a while.
+		// blocks a duplicate for a while. The mark is written behind the
+		// answer: the relay waits for one store round trip, not two.
 		s.log.Warn("delivered but cannot record it for deduplication",
 			"request_id", requestID(ctx), "error", err.Error())
 	}
 	writeOK(ctx, fasthttp.StatusAccepted)
 	return nil
+}
+
+// inProgressRechecks are the pauses before a claim found in progress is
+// looked at again: its send may be over, with the delivered mark still on
+// its way (Store.CommitBehind writes it within cache.CommitBehindDelay).
+// A relay retrying right after our 202 then hears 200 rather than 409, and
+// one racing a send that just failed gets it delivered. About 14 ms in all;
+// a claim still held after that is a send really in progress: 409.
+var inProgressRechecks = [...]time.Duration{cache.CommitBehindDelay, 2 * cache.CommitBehindDelay, 4 * cache.CommitBehindDelay}
+
+// reserve is Store.Reserve with inProgressRechecks.
+func (s *Server) reserve(ctx context.Context, tenant, id, messageID string) (cache.Reservation, error) {
+	lease := s.cfg.SendTimeout + leaseMargin
+	claim, err := s.store.Reserve(ctx, tenant, id, messageID, lease)
+	for _, pause := range inProgressRechecks {
+		if !errors.Is(err, cache.ErrDeliveryInProgress) {
+			break
+		}
+		time.Sleep(pause)
+		claim, err = s.store.Reserve(ctx, tenant, id, messageID, lease)
+	}
+	return claim, err
 }
 
 // outcomeOf names a provider hand-off's result for metrics: "delivered" or

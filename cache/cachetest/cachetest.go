@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"ConcurrentRegistrationsOfOneToken", testConcurrentRegistrationsOfOneToken},
 		{"ConcurrentUpsertsOfOneID", testConcurrentUpsertsOfOneID},
 		{"DedupReserveCommit", testDedupReserveCommit},
+		{"DedupCommitBehind", testDedupCommitBehind},
 		{"DedupReleaseAllowsRetry", testDedupReleaseAllowsRetry},
 		{"DedupIsPerTenantClientAndMessage", testDedupScope},
 		{"DedupRaceDeliversOnce", testDedupRaceDeliversOnce},
@@ -446,6 +447,19 @@ func testDedupReserveCommit(t *testing.T, s cache.Store) {
 	wantReserveErr(t, s, "", "id", "m1", cache.ErrAlreadyDelivered)
 }
 
+// testDedupCommitBehind: a delivery recorded without waiting is, to a
+// Reserve on the same store, as delivered as a committed one, at once.
+func testDedupCommitBehind(t *testing.T, s cache.Store) {
+	for i := range 20 {
+		m := fmt.Sprintf("behind-%d", i)
+		r := mustReserve(t, s, "", "id", m, longLease)
+		if err := s.CommitBehind(ctx(t), r, longTTL); err != nil {
+			t.Fatalf("CommitBehind(%+v): %v", r, err)
+		}
+		wantReserveErr(t, s, "", "id", m, cache.ErrAlreadyDelivered)
+	}
+}
+
 func testDedupReleaseAllowsRetry(t *testing.T, s cache.Store) {
 	r := mustReserve(t, s, "", "id", "m1", longLease)
 	mustRelease(t, s, r)
@@ -598,6 +612,7 @@ func testClosedStoreIsUnavailable(t *testing.T, s cache.Store) {
 	_, err = s.Reserve(x, "", "id", "m2", longLease)
 	f("Reserve", err)
 	f("Commit", s.Commit(x, r, longTTL))
+	f("CommitBehind", s.CommitBehind(x, r, longTTL))
 	f("Release", s.Release(x, r))
 	f("Ping", s.Ping(x))
 	if err := s.Close(); err != nil {
