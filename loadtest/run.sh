@@ -120,12 +120,30 @@ start_server() {
 loadgen() {
 	"$bin/loadgen" -url "http://127.0.0.1:$server_port" -key "$RELAY_PRIVATE_KEY" \
 		-conns "$CONNS" -closed "$CLOSED" -open "$OPEN" -pin-cpu "$LOAD_CPU" \
-		-before-window "taskset -c $SERVER_CPU env GOMAXPROCS=1 $bin/verifyrate -d 3s" "$@"
+		-before-window "taskset -c $SERVER_CPU env GOMAXPROCS=1 $bin/verifyrate -d 3s -relay-callers $CONNS" "$@"
 }
 
 # result KEY FILE prints KEY's value from FILE's RESULT / VERIFY lines.
 result() {
 	grep -E '^(RESULT|VERIFY) ' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | tail -1
+}
+
+# bound prints the most any send path can reach on this machine in this
+# run: one bare fasthttp answer (per CPU-second of the bare server, so a
+# saturated generator does not lower it) plus one relay verification at full
+# batches (verifyrate -relay-callers), both in stdlib verifies, nothing else.
+bound() {
+	local out=$1 bare_rps bare_cpu verifies relay
+	bare_rps=$(result closed_rps "$out")
+	bare_cpu=$(result closed_cpu_server "$out")
+	verifies=$(result verifies_per_s "$out")
+	relay=$(result relay_verifies_per_s "$out")
+	[ -n "$bare_cpu" ] && [ -n "$relay" ] || return 0
+	bound_ratio=$(awk -v r="$bare_rps" -v c="$bare_cpu" -v v="$verifies" -v x="$relay" 'BEGIN{printf "%.3f", 1 / (v / (r / c) + v / x)}')
+	awk -v r="$bare_rps" -v c="$bare_cpu" -v v="$verifies" -v x="$relay" -v b="$bound_ratio" 'BEGIN{
+		http = v / (r / c); ver = v / x
+		printf "== bound: a bare answer costs %.3f of a stdlib verify (%.0f answers per server CPU-second), relay verification at full batches %.3f (%.0f/s): no send path beats 1 ÷ (%.3f + %.3f) = %s here\n", http, r / c, ver, x, http, ver, b
+	}'
 }
 
 summary() {
@@ -134,6 +152,9 @@ summary() {
 	verifies=$(result verifies_per_s "$out")
 	echo
 	echo "== $name: $rps sends/s ÷ $verifies ed25519 verifies/s (same core, same run) = $(awk -v a="$rps" -v b="$verifies" 'BEGIN{printf "%.3f", a/b}')"
+	if [ -n "${bound_ratio:-}" ]; then
+		echo "   = $(awk -v a="$rps" -v b="$verifies" -v c="$bound_ratio" 'BEGIN{printf "%.3f", a/b/c}') of this run's bound ($bound_ratio)"
+	fi
 	if [ -s "$work/bare.out" ]; then
 		echo "   ÷ $(result closed_rps "$work/bare.out") bare fasthttp answers/s (the HTTP-only ceiling, same run) = $(awk -v a="$rps" -v b="$(result closed_rps "$work/bare.out")" 'BEGIN{printf "%.3f", a/b}')"
 	fi
@@ -179,6 +200,7 @@ send)
 
 	echo
 	echo "== ceiling: $bare_rps bare fasthttp answers/s ÷ $bare_verifies ed25519 verifies/s = $(awk -v a="$bare_rps" -v b="$bare_verifies" 'BEGIN{printf "%.3f", a/b}') (no send can beat this ratio here)"
+	bound "$work/bare.out"
 	summary "noop, redis" "$work/noop.out"
 	summary "apns (token, TLS mock), redis" "$work/apns.out"
 	;;

@@ -214,6 +214,11 @@ func run(args []string, w io.Writer) error {
 		fmt.Sprintf("signed=%d", n), fmt.Sprintf("sign_s=%.2f", signTime.Seconds()),
 		fmt.Sprintf("closed_rps=%.0f", closedRate), fmt.Sprintf("closed_statuses=%s", closed.statuses),
 	}
+	// Each watched process's share of one core in the closed loop, so that
+	// scripts can put rates per CPU-second of the server.
+	for i, p := range o.watch {
+		result = append(result, fmt.Sprintf("closed_cpu_%s=%.3f", p.name, (procs1[i]-procs0[i]).Seconds()/closed.elapsed.Seconds()))
+	}
 	if !o.skipOpenLoop {
 		if o.rate <= 0 {
 			openRate = math.Floor(closedRate / 2)
