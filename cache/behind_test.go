@@ -138,3 +138,52 @@ func TestRedisLostCommitsAreReported(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRedisCommitBehindQueueIsBounded: while Redis hangs, marks queue up to
+// MaxCommitsBehind; the one that fills the queue writes it itself, so the
+// sender waits (at most the timeout) and hears ErrUnavailable, rather than
+// the queue growing without end.
+func TestRedisCommitBehindQueueIsBounded(t *testing.T) {
+	srv := cachetest.StartRedisServer(t)
+	const timeout = 300 * time.Millisecond
+	s := newRedis(t, cache.RedisConfig{
+		URL: "redis://" + srv.Addr, KeyPrefix: randomPrefix(), Timeout: timeout,
+		OnLostCommits: func(int, error) {},
+	})
+	ctx := context.Background()
+	res, err := s.Reserve(ctx, "", "id", "m", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Freeze()
+	defer srv.Thaw()
+	for i := range cache.MaxCommitsBehind - 1 {
+		start := time.Now()
+		if err := s.CommitBehind(ctx, res, time.Hour); err != nil {
+			t.Fatalf("mark %d of a queue that is not full: %v", i, err)
+		}
+		if took := time.Since(start); took > timeout/2 {
+			t.Fatalf("mark %d of a queue that is not full waited %v", i, took)
+		}
+	}
+	// The flusher took some of them meanwhile and hangs on its write; fill
+	// the queue again until a mark has to write it.
+	for i := 0; ; i++ {
+		start := time.Now()
+		err := s.CommitBehind(ctx, res, time.Hour)
+		took := time.Since(start)
+		if err == nil {
+			if i > cache.MaxCommitsBehind {
+				t.Fatalf("%d more marks queued on a hung server; want the queue bounded by %d", i, cache.MaxCommitsBehind)
+			}
+			continue
+		}
+		if !errors.Is(err, cache.ErrUnavailable) {
+			t.Fatalf("the mark that filled the queue: %v; want ErrUnavailable", err)
+		}
+		if took < timeout/2 || took > timeout+time.Second {
+			t.Errorf("the mark that filled the queue waited %v; want about the timeout, %v", took, timeout)
+		}
+		return
+	}
+}

@@ -37,3 +37,7 @@ func (e *Embedded) RawTenantForTest(ctx context.Context, id string) ([]byte, err
 	})
 	return b, err
 }
+
+// MaxCommitsBehind is how many delivered marks CommitBehind queues before
+// it writes them itself.
+const MaxCommitsBehind = maxCommitsBehind
