@@ -51,8 +51,30 @@ func TestRedisCachedLookupDoesNotAllocate(t *testing.T) {
 // block between them, its dedup key and claim: rueidis may hold a command
 // after Do returns, so that memory cannot come from a reused buffer.
 func TestRedisDedupAllocatesOnce(t *testing.T) {
-	url := "redis://" + cachetest.StartRedis(t)
-	s := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+	s := newRedis(t, cache.RedisConfig{URL: "redis://" + cachetest.StartRedis(t), KeyPrefix: randomPrefix()})
+	if n := dedupAllocs(t, s, s.Commit); n > 1 {
+		t.Errorf("Reserve + Commit allocate %.1f times per message; want 1", n)
+	}
+}
+
+// TestRedisCommitBehindAllocatesOnlyPerBatch: with the mark written behind,
+// a send's Reserve and CommitBehind allocate the dedup key and claim (one
+// block) per message, and rueidis' DoMulti results (three: it takes them
+// from a pool that its public API never gives them back to) per write that
+// carries queued marks. Here every Reserve carries exactly one mark, so the
+// batch's three show per message; under load a write carries the marks of
+// every send finished since the last one. The queue's own slice is reused.
+func TestRedisCommitBehindAllocatesOnlyPerBatch(t *testing.T) {
+	s := newRedis(t, cache.RedisConfig{URL: "redis://" + cachetest.StartRedis(t), KeyPrefix: randomPrefix()})
+	if n := dedupAllocs(t, s, s.CommitBehind); n > 1+3 {
+		t.Errorf("Reserve + CommitBehind, one mark a batch, allocate %.1f times per message; want 1 + rueidis' 3", n)
+	}
+}
+
+// dedupAllocs is the allocations per message of a send's dedup on s:
+// Reserve, then commit. Each message is then checked to be recorded.
+func dedupAllocs(t *testing.T, s *cache.Redis, commit func(context.Context, cache.Reservation, time.Duration) error) float64 {
+	t.Helper()
 	ctx := context.Background()
 	const runs = 300
 	ids := make([]string, runs+1) // AllocsPerRun runs the function once more to warm up
@@ -66,47 +88,15 @@ func TestRedisDedupAllocatesOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Commit(ctx, res, time.Hour); err != nil {
+		if err := commit(ctx, res, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if n > 1 {
-		t.Errorf("Reserve + Commit allocate %.1f times per message; want 1", n)
-	}
 	// Each was recorded: a second claim of any is refused.
-	if _, err := s.Reserve(ctx, "wallet-a", "z6MkAllocationTest", ids[runs/2], time.Minute); !errors.Is(err, cache.ErrAlreadyDelivered) {
-		t.Fatalf("Reserve of a committed message: %v; want ErrAlreadyDelivered", err)
-	}
-}
-
-// TestRedisCommitBehindAllocatesOnlyPerBatch: with the mark written behind,
-// a send's Reserve and CommitBehind allocate the dedup key and claim (one
-// block) per message, and rueidis' DoMulti results (three: it takes them
-// from a pool that its public API never gives them back to) per write that
-// carries queued marks. Here every Reserve carries exactly one mark, so the
-// batch's three show per message; under load a write carries the marks of
-// every send finished since the last one. The queue's own slice is reused.
-func TestRedisCommitBehindAllocatesOnlyPerBatch(t *testing.T) {
-	url := "redis://" + cachetest.StartRedis(t)
-	s := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
-	ctx := context.Background()
-	const runs = 300
-	ids := make([]string, runs+1)
-	for i := range ids {
-		ids[i] = "1700000000000" + strconv.Itoa(1000+i)
-	}
-	i := 0
-	n := testing.AllocsPerRun(runs, func() {
-		res, err := s.Reserve(ctx, "wallet-a", "z6MkAllocationTest", ids[i], time.Minute)
-		i++
-		if err != nil {
-			t.Fatal(err)
+	for _, id := range []string{ids[0], ids[runs/2], ids[runs]} {
+		if _, err := s.Reserve(ctx, "wallet-a", "z6MkAllocationTest", id, time.Minute); !errors.Is(err, cache.ErrAlreadyDelivered) {
+			t.Fatalf("Reserve of a committed message: %v; want ErrAlreadyDelivered", err)
 		}
-		if err := s.CommitBehind(ctx, res, time.Hour); err != nil {
-			t.Fatal(err)
-		}
-	})
-	if n > 1+3 {
-		t.Errorf("Reserve + CommitBehind, one mark a batch, allocate %.1f times per message; want 1 + rueidis' 3", n)
 	}
+	return n
 }
