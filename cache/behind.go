@@ -20,8 +20,10 @@ var errStoreClosed = errors.New("the store is closed")
 
 // maxCommitsBehind bounds the marks waiting to be written; past it
 // CommitBehind writes the queue itself and waits, so a store that stopped
-// answering slows senders down instead of growing the queue.
-const maxCommitsBehind = 4096
+// answering slows senders down instead of growing the queue. It stays below
+// rueidis' BlockingPipeline (2000): a larger DoMulti would go to a pooled
+// connection of its own, outside the one-connection order tuneOption keeps.
+const maxCommitsBehind = 1024
 
 // behindQueue holds the delivered marks that Redis.CommitBehind queued.
 //
@@ -32,12 +34,21 @@ const maxCommitsBehind = 4096
 // behind the answer: it leaves in the same write as the next Reserve of
 // this store, or after CommitBehindDelay. A send then waits for one round
 // trip, and under load the marks cost no write of their own.
+//
+// unwritten counts, by key, the marks queued or being written. A Reserve
+// of such a key answers ErrAlreadyDelivered without asking Redis: the flusher
+// takes the queue before its write reaches Redis, so a Reserve sent in
+// between would otherwise find the claim, and this store would contradict
+// its own CommitBehind.
 type behindQueue struct {
-	mu     sync.Mutex
-	cmds   rueidis.Commands
-	spare  rueidis.Commands // a written queue's slice, for reuse
-	closed bool             // Close wrote the last queue
-	wake   chan struct{}    // the queue became non-empty; capacity 1
+	mu        sync.Mutex
+	cmds      rueidis.Commands
+	keys      []string         // cmds[i]'s key
+	spare     rueidis.Commands // a written queue's slices, for reuse
+	spareKeys []string
+	unwritten map[string]int
+	closed    bool          // Close wrote the last queue
+	wake      chan struct{} // the queue became non-empty; capacity 1
 }
 
 // CommitBehind implements Store: it queues the SET that Commit would send
@@ -45,6 +56,7 @@ type behindQueue struct {
 // CommitBehindDelay, and Close writes what is queued. Marks that cannot be
 // written are reported to RedisConfig.OnLostCommits.
 func (r *Redis) CommitBehind(ctx context.Context, res Reservation, ttl time.Duration) error {
+	key := r.reservedKey(res)
 	cmd := r.commitCommand(res, ttl)
 	q := &r.behind
 	q.mu.Lock()
@@ -54,8 +66,11 @@ func (r *Redis) CommitBehind(ctx context.Context, res Reservation, ttl time.Dura
 	}
 	if q.cmds == nil {
 		q.cmds, q.spare = q.spare, nil
+		q.keys, q.spareKeys = q.spareKeys, nil
 	}
 	q.cmds = append(q.cmds, cmd)
+	q.keys = append(q.keys, key)
+	q.unwritten[key]++
 	n := len(q.cmds)
 	q.mu.Unlock()
 	switch {
@@ -77,50 +92,67 @@ func (r *Redis) commitCommand(res Reservation, ttl time.Duration) rueidis.Comple
 
 // takeBehind empties the queue and returns what it held; final marks the
 // queue closed, so that later marks are refused rather than lost.
-func (r *Redis) takeBehind(final bool) rueidis.Commands {
+func (r *Redis) takeBehind(final bool) (rueidis.Commands, []string) {
 	q := &r.behind
 	q.mu.Lock()
-	cmds := q.cmds
-	q.cmds = nil
+	cmds, keys := q.cmds, q.keys
+	q.cmds, q.keys = nil, nil
 	q.closed = q.closed || final
 	q.mu.Unlock()
-	return cmds
+	return cmds, keys
 }
 
-// doWithBehind sends cmd after the queued marks, in one write, and returns
-// cmd's result.
-func (r *Redis) doWithBehind(ctx context.Context, cmd rueidis.Completed) rueidis.RedisResult {
-	cmds := r.takeBehind(false)
+// reserveWithBehind sends Reserve's command for key, after the queued marks
+// and in the same write unless the store is a cluster, and returns its
+// result; delivered means a mark of key is still unwritten, and then
+// nothing is sent. On a cluster the marks are left to the flusher: rueidis
+// waits for every node a DoMulti touches, so a slow shard would hold up
+// Reserves of keys on healthy ones.
+func (r *Redis) reserveWithBehind(ctx context.Context, key string, cmd rueidis.Completed) (result rueidis.RedisResult, delivered bool) {
+	q := &r.behind
+	q.mu.Lock()
+	if q.unwritten[key] > 0 {
+		q.mu.Unlock()
+		return rueidis.RedisResult{}, true
+	}
+	var cmds rueidis.Commands
+	var keys []string
+	if r.carryMarks {
+		cmds, keys = q.cmds, q.keys
+		q.cmds, q.keys = nil, nil
+	}
+	q.mu.Unlock()
 	if len(cmds) == 0 {
-		return r.c.Do(ctx, cmd)
+		return r.c.Do(ctx, cmd), false
 	}
 	marks := len(cmds)
 	cmds = append(cmds, cmd)
 	resps := r.c.DoMulti(ctx, cmds...)
-	_ = r.settleBehind(cmds, resps, marks)
-	return resps[marks]
+	_ = r.settleBehind(cmds, keys, resps, marks)
+	return resps[marks], false
 }
 
 // writeBehind writes the queued marks now.
 func (r *Redis) writeBehind(ctx context.Context) error {
-	cmds := r.takeBehind(false)
+	cmds, keys := r.takeBehind(false)
 	if len(cmds) == 0 {
 		return nil
 	}
-	return r.writeCommits(ctx, cmds)
+	return r.writeCommits(ctx, cmds, keys)
 }
 
-func (r *Redis) writeCommits(ctx context.Context, cmds rueidis.Commands) error {
+func (r *Redis) writeCommits(ctx context.Context, cmds rueidis.Commands, keys []string) error {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
-	return r.settleBehind(cmds, r.c.DoMulti(ctx, cmds...), len(cmds))
+	return r.settleBehind(cmds, keys, r.c.DoMulti(ctx, cmds...), len(cmds))
 }
 
-// settleBehind reports which of the first marks commands (the delivered
-// marks) failed, and keeps the slice for reuse when every command was
-// answered: only then has rueidis surely let go of it (a deadline can end
-// the wait before a command is written).
-func (r *Redis) settleBehind(cmds rueidis.Commands, resps []rueidis.RedisResult, marks int) error {
+// settleBehind ends the first marks commands of a write (the delivered
+// marks, keys[i] each): it takes them off unwritten, reports those that
+// failed, and keeps the slices for reuse when every command was answered:
+// only then has rueidis surely let go of them (a deadline can end the wait
+// before a command is written).
+func (r *Redis) settleBehind(cmds rueidis.Commands, keys []string, resps []rueidis.RedisResult, marks int) error {
 	lost, answered := 0, true
 	var first error
 	for i, resp := range resps {
@@ -133,15 +165,19 @@ func (r *Redis) settleBehind(cmds rueidis.Commands, resps []rueidis.RedisResult,
 			}
 		}
 	}
-	if answered {
-		clear(cmds)
-		q := &r.behind
-		q.mu.Lock()
-		if cap(q.spare) < cap(cmds) {
-			q.spare = cmds[:0]
+	q := &r.behind
+	q.mu.Lock()
+	for _, k := range keys {
+		if q.unwritten[k]--; q.unwritten[k] <= 0 {
+			delete(q.unwritten, k)
 		}
-		q.mu.Unlock()
 	}
+	if answered && cap(q.spare) < cap(cmds) {
+		clear(cmds)
+		clear(keys)
+		q.spare, q.spareKeys = cmds[:0], keys[:0]
+	}
+	q.mu.Unlock()
 	if lost == 0 {
 		return nil
 	}
@@ -179,7 +215,7 @@ func (r *Redis) flushBehind() {
 
 // writeFinal writes the queue Close finds and closes it.
 func (r *Redis) writeFinal() {
-	if cmds := r.takeBehind(true); len(cmds) > 0 {
-		_ = r.writeCommits(context.Background(), cmds)
+	if cmds, keys := r.takeBehind(true); len(cmds) > 0 {
+		_ = r.writeCommits(context.Background(), cmds, keys)
 	}
 }

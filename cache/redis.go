@@ -58,9 +58,11 @@ type RedisConfig struct {
 	// writes as soon as a command is queued.
 	MaxFlushDelay time.Duration
 	// OnLostCommits, when set, hears of delivered marks written behind
-	// their sends (CommitBehind) that Redis did not take: n marks and why.
-	// Their claims expire after the lease, and a relay's retry is then
-	// delivered again. It is called from the store's own goroutines.
+	// their sends (CommitBehind) that Redis did not take, or did not
+	// confirm before the timeout: n marks and why. Their claims expire
+	// after the lease, and a relay's retry is then delivered again. It is
+	// called from the store's flusher and from sends (a Reserve that
+	// carried the marks), so it must return quickly.
 	OnLostCommits func(n int, err error)
 }
 
@@ -149,6 +151,9 @@ type Redis struct {
 	// RedisConfig.OnLostCommits.
 	behind        behindQueue
 	onLostCommits func(n int, err error)
+	// carryMarks sends queued marks with each Reserve (not on a cluster;
+	// see reserveWithBehind).
+	carryMarks bool
 
 	stop      chan struct{} // closed by Close; ends the replica connector and flushBehind
 	bg        sync.WaitGroup
@@ -238,7 +243,8 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		tokenKeys:        newKeyInterner(maxInternedKeys),
 		nonces:           newNonceSource(),
 		onLostCommits:    cfg.OnLostCommits,
-		behind:           behindQueue{wake: make(chan struct{}, 1)},
+		behind:           behindQueue{wake: make(chan struct{}, 1), unwritten: make(map[string]int)},
+		carryMarks:       c.Mode() != rueidis.ClientModeCluster,
 		stop:             make(chan struct{}),
 	}
 	r.bg.Go(r.flushBehind)
@@ -669,7 +675,11 @@ func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string,
 	k, claim := kv[:keyLen], kv[keyLen:]
 	cmd := r.c.B().Arbitrary("SET").Keys(k).Args(claim, "NX", "GET", "PX", r.millis.of(lease)).Build()
 	// Marks queued by CommitBehind go first, in the same write.
-	prev, err := r.doWithBehind(ctx, cmd).ToString()
+	result, delivered := r.reserveWithBehind(ctx, k, cmd)
+	if delivered {
+		return Reservation{}, ErrAlreadyDelivered
+	}
+	prev, err := result.ToString()
 	switch {
 	case rueidis.IsRedisNil(err):
 		return Reservation{Tenant: tenant, ClientID: clientID, MessageID: messageID, Nonce: nonce, key: k}, nil

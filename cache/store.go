@@ -105,8 +105,9 @@ type Store interface {
 	// and one elsewhere ErrDeliveryInProgress (the claim), never a fresh
 	// claim; the record is written within a few milliseconds, and by Close.
 	// A record that cannot be written is lost like a failed Commit's: the
-	// claim expires after its lease. An error means the record was surely
-	// not written.
+	// claim expires after its lease, so a record lost this way (or queued
+	// when the process crashed) can let a retry after the lease deliver
+	// again. An error means the record may not have been written.
 	CommitBehind(ctx context.Context, r Reservation, ttl time.Duration) error
 	// Release drops the claim so that a retry can deliver the message. It
 	// does nothing when the claim is no longer r's.

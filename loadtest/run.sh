@@ -138,7 +138,8 @@ bound() {
 	bare_cpu=$(result closed_cpu_server "$out")
 	verifies=$(result verifies_per_s "$out")
 	relay=$(result relay_verifies_per_s "$out")
-	[ -n "$bare_cpu" ] && [ -n "$relay" ] || return 0
+	# No figure (or a CPU share of 0, when /proc could not be read): no bound.
+	awk -v c="$bare_cpu" -v x="$relay" 'BEGIN{exit !(c > 0 && x > 0)}' || return 0
 	bound_ratio=$(awk -v r="$bare_rps" -v c="$bare_cpu" -v v="$verifies" -v x="$relay" 'BEGIN{printf "%.3f", 1 / (v / (r / c) + v / x)}')
 	awk -v r="$bare_rps" -v c="$bare_cpu" -v v="$verifies" -v x="$relay" -v b="$bound_ratio" 'BEGIN{
 		http = v / (r / c); ver = v / x

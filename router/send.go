@@ -134,7 +134,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 // a claim still held after that is a send really in progress: 409.
 var inProgressRechecks = [...]time.Duration{cache.CommitBehindDelay, 2 * cache.CommitBehindDelay, 4 * cache.CommitBehindDelay}
 
-// reserve is Store.Reserve with inProgressRechecks.
+// reserve is Store.Reserve with inProgressRechecks. A recheck that fails
+// (the store stopped answering) keeps the in-progress answer: somebody else
+// holds the claim, and delivering on the local fallback would push twice.
 func (s *Server) reserve(ctx context.Context, tenant, id, messageID string) (cache.Reservation, error) {
 	lease := s.cfg.SendTimeout + leaseMargin
 	claim, err := s.store.Reserve(ctx, tenant, id, messageID, lease)
@@ -143,7 +145,11 @@ func (s *Server) reserve(ctx context.Context, tenant, id, messageID string) (cac
 			break
 		}
 		time.Sleep(pause)
-		claim, err = s.store.Reserve(ctx, tenant, id, messageID, lease)
+		again, aerr := s.store.Reserve(ctx, tenant, id, messageID, lease)
+		if aerr != nil && !errors.Is(aerr, cache.ErrAlreadyDelivered) && !errors.Is(aerr, cache.ErrDeliveryInProgress) {
+			break
+		}
+		claim, err = again, aerr
 	}
 	return claim, err
 }

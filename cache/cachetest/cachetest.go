@@ -448,16 +448,34 @@ func testDedupReserveCommit(t *testing.T, s cache.Store) {
 }
 
 // testDedupCommitBehind: a delivery recorded without waiting is, to a
-// Reserve on the same store, as delivered as a committed one, at once.
+// Reserve on the same store, as delivered as a committed one, at once —
+// also while the store is writing it, from several senders at a time, and
+// with pauses that let a store's own flusher (if it has one) take the
+// record between the two calls.
 func testDedupCommitBehind(t *testing.T, s cache.Store) {
-	for i := range 20 {
-		m := fmt.Sprintf("behind-%d", i)
-		r := mustReserve(t, s, "", "id", m, longLease)
-		if err := s.CommitBehind(ctx(t), r, longTTL); err != nil {
-			t.Fatalf("CommitBehind(%+v): %v", r, err)
-		}
-		wantReserveErr(t, s, "", "id", m, cache.ErrAlreadyDelivered)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 40 {
+				m := fmt.Sprintf("behind-%d-%d", g, i)
+				r, err := s.Reserve(ctx(t), "", "id", m, longLease)
+				if err != nil {
+					t.Errorf("Reserve(%q): %v", m, err)
+					return
+				}
+				if err := s.CommitBehind(ctx(t), r, longTTL); err != nil {
+					t.Errorf("CommitBehind(%+v): %v", r, err)
+					return
+				}
+				time.Sleep(time.Duration(i%4) * time.Millisecond)
+				if _, err := s.Reserve(ctx(t), "", "id", m, longLease); !errors.Is(err, cache.ErrAlreadyDelivered) {
+					t.Errorf("Reserve(%q) after CommitBehind = %v; want ErrAlreadyDelivered", m, err)
+					return
+				}
+			}
+		})
 	}
+	wg.Wait()
 }
 
 func testDedupReleaseAllowsRetry(t *testing.T, s cache.Store) {
