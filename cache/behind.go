@@ -57,7 +57,7 @@ type behindQueue struct {
 // written are reported to RedisConfig.OnLostCommits.
 func (r *Redis) CommitBehind(ctx context.Context, res Reservation, ttl time.Duration) error {
 	key := r.reservedKey(res)
-	cmd := r.commitCommand(res, ttl)
+	cmd := r.commitCommand(key, ttl)
 	q := &r.behind
 	q.mu.Lock()
 	if q.closed {
@@ -80,14 +80,14 @@ func (r *Redis) CommitBehind(ctx context.Context, res Reservation, ttl time.Dura
 		default:
 		}
 	case n >= maxCommitsBehind:
-		return r.writeBehind(ctx)
+		return r.writeBehind(ctx, false)
 	}
 	return nil
 }
 
-// commitCommand is the SET that records res as delivered for ttl.
-func (r *Redis) commitCommand(res Reservation, ttl time.Duration) rueidis.Completed {
-	return r.c.B().Arbitrary("SET").Keys(r.reservedKey(res)).Args(dedupDelivered, "PX", r.millis.of(ttl)).Build()
+// commitCommand is the SET that records the dedup key as delivered for ttl.
+func (r *Redis) commitCommand(key string, ttl time.Duration) rueidis.Completed {
+	return r.c.B().Arbitrary("SET").Keys(key).Args(dedupDelivered, "PX", r.millis.of(ttl)).Build()
 }
 
 // takeBehind empties the queue and returns what it held; final marks the
@@ -132,16 +132,12 @@ func (r *Redis) reserveWithBehind(ctx context.Context, key string, cmd rueidis.C
 	return resps[marks], false
 }
 
-// writeBehind writes the queued marks now.
-func (r *Redis) writeBehind(ctx context.Context) error {
-	cmds, keys := r.takeBehind(false)
+// writeBehind writes the queued marks now; final closes the queue (Close).
+func (r *Redis) writeBehind(ctx context.Context, final bool) error {
+	cmds, keys := r.takeBehind(final)
 	if len(cmds) == 0 {
 		return nil
 	}
-	return r.writeCommits(ctx, cmds, keys)
-}
-
-func (r *Redis) writeCommits(ctx context.Context, cmds rueidis.Commands, keys []string) error {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 	return r.settleBehind(cmds, keys, r.c.DoMulti(ctx, cmds...), len(cmds))
@@ -197,7 +193,7 @@ func (r *Redis) flushBehind() {
 	for {
 		select {
 		case <-r.stop:
-			r.writeFinal()
+			_ = r.writeBehind(context.Background(), true)
 			return
 		case <-r.behind.wake:
 		}
@@ -205,17 +201,10 @@ func (r *Redis) flushBehind() {
 		select {
 		case <-r.stop:
 			timer.Stop()
-			r.writeFinal()
+			_ = r.writeBehind(context.Background(), true)
 			return
 		case <-timer.C:
 		}
-		_ = r.writeBehind(context.Background())
-	}
-}
-
-// writeFinal writes the queue Close finds and closes it.
-func (r *Redis) writeFinal() {
-	if cmds, keys := r.takeBehind(true); len(cmds) > 0 {
-		_ = r.writeCommits(context.Background(), cmds, keys)
+		_ = r.writeBehind(context.Background(), false)
 	}
 }

@@ -56,8 +56,15 @@ func BenchmarkLookup(b *testing.B) {
 // Redis round trips the sender waits for.
 func BenchmarkDedup(b *testing.B) {
 	url := "redis://" + cachetest.StartRedis(b)
-	for _, mode := range []string{"commit", "commit-behind"} {
-		b.Run(mode, func(b *testing.B) {
+	modes := []struct {
+		name   string
+		commit func(*cache.Redis, context.Context, cache.Reservation, time.Duration) error
+	}{
+		{"commit", (*cache.Redis).Commit},
+		{"commit-behind", (*cache.Redis).CommitBehind},
+	}
+	for _, mode := range modes {
+		b.Run(mode.name, func(b *testing.B) {
 			s := newRedis(b, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix(), MaxFlushDelay: 50 * time.Microsecond})
 			ctx := context.Background()
 			var next atomic.Uint64
@@ -73,12 +80,7 @@ func BenchmarkDedup(b *testing.B) {
 						b.Error(err)
 						return
 					}
-					if mode == "commit" {
-						err = s.Commit(ctx, res, time.Hour)
-					} else {
-						err = s.CommitBehind(ctx, res, time.Hour)
-					}
-					if err != nil {
+					if err := mode.commit(s, ctx, res, time.Hour); err != nil {
 						b.Error(err)
 						return
 					}

@@ -704,7 +704,7 @@ func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) 
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
-	if err := r.c.Do(ctx, r.commitCommand(res, ttl)).Error(); err != nil {
+	if err := r.c.Do(ctx, r.commitCommand(r.reservedKey(res), ttl)).Error(); err != nil {
 		return unavailable(fmt.Sprintf("commit message %q for client %q", res.MessageID, res.ClientID), err)
 	}
 	return nil
