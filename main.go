@@ -26,14 +26,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/valyala/fasthttp"
 
 	"push-server/cache"
 	"push-server/dispatch"
@@ -83,6 +82,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 // config is every setting, parsed from the environment.
 type config struct {
 	port           int
+	listenAddr     string // host part of both listeners; "" = every interface
 	publicURL      string
 	redisURL       string
 	redisReplica   string
@@ -193,6 +193,32 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		if rl.TrustedProxies, err = router.ParseTrustedProxies(v); err != nil {
 			return nil, fmt.Errorf("TRUSTED_PROXIES=%q: want comma-separated addresses or CIDR prefixes: %v", v, err)
 		}
+	}
+	if rl.IPv6Prefix, err = envInt(getenv, "RATE_LIMIT_IPV6_PREFIX", 64, 48, 128); err != nil {
+		return nil, err
+	}
+	// Fly's proxy overwrites Fly-Client-IP on every request it forwards, and
+	// every connection comes from it: the header is the caller, and a
+	// per-peer connection cap would cap all callers together.
+	onFly := getenv("FLY_APP_NAME") != ""
+	if onFly {
+		rl.EdgeHeader = "Fly-Client-IP"
+	}
+	if c.router.HeaderTimeout, err = envDuration(getenv, "HEADER_READ_TIMEOUT", 5*time.Second); err != nil {
+		return nil, err
+	}
+	if c.router.MaxConns, err = envInt(getenv, "MAX_CONNS", 10000, 1, 1<<20); err != nil {
+		return nil, err
+	}
+	perIPDefault := max(c.router.MaxConns/10, 1)
+	if onFly || len(rl.TrustedProxies) > 0 {
+		perIPDefault = 0 // the peers are proxies carrying many callers each
+	}
+	if c.router.MaxConnsPerIP, err = envInt(getenv, "MAX_CONNS_PER_IP", perIPDefault, 0, 1<<20); err != nil {
+		return nil, err
+	}
+	if c.listenAddr, err = envListenAddr(env("LISTEN_ADDR", "")); err != nil {
+		return nil, err
 	}
 	if c.metricsPort, err = envInt(getenv, "TELEMETRY_PROMETHEUS_PORT", 0, 1, 65535); err != nil {
 		return nil, err
@@ -351,7 +377,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		return 2
 	}
 
-	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.port))
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenAddr, strconv.Itoa(cfg.port)))
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server: PORT:", err)
 		return 1
@@ -359,13 +385,13 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 	log.Info("serving", "addr", ln.Addr().String(), "version", version, "validate_signatures", cfg.router.ValidateSignatures)
 
 	if cfg.metricsPort != 0 {
-		mln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.metricsPort))
+		mln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenAddr, strconv.Itoa(cfg.metricsPort)))
 		if err != nil {
 			fmt.Fprintln(stderr, "push-server: TELEMETRY_PROMETHEUS_PORT:", err)
 			return 1
 		}
 		defer mln.Close()
-		go (&fasthttp.Server{Handler: router.MetricsHandler, Name: "push-server-metrics"}).Serve(mln)
+		go srv.MetricsServer().Serve(mln)
 		log.Info("serving metrics", "addr", mln.Addr().String())
 	}
 
@@ -598,6 +624,21 @@ func decodeKey(v string) ([]byte, error) {
 		return b, nil
 	}
 	return nil, errors.New("not a 32-byte key")
+}
+
+// envListenAddr checks LISTEN_ADDR: an IP address or host name, without a
+// port (the ports are PORT and TELEMETRY_PROMETHEUS_PORT).
+func envListenAddr(v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	if _, err := netip.ParseAddr(strings.Trim(v, "[]")); err == nil {
+		return strings.Trim(v, "[]"), nil
+	}
+	if strings.ContainsAny(v, ":/[] ") {
+		return "", fmt.Errorf("LISTEN_ADDR=%q: want an IP address or host name without a port, like 10.0.0.5 or fly-local-6pn (the port is PORT)", v)
+	}
+	return v, nil
 }
 
 // redactURL hides a URL's password: REDIS_URL may carry one.

@@ -145,7 +145,7 @@ func TestRegistrationsAreRateLimited(t *testing.T) {
 				deps: func(d *Deps) { d.Limiter = d.Store.(cache.Limiter) },
 				configure: func(c *Config) {
 					c.RateLimits = RateLimits{PerIP: 3, PerClient: 2, Window: time.Minute,
-						TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+						TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}}
 				}})
 			reg := func(id string, hdr map[string]string) reply {
 				return h.do("POST", "/clients", `{"client_id":"`+id+`","type":"noop","token":"t-`+id+`"}`, hdr)
@@ -159,7 +159,7 @@ func TestRegistrationsAreRateLimited(t *testing.T) {
 			if ra, _ := strconv.Atoi(r.header.Get("Retry-After")); ra < 1 || ra > 60 {
 				t.Fatalf("Retry-After = %q", r.header.Get("Retry-After"))
 			}
-			// Per address: the trusted proxy's first hop is the address.
+			// Per address: the rightmost hop that is not a trusted proxy.
 			for i := range 3 {
 				reg("ip-"+strconv.Itoa(i), xff("198.51.100.7")).expectOK(t, 200)
 			}

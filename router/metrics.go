@@ -140,3 +140,23 @@ func PublishRetries(counters ...RetryCounter) {
 	metrics.GetOrCreateGauge(`push_provider_retries_total`, sum(RetryCounter.Retries))
 	metrics.GetOrCreateGauge(`push_provider_retries_refused_total`, sum(RetryCounter.RetriesRefused))
 }
+
+// MetricsServer serves GET /metrics alone, for a port of its own
+// (TELEMETRY_PROMETHEUS_PORT), under the API's header, write and idle
+// timeouts and a small connection bound: that port is private, but
+// whatever can reach it must not be able to hold connections open forever.
+func (s *Server) MetricsServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:      MetricsHandler,
+		Name:         "push-server-metrics",
+		ReadTimeout:  s.cfg.HeaderTimeout, // a GET: its headers are all of it
+		WriteTimeout: s.cfg.WriteTimeout,
+		IdleTimeout:  s.cfg.IdleTimeout,
+		Concurrency:  metricsMaxConns,
+		Logger:       slogPrintf{s.log},
+	}
+}
+
+// metricsMaxConns bounds the metrics port's connections: a scraper or two
+// keep one each.
+const metricsMaxConns = 64

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"net/netip"
 	"strconv"
@@ -26,34 +27,111 @@ type RateLimits struct {
 	// is believed (TRUSTED_PROXIES). From any other peer those headers are
 	// ignored: a client could write anything in them.
 	TrustedProxies []netip.Prefix
+	// EdgeHeader names a header that the platform's edge proxy overwrites
+	// on every request with the address it accepted the connection from
+	// (Fly-Client-IP on Fly; main sets it when FLY_APP_NAME is set). It is
+	// believed from any peer: on such a platform every peer is the proxy,
+	// and its addresses are not known in advance. Empty: none.
+	EdgeHeader string
+	// IPv6Prefix is how many leading bits of an IPv6 caller's address the
+	// per-IP limit counts (RATE_LIMIT_IPV6_PREFIX, 48..128; 0 means 64):
+	// one host is routinely given a whole /64, so per-address buckets
+	// would let it pick a fresh address for every call.
+	IPv6Prefix int
 }
 
-// clientIP is the address the limits count: the peer, or the first hop a
-// trusted proxy reports.
+// clientIP is the address the limits count (see clientAddr), IPv6 callers
+// reduced to their IPv6Prefix.
 func (s *Server) clientIP(ctx *fasthttp.RequestCtx) string {
+	a := s.clientAddr(ctx)
+	if bits := s.cfg.RateLimits.IPv6Prefix; a.Is6() && bits < 128 {
+		p, err := a.Prefix(bits)
+		if err == nil {
+			return p.String()
+		}
+	}
+	return a.String()
+}
+
+// clientAddr is the caller's address: the edge proxy's header where the
+// platform has one; else, from a trusted proxy, its Fly-Client-IP or the
+// rightmost X-Forwarded-For address that is not itself a trusted proxy;
+// else the peer. X-Forwarded-For is read from the right because each proxy
+// appends the address it accepted the connection from: the entries left of
+// the first untrusted one are whatever the caller chose to write.
+func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
+	rl := &s.cfg.RateLimits
 	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	peer = peer.Unmap()
-	trusted := false
-	for _, p := range s.cfg.RateLimits.TrustedProxies {
-		if p.Contains(peer) {
-			trusted = true
-			break
+	if rl.EdgeHeader != "" {
+		if a, ok := parseAddr(ctx.Request.Header.Peek(rl.EdgeHeader)); ok {
+			return a
 		}
 	}
-	if trusted {
-		if v := ctx.Request.Header.Peek("Fly-Client-IP"); len(v) > 0 {
-			if a, err := netip.ParseAddr(strings.TrimSpace(string(v))); err == nil {
-				return a.String()
+	if !rl.trusted(peer) {
+		return peer
+	}
+	if a, ok := parseAddr(ctx.Request.Header.Peek("Fly-Client-IP")); ok {
+		return a
+	}
+	// Every X-Forwarded-For line counts, in order, as one list (RFC 9110
+	// §5.3). Walking left stops at the first address a trusted proxy did
+	// not vouch for; an entry that does not parse stops it too, at the
+	// last trusted hop: what lies left of it cannot be attributed to
+	// anyone we trust.
+	caller := peer
+	lines := ctx.Request.Header.PeekAll(fasthttp.HeaderXForwardedFor)
+	for i := len(lines) - 1; i >= 0; i-- {
+		rest := lines[i]
+		for {
+			j := bytes.LastIndexByte(rest, ',')
+			a, ok := parseAddr(rest[j+1:])
+			if !ok {
+				return caller
 			}
-		}
-		if v := ctx.Request.Header.Peek(fasthttp.HeaderXForwardedFor); len(v) > 0 {
-			first, _, _ := strings.Cut(string(v), ",")
-			if a, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
-				return a.String()
+			if !rl.trusted(a) {
+				return a
 			}
+			caller = a
+			if j < 0 {
+				break
+			}
+			rest = rest[:j]
 		}
 	}
-	return peer.String()
+	return caller
+}
+
+// trusted reports whether a is one of the TrustedProxies.
+func (rl *RateLimits) trusted(a netip.Addr) bool {
+	for _, p := range rl.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseAddr reads one forwarded address: an IP, optionally with a port
+// ("192.0.2.1:4711", "[2001:db8::1]:4711"), as some proxies write it.
+func parseAddr(v []byte) (netip.Addr, bool) {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 {
+		return netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(string(v))
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(string(v))
+		if perr != nil {
+			return netip.Addr{}, false
+		}
+		a = ap.Addr()
+	}
+	if a.Zone() != "" {
+		// A zone names an interface of the proxy's host, not a caller.
+		return netip.Addr{}, false
+	}
+	return a.Unmap(), true
 }
 
 // rateLimit counts one call for the caller's address and for the client id

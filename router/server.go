@@ -45,8 +45,28 @@ type Config struct {
 	// crashed instance's claim frees itself.
 	SendTimeout time.Duration
 	// ReadTimeout, WriteTimeout and IdleTimeout bound a connection's phases
-	// so that slow clients cannot hold connections forever.
+	// so that slow clients cannot hold connections forever: ReadTimeout the
+	// body once the headers are in, WriteTimeout the answer, IdleTimeout
+	// the wait for a kept-alive connection's next request.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// HeaderTimeout bounds a request's headers, counted from the
+	// connection's opening (or, on a kept-alive connection, from the
+	// request's first byte), so a connection that never sends anything,
+	// or trickles its headers a byte at a time (slowloris), is cut off
+	// with 408 (HEADER_READ_TIMEOUT). 0 means 5 s; never more than
+	// ReadTimeout.
+	HeaderTimeout time.Duration
+	// MaxConns bounds the connections served at once (MAX_CONNS): past it
+	// a new connection is answered 503 and closed, so idle connections
+	// cannot grow memory without bound. 0 means fasthttp's default
+	// (262144).
+	MaxConns int
+	// MaxConnsPerIP bounds one peer address's connections at once
+	// (MAX_CONNS_PER_IP), so that one host cannot take all of MaxConns;
+	// past it a new connection is answered 429 and closed. 0: no cap. It
+	// counts the TCP peer, so behind a proxy it would cap every caller
+	// together: main leaves it off there (see docs/deploy.md).
+	MaxConnsPerIP int
 	// Logger receives the server's logs; nil = slog.Default().
 	Logger *slog.Logger
 	// MaxInFlightSends bounds the sends being handled at once
@@ -131,6 +151,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 60 * time.Second
 	}
+	if cfg.HeaderTimeout <= 0 {
+		cfg.HeaderTimeout = 5 * time.Second
+	}
+	cfg.HeaderTimeout = min(cfg.HeaderTimeout, cfg.ReadTimeout)
+	switch rl := &cfg.RateLimits; {
+	case rl.IPv6Prefix == 0:
+		rl.IPv6Prefix = 64
+	case rl.IPv6Prefix < 1 || rl.IPv6Prefix > 128:
+		return nil, fmt.Errorf("router: IPv6Prefix %d is not a prefix length (1..128)", rl.IPv6Prefix)
+	}
 	if cfg.MaxInFlightSends <= 0 {
 		cfg.MaxInFlightSends = 10000
 	}
@@ -193,9 +223,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		ErrorHandler:       s.transportError,
 		Name:               "push-server",
 		MaxRequestBodySize: cfg.MaxBodySize,
-		ReadTimeout:        cfg.ReadTimeout,
-		WriteTimeout:       cfg.WriteTimeout,
-		IdleTimeout:        cfg.IdleTimeout,
+		// fasthttp's ReadTimeout runs from the connection's opening (or a
+		// request's first byte) to the end of the request; once the
+		// headers are in, HeaderReceived grants the body ReadTimeout of
+		// its own, so HeaderTimeout is the headers' bound alone.
+		ReadTimeout: cfg.HeaderTimeout,
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: cfg.ReadTimeout}
+		},
+		WriteTimeout:  cfg.WriteTimeout,
+		IdleTimeout:   cfg.IdleTimeout,
+		Concurrency:   cfg.MaxConns,
+		MaxConnsPerIP: cfg.MaxConnsPerIP,
 		// The header limit: a client JWT and the signature headers fit
 		// with room to spare; anything bigger is refused with 431.
 		ReadBufferSize:               8 << 10,
