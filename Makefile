@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile
 
 build:
 	$(GO) build -o bin/push-server .
@@ -68,6 +68,13 @@ fuzz:
 		echo "fuzz $$pkg $$name for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# hostile: a legitimate sender's p50/p99 alone and with 2,000 idle and 200
+# slowloris connections open (docs/reliability.md, "Hostile callers"); make
+# test runs a smaller variant under -race.
+hostile:
+	HOSTILE_IDLE=2000 HOSTILE_SLOW=200 HOSTILE_SENDS=2000 $(GO) test -count=1 -v \
+		-run '^TestLegitimateSenderHoldsUnderHostileConnections$$' ./router/ | grep -E 'legitimate sender|^(ok|FAIL|---)'
 
 clean:
 	rm -rf bin .dev data
