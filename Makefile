@@ -73,7 +73,7 @@ fuzz:
 # slowloris connections open (docs/reliability.md, "Hostile callers"); make
 # test runs a smaller variant under -race.
 hostile:
-	HOSTILE_IDLE=2000 HOSTILE_SLOW=200 HOSTILE_SENDS=2000 $(GO) test -count=1 -v \
+	set -o pipefail; HOSTILE_IDLE=2000 HOSTILE_SLOW=200 HOSTILE_SENDS=2000 $(GO) test -count=1 -v \
 		-run '^TestLegitimateSenderHoldsUnderHostileConnections$$' ./router/ | grep -E 'legitimate sender|^(ok|FAIL|---)'
 
 clean:
