@@ -23,7 +23,11 @@ func serveInProcess(t *testing.T, env map[string]string) string {
 	logs := &lockedBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"serve"}, envMap(env), io.Discard, logs) }()
-	api := "http://127.0.0.1:" + env["PORT"]
+	host := "127.0.0.1"
+	if env["LISTEN_ADDR"] != "" {
+		host = env["LISTEN_ADDR"]
+	}
+	api := "http://" + host + ":" + env["PORT"]
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if resp, err := http.Get(api + "/health"); err == nil {
 			resp.Body.Close()
@@ -150,5 +154,20 @@ func TestEdgeSettings(t *testing.T) {
 				rl.EdgeHeader, rl.IPv6Prefix, c.router.MaxConnsPerIP, c.listenAddr, c.router.MaxConns, c.router.HeaderTimeout,
 				tc.edge, tc.prefix, tc.perIP, tc.listen, tc.maxConns, tc.headerTimeout)
 		}
+	}
+}
+
+// LISTEN_ADDR binds the listener to one address: the server answers there
+// and nowhere else.
+func TestListenAddrBindsOneAddress(t *testing.T) {
+	api := serveInProcess(t, map[string]string{
+		"LISTEN_ADDR": "127.0.0.2", "VALIDATE_SIGNATURES": "false", "DATA_DIR": t.TempDir(),
+		"SHUTDOWN_DELAY": "0", "LOG_LEVEL": "warn",
+	})
+	port := api[strings.LastIndex(api, ":")+1:]
+	resp, err := http.Get("http://127.0.0.1:" + port + "/health")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("LISTEN_ADDR=127.0.0.2: 127.0.0.1:%s answered %d; want nothing listening", port, resp.StatusCode)
 	}
 }
