@@ -198,7 +198,7 @@ func envCount(name string, def int) int {
 func TestLegitimateSenderHoldsUnderHostileConnections(t *testing.T) {
 	// make test's variant is smaller (a few seconds under -race);
 	// make hostile runs 2,000 idle, 200 slow and 2,000 sends.
-	idleN, slowN, sends := envCount("HOSTILE_IDLE", 500), envCount("HOSTILE_SLOW", 50), envCount("HOSTILE_SENDS", 100)
+	idleN, slowN, sends := envCount("HOSTILE_IDLE", 500), envCount("HOSTILE_SLOW", 50), envCount("HOSTILE_SENDS", 200)
 	// On Redis, as deployed: the embedded store's fsyncs would make the
 	// baseline itself noisy.
 	h := newHarness(t, options{store: redisStore, configure: func(c *Config) {
