@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"strings"
+	"unicode"
 
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
@@ -89,6 +90,8 @@ func parseRegister(body []byte) (cache.Client, error) {
 	case ok:
 		if why := checkText(token); why != "" {
 			errs = append(errs, fieldError{"token", why, inBody})
+		} else if why := checkToken(c.Type, token); why != "" {
+			errs = append(errs, fieldError{"token", why, inBody})
 		}
 		c.Token = token
 	case !tokenField.present():
@@ -99,6 +102,36 @@ func parseRegister(body []byte) (cache.Client, error) {
 		return cache.Client{}, badFields(errs...)
 	}
 	return c, nil
+}
+
+// checkToken refuses a token that could change the provider request it is
+// put into, for the providers whose alphabet is known. APNs puts the token in
+// the request path (/3/device/<token>), so a '/', '?', '#' or '%' would
+// change the path, add a query or cut it short; whitespace and control
+// characters are no part of any hex token either. FCM's registration tokens
+// are URL-safe base64 with ':' between the instance id and the rest (and
+// '.' seen in some), so anything else is not an FCM token. Dispatch escapes
+// the token as well, for tokens stored before this check existed.
+func checkToken(typ, token string) string {
+	switch typ {
+	case cache.TypeAPNS, cache.TypeAPNSSandbox:
+		for _, r := range token {
+			if strings.ContainsRune("/?#%", r) || unicode.IsSpace(r) || unicode.IsControl(r) {
+				return "an APNs device token must not contain '/', '?', '#', '%', whitespace or control characters"
+			}
+		}
+	case cache.TypeFCM:
+		for i := 0; i < len(token); i++ {
+			if !fcmTokenByte(token[i]) {
+				return "an FCM registration token has only letters, digits, '-', '_', ':' and '.'"
+			}
+		}
+	}
+	return ""
+}
+
+func fcmTokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':' || c == '.'
 }
 
 // unregister is DELETE /clients/{client_id}; idempotent.
