@@ -163,6 +163,9 @@ func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error 
 	ck, tk := embeddedClientKey(tenant, c.ID), embeddedTokenKey(tenant, &hash)
 	err = e.db.Update(func(tx *bolt.Tx) error {
 		clients, tokens := tx.Bucket(bucketClients), tx.Bucket(bucketTokens)
+		if !c.Bound && boundRecord(clients.Get(ck)) {
+			return ErrClientBound
+		}
 		if prev := tokens.Get(tk); prev != nil && string(prev) != c.ID {
 			if err := clients.Delete(embeddedClientKey(tenant, string(prev))); err != nil {
 				return err
@@ -183,15 +186,23 @@ func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error 
 		}
 		return clients.Put(ck, rec)
 	})
+	if errors.Is(err, ErrClientBound) {
+		return fmt.Errorf("cannot register client %q without proving its key: %w", c.ID, err)
+	}
 	if err != nil {
 		return dbError(fmt.Sprintf("register client %q", c.ID), err)
 	}
 	return nil
 }
 
+// boundRecord reports whether v is a record of a bound client.
+func boundRecord(v []byte) bool {
+	return len(v) > 1 && v[1]&flagBound != 0
+}
+
 // Unregister implements Store.
-func (e *Embedded) Unregister(ctx context.Context, tenant, id string) error {
-	_, err := e.unregister(ctx, tenant, id, nil)
+func (e *Embedded) Unregister(ctx context.Context, tenant, id string, proved bool) error {
+	_, err := e.unregister(ctx, tenant, id, nil, proved)
 	return err
 }
 
@@ -199,12 +210,13 @@ func (e *Embedded) Unregister(ctx context.Context, tenant, id string) error {
 // one transaction.
 func (e *Embedded) UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error) {
 	hash := sha256.Sum256([]byte(token))
-	return e.unregister(ctx, tenant, id, &hash)
+	return e.unregister(ctx, tenant, id, &hash, true)
 }
 
 // unregister removes client id, only while its token hashes to onlyHash
-// when that is not nil, and reports whether it removed it.
-func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *[sha256.Size]byte) (bool, error) {
+// when that is not nil, and reports whether it removed it. A bound client
+// is removed only when proved.
+func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *[sha256.Size]byte, proved bool) (bool, error) {
 	if err := e.check(ctx); err != nil {
 		return false, err
 	}
@@ -215,6 +227,9 @@ func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *
 		prev := clients.Get(ck)
 		if prev == nil {
 			return nil
+		}
+		if !proved && boundRecord(prev) {
+			return ErrClientBound
 		}
 		pr, decErr := decodeRecord(prev)
 		if onlyHash != nil && (decErr != nil || pr.hash != *onlyHash) {
@@ -231,6 +246,9 @@ func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *
 		removed = true
 		return clients.Delete(ck)
 	})
+	if errors.Is(err, ErrClientBound) {
+		return false, fmt.Errorf("cannot unregister client %q without proving its key: %w", id, err)
+	}
 	if err != nil {
 		return false, dbError(fmt.Sprintf("unregister client %q", id), err)
 	}
@@ -264,7 +282,7 @@ func (e *Embedded) Lookup(ctx context.Context, tenant, id string) (Client, error
 	case decErr != nil:
 		return Client{}, fmt.Errorf("cannot read client %q: %w", id, decErr)
 	}
-	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw}, nil
+	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw, Bound: rec.bound}, nil
 }
 
 // Reserve implements Store.

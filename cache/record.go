@@ -12,7 +12,7 @@ import (
 // A client record is one value, so that it is written and read atomically:
 //
 //	[0]      recordVersion
-//	[1]      flags (bit 0: always_raw)
+//	[1]      flags (bit 0: always_raw, bit 1: bound)
 //	[2:10]   registration nonce, big endian
 //	[10:42]  sha256(token)
 //	[42]     len(type)
@@ -28,6 +28,7 @@ const (
 	recordHeaderLen = recordTypeOff + 1
 
 	flagAlwaysRaw = 1
+	flagBound     = 2
 )
 
 // errCorruptRecord means a stored record does not decode; it is our bug or a
@@ -40,6 +41,7 @@ type record struct {
 	typ       string
 	token     string
 	alwaysRaw bool
+	bound     bool
 }
 
 // appendRecord appends the encoding of c registered with nonce to dst and
@@ -51,6 +53,9 @@ func appendRecord(dst []byte, c Client, nonce uint64, hash *[sha256.Size]byte) (
 	var flags byte
 	if c.AlwaysRaw {
 		flags |= flagAlwaysRaw
+	}
+	if c.Bound {
+		flags |= flagBound
 	}
 	dst = append(dst, recordVersion, flags)
 	dst = binary.BigEndian.AppendUint64(dst, nonce)
@@ -74,6 +79,7 @@ func decodeRecordString(s string) (record, error) {
 		return r, errCorruptRecord
 	}
 	r.alwaysRaw = s[1]&flagAlwaysRaw != 0
+	r.bound = s[1]&flagBound != 0
 	r.nonce = binary.BigEndian.Uint64([]byte(s[recordNonceOff:recordHashOff]))
 	copy(r.hash[:], s[recordHashOff:recordTypeOff])
 	n := int(s[recordTypeOff])

@@ -180,6 +180,27 @@ return 0`)
 	retireTokenScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 11, 42) == ARGV[1] then redis.call('DEL', KEYS[1]) return v end
 return false`)
+	// writeRecordScript sets KEYS[1], a client record, to ARGV[1] and
+	// returns the record it replaced, unless that record is bound (flag bit
+	// 1 of byte 2) and ARGV[2] is "0" (the caller did not prove the key):
+	// then it writes nothing and returns 0.
+	writeRecordScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
+if ARGV[2] == '0' and v and string.len(v) > 1 and math.floor(string.byte(v, 2) / 2) % 2 == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return v`)
+	// deleteRecordScript deletes KEYS[1], a client record, and returns it,
+	// unless it is bound and ARGV[1] is "0"; then it returns 0.
+	deleteRecordScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if ARGV[1] == '0' and string.len(v) > 1 and math.floor(string.byte(v, 2) / 2) % 2 == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+return v`)
+	// restoreOwnerScript sets KEYS[1], a token's owner entry, back to
+	// ARGV[2] (deletes it when ARGV[2] is empty) if it still is ARGV[1].
+	restoreOwnerScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1`)
 	// compareAndDeleteScript deletes KEYS[1] if its value is ARGV[1].
 	compareAndDeleteScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
@@ -416,9 +437,19 @@ func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return unavailable(fmt.Sprintf("take token for client %q", c.ID), err)
 	}
-	prevRec, err := r.c.Do(ctx, r.c.B().Set().Key(ck).Value(rueidis.BinaryString(rec)).Get().Build()).AsBytes()
-	if err != nil && !rueidis.IsRedisNil(err) {
+	prevRec, refused, err := recordReply(writeRecordScript.Exec(ctx, r.c, []string{ck}, []string{rueidis.BinaryString(rec), provedArg(c.Bound)}))
+	if err != nil {
 		return unavailable(fmt.Sprintf("write client %q", c.ID), err)
+	}
+	if refused {
+		// The token was taken before the record was refused: give it back
+		// to its previous owner, unless another registration took it since.
+		owner := ownerValue(nonce, c.ID)
+		if err := restoreOwnerScript.Exec(ctx, r.c, []string{tk}, []string{owner, rueidis.BinaryString(prevOwner)}).Error(); err != nil {
+			return unavailable(fmt.Sprintf("give back the token client %q was refused", c.ID), err)
+		}
+		r.settle(ctx, []string{tk})
+		return fmt.Errorf("cannot register client %q without proving its key: %w", c.ID, ErrClientBound)
 	}
 	touched := []string{tk, ck}
 
@@ -517,20 +548,50 @@ func infoInt(info, name string) (int64, bool) {
 	return n, err == nil
 }
 
-// Unregister implements Store.
-func (r *Redis) Unregister(ctx context.Context, tenant, id string) error {
+// Unregister implements Store: one script checks whether the client is
+// bound and deletes its record.
+func (r *Redis) Unregister(ctx context.Context, tenant, id string, proved bool) error {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	ck := r.clientKey(tenant, id)
-	prev, err := r.c.Do(ctx, r.c.B().Getdel().Key(ck).Build()).AsBytes()
-	if rueidis.IsRedisNil(err) {
+	prev, refused, err := recordReply(deleteRecordScript.Exec(ctx, r.c, []string{ck}, []string{provedArg(proved)}))
+	switch {
+	case err != nil:
+		return unavailable(fmt.Sprintf("delete client %q", id), err)
+	case refused:
+		return fmt.Errorf("cannot unregister client %q without proving its key: %w", id, ErrClientBound)
+	case prev == nil:
 		return nil
 	}
-	if err != nil {
-		return unavailable(fmt.Sprintf("delete client %q", id), err)
-	}
 	return r.releaseToken(ctx, tenant, id, ck, prev)
+}
+
+// provedArg spells whether the caller proved the client's key for the
+// record scripts.
+func provedArg(proved bool) string {
+	if proved {
+		return "1"
+	}
+	return "0"
+}
+
+// recordReply reads the reply of writeRecordScript or deleteRecordScript:
+// the record it replaced or deleted (nil for none), or refused when the
+// record is bound and the caller did not prove the key.
+func recordReply(res rueidis.RedisResult) (prev []byte, refused bool, err error) {
+	msg, err := res.ToMessage()
+	if rueidis.IsRedisNil(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if msg.IsInt64() {
+		return nil, true, nil
+	}
+	prev, err = msg.AsBytes()
+	return prev, false, err
 }
 
 // UnregisterIfToken implements Store: one script compares the record's token
@@ -633,7 +694,7 @@ func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id stri
 		// The token moved to another client id.
 		return Client{}, ErrClientNotFound
 	}
-	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw}, nil
+	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw, Bound: rec.bound}, nil
 }
 
 // Dedup values. A reservation holds "p:<nonce>" with the lease as expiry.

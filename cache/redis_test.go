@@ -140,7 +140,7 @@ func TestRedisOtherStoreSeesChanges(t *testing.T) {
 		}
 		eventually("shared", cache.Client{}, cache.ErrClientNotFound)
 		eventually("thief", thief, nil)
-		if err := a.Unregister(ctx, "", "thief"); err != nil {
+		if err := a.Unregister(ctx, "", "thief", false); err != nil {
 			t.Fatalf("Unregister: %v", err)
 		}
 		eventually("thief", cache.Client{}, cache.ErrClientNotFound)

@@ -32,9 +32,12 @@ func (s *Server) register(ctx *fasthttp.RequestCtx) error {
 	if perr != nil {
 		return perr
 	}
-	if err := s.authorize(ctx, c.ID); err != nil {
+	proved, err := s.authorize(ctx, c.ID)
+	if err != nil {
 		return err
 	}
+	// A registration that proves the key binds the id to it (README).
+	c.Bound = proved
 	sc, err := s.scopeOf(ctx)
 	if err != nil {
 		return err
@@ -140,7 +143,8 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	if err := s.authorize(ctx, id); err != nil {
+	proved, err := s.authorize(ctx, id)
+	if err != nil {
 		return err
 	}
 	sc, err := s.scopeOf(ctx)
@@ -150,7 +154,7 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	if err := s.rateLimit(ctx, sc.id(), id); err != nil {
 		return err
 	}
-	if err := s.store.Unregister(context.Background(), sc.id(), id); err != nil {
+	if err := s.store.Unregister(context.Background(), sc.id(), id, proved); err != nil {
 		return err
 	}
 	writeOK(ctx, fasthttp.StatusOK)
@@ -159,22 +163,23 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 
 // authorize checks the client JWT of API.md when one is sent, or when
 // REQUIRE_CLIENT_AUTH makes it mandatory: it must be valid and prove id.
-func (s *Server) authorize(ctx *fasthttp.RequestCtx, id string) error {
+// proved reports that a valid JWT for id was sent.
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, id string) (proved bool, err error) {
 	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
 	if len(h) == 0 {
 		if s.cfg.RequireClientAuth {
-			return authError("a client JWT is required (REQUIRE_CLIENT_AUTH)", "required")
+			return false, authError("a client JWT is required (REQUIRE_CLIENT_AUTH)", "required")
 		}
-		return nil
+		return false, nil
 	}
 	iss, err := s.clientAuth.Verify(h)
 	if err != nil {
-		return authError(err.Error(), "invalid client JWT")
+		return false, authError(err.Error(), "invalid client JWT")
 	}
 	if iss != id {
-		return authError("the JWT's issuer is another client id", "issued for another client id")
+		return false, authError("the JWT's issuer is another client id", "issued for another client id")
 	}
-	return nil
+	return true, nil
 }
 
 func authError(desc, field string) *requestError {

@@ -1,10 +1,14 @@
 package router
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"push-server/cache"
+	"push-server/verify"
 )
 
 // A token that would change the provider request it is put into is refused
@@ -52,5 +56,47 @@ func TestStoredTokenReachesAPNsEscaped(t *testing.T) {
 		if r.Token != tok || r.Path != "/3/device/"+tok {
 			t.Fatalf("APNs mock got path %q, token %q; want the token %q as one segment", r.Path, r.Token, tok)
 		}
+	}
+}
+
+// A client that registered with a valid JWT is bound to its key: without a
+// valid JWT for it, nobody who merely knows the id can take its pushes or
+// remove it. Clients registered without a JWT behave as before.
+func TestBoundClientKeepsItsKey(t *testing.T) {
+	const aud = "https://push.example.com"
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			h := newHarness(t, options{audience: aud, store: st.open})
+			pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+			_, other, _ := ed25519.GenerateKey(rand.Reader)
+			did := verify.DIDKey(pub)
+			now := time.Now()
+			auth := map[string]string{"Authorization": clientJWT(t, priv, aud, now, now.Add(time.Hour))}
+			body := func(token string) string {
+				return `{"client_id":"` + did + `","type":"noop","token":"` + token + `"}`
+			}
+
+			// Unbound: anybody may re-register or remove it.
+			h.do("POST", "/clients", body("t0"), nil).expectOK(t, 200)
+			h.do("POST", "/clients", body("t1"), nil).expectOK(t, 200)
+			h.do("DELETE", "/clients/"+did, "", nil).expectOK(t, 200)
+
+			h.do("POST", "/clients", body("wallet"), auth).expectOK(t, 200)
+			h.do("POST", "/clients", body("thief"), nil).expectError(t, 401, "authentication", "authorization")
+			h.do("DELETE", "/clients/"+did, "", nil).expectError(t, 401, "authentication", "authorization")
+			// A JWT of another key proves nothing for this id.
+			wrong := map[string]string{"Authorization": clientJWT(t, other, aud, now, now.Add(time.Hour))}
+			h.do("DELETE", "/clients/"+did, "", wrong).expectError(t, 401, "authentication", "authorization")
+			if c, err := h.store.Lookup(t.Context(), "", did[len("did:key:"):]); err != nil || c.Token != "wallet" {
+				t.Fatalf("after refused attempts the client is %+v, %v; want the wallet's registration", c, err)
+			}
+			// The key's holder re-registers and unregisters as before.
+			h.do("POST", "/clients", body("wallet-2"), auth).expectOK(t, 200)
+			h.do("POST", "/clients", body("thief"), nil).expectError(t, 401, "authentication", "authorization")
+			h.do("DELETE", "/clients/"+did, "", auth).expectOK(t, 200)
+			// Once removed, the id starts over unbound.
+			h.do("POST", "/clients", body("t2"), nil).expectOK(t, 200)
+			h.do("DELETE", "/clients/"+did, "", nil).expectOK(t, 200)
+		})
 	}
 }

@@ -24,6 +24,7 @@ func TestErrorNamesArePinned(t *testing.T) {
 		{verify.ErrBadSignature, 401, "invalid_signature"},
 		{verify.ErrBadJWT, 401, "authentication"},
 		{cache.ErrClientNotFound, 404, "client_not_found"},
+		{cache.ErrClientBound, 401, "authentication"},
 		{cache.ErrTenantNotFound, 404, "tenant_not_found"},
 		{cache.ErrDeliveryInProgress, 409, "delivery_in_progress"},
 		{cache.ErrUnavailable, 503, "store_unavailable"},

@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"TypesAndAlwaysRawRoundTrip", testTypesAndAlwaysRawRoundTrip},
 		{"UnregisterIsIdempotent", testUnregisterIsIdempotent},
 		{"UnregisterIfTokenSparesAFreshToken", testUnregisterIfToken},
+		{"BoundClientKeepsItsKey", testBoundClientKeepsItsKey},
 		{"TokenMovesToNewClient", testTokenMovesToNewClient},
 		{"ReRegisterWithNewTokenFreesOldToken", testReRegisterFreesOldToken},
 		{"TenantsAreIsolated", testTenantsAreIsolated},
@@ -87,7 +88,7 @@ func mustRegister(t *testing.T, s cache.Store, tenant string, c cache.Client) {
 
 func mustUnregister(t *testing.T, s cache.Store, tenant, id string) {
 	t.Helper()
-	if err := s.Unregister(ctx(t), tenant, id); err != nil {
+	if err := s.Unregister(ctx(t), tenant, id, false); err != nil {
 		t.Fatalf("Unregister(%q, %q): %v", tenant, id, err)
 	}
 }
@@ -153,6 +154,58 @@ func testUnregisterIsIdempotent(t *testing.T, s cache.Store) {
 	// The token was released with the client: the id can come back with it.
 	mustRegister(t, s, "", c)
 	wantClient(t, s, "", c)
+}
+
+func testBoundClientKeepsItsKey(t *testing.T, s cache.Store) {
+	// Unbound: anybody may replace or remove it, as before.
+	open := cache.Client{ID: "open", Type: cache.TypeAPNS, Token: "tok-open"}
+	mustRegister(t, s, "", open)
+	open.Token = "tok-open-2"
+	mustRegister(t, s, "", open)
+	wantClient(t, s, "", open)
+
+	// Proving the key binds the id; an unproved registration or
+	// unregistration then changes nothing, the token index included.
+	bound := cache.Client{ID: "bound", Type: cache.TypeAPNS, Token: "tok-bound", Bound: true}
+	mustRegister(t, s, "", bound)
+	wantClient(t, s, "", bound)
+	thief := cache.Client{ID: "bound", Type: cache.TypeFCM, Token: "tok-thief"}
+	if err := s.Register(ctx(t), "", thief); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Register of a bound id: %v; want ErrClientBound", err)
+	}
+	// Even with the token of another client, that client keeps it.
+	thief.Token = open.Token
+	if err := s.Register(ctx(t), "", thief); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Register of a bound id: %v; want ErrClientBound", err)
+	}
+	wantClient(t, s, "", open)
+	wantClient(t, s, "", bound)
+	if err := s.Unregister(ctx(t), "", "bound", false); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Unregister of a bound id: %v; want ErrClientBound", err)
+	}
+	wantClient(t, s, "", bound)
+	// Another tenant's id of the same spelling is another client.
+	mustRegister(t, s, "other", cache.Client{ID: "bound", Type: cache.TypeNoop, Token: "x"})
+
+	// Proved again: it may change, and stays bound.
+	bound.Token = "tok-bound-2"
+	mustRegister(t, s, "", bound)
+	wantClient(t, s, "", bound)
+	if err := s.Unregister(ctx(t), "", "bound", true); err != nil {
+		t.Fatalf("proved Unregister: %v", err)
+	}
+	wantNotFound(t, s, "", "bound")
+	// Removed, the id is free: an unproved registration starts unbound.
+	thief.Token = "tok-thief"
+	mustRegister(t, s, "", thief)
+	wantClient(t, s, "", thief)
+
+	// A token the provider declared dead removes a bound client too.
+	mustRegister(t, s, "", cache.Client{ID: "dead", Type: cache.TypeAPNS, Token: "tok-dead", Bound: true})
+	if ok, err := s.UnregisterIfToken(ctx(t), "", "dead", "tok-dead"); !ok || err != nil {
+		t.Fatalf("UnregisterIfToken of a bound client = %v, %v; want true, nil", ok, err)
+	}
+	wantNotFound(t, s, "", "dead")
 }
 
 func testTokenMovesToNewClient(t *testing.T, s cache.Store) {
@@ -624,7 +677,7 @@ func testClosedStoreIsUnavailable(t *testing.T, s cache.Store) {
 		}
 	}
 	f("Register", s.Register(x, "", c))
-	f("Unregister", s.Unregister(x, "", "id"))
+	f("Unregister", s.Unregister(x, "", "id", false))
 	_, err := s.Lookup(x, "", "id")
 	f("Lookup", err)
 	_, err = s.Reserve(x, "", "id", "m2", longLease)
