@@ -329,3 +329,10 @@ func TestRedisHungServerFailsSendCalls(t *testing.T) {
 		t.Fatalf("Lookup after the hang = %+v, %v; want the registered client", got, err)
 	}
 }
+
+func TestRedisClientTTL(t *testing.T) {
+	url := "redis://" + cachetest.StartRedis(t)
+	cachetest.RunClientTTL(t, func(t *testing.T, ttl time.Duration) cache.Store {
+		return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix(), ClientTTL: ttl})
+	})
+}

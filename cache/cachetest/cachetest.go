@@ -690,3 +690,46 @@ func testClosedStoreIsUnavailable(t *testing.T, s cache.Store) {
 		t.Errorf("second Close: %v", err)
 	}
 }
+
+// RunClientTTL checks the client TTL (CLIENT_TTL) of stores made by
+// newStore with ttl: a registration expires ttl after it was registered or
+// last looked up, a look-up extends it (once a tenth of ttl has passed, so
+// at least 0.9 ttl from that look-up), a registration starts it afresh,
+// and an expired client's token is free for another. It sleeps: about
+// 2.2 ttl in all.
+func RunClientTTL(t *testing.T, newStore func(t *testing.T, ttl time.Duration) cache.Store) {
+	const ttl = 800 * time.Millisecond
+	s := newStore(t, ttl)
+	start := time.Now()
+	at := func(d time.Duration) { time.Sleep(time.Until(start.Add(d))) }
+
+	sent := cache.Client{ID: "sent", Type: cache.TypeAPNS, Token: "tok-sent", Bound: true}
+	idle := cache.Client{ID: "idle", Type: cache.TypeAPNS, Token: "tok-idle"}
+	again := cache.Client{ID: "again", Type: cache.TypeFCM, Token: "tok-again"}
+	for _, c := range []cache.Client{sent, idle, again} {
+		mustRegister(t, s, "", c)
+	}
+	at(ttl / 2)
+	wantClient(t, s, "", sent) // refreshes: now expires at 1.5 ttl
+	mustRegister(t, s, "", again)
+	at(ttl + ttl/5)
+	if time.Since(start) < ttl+ttl/10 {
+		t.Skip("the host is too slow for this timing")
+	}
+	wantNotFound(t, s, "", idle.ID)
+	wantClient(t, s, "", sent)
+	wantClient(t, s, "", again)
+	// An expired client's token belongs to nobody: another id takes it,
+	// and an unproved registration of an expired bound id is a new one.
+	heir := cache.Client{ID: "heir", Type: cache.TypeAPNS, Token: idle.Token}
+	mustRegister(t, s, "", heir)
+	wantClient(t, s, "", heir)
+
+	// Left alone, the refreshed clients expire in turn.
+	at(ttl/2 + ttl + ttl/5 + ttl)
+	wantNotFound(t, s, "", sent.ID)
+	wantNotFound(t, s, "", again.ID)
+	thief := cache.Client{ID: sent.ID, Type: cache.TypeNoop, Token: "tok-thief"}
+	mustRegister(t, s, "", thief)
+	wantClient(t, s, "", thief)
+}
