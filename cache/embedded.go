@@ -121,8 +121,8 @@ func OpenEmbeddedWith(dir string, cfg EmbeddedConfig) (*Embedded, error) {
 		db:        db,
 		nonces:    newNonceSource(),
 		clientTTL: max(cfg.ClientTTL, 0),
-		pending: make(map[string]claim),
-		stop:    make(chan struct{}),
+		pending:   make(map[string]claim),
+		stop:      make(chan struct{}),
 	}
 	e.swept.Add(1)
 	go e.sweep()
@@ -380,6 +380,9 @@ func (e *Embedded) purgeExpiredClients(now time.Time) error {
 				}
 				// The key is the tenant prefix, then the id.
 				n, w := binary.Uvarint(ck)
+				if w <= 0 || uint64(len(ck)-w) < n {
+					continue // not a key this store wrote
+				}
 				prefix := ck[:w+int(n)]
 				tk := append(bytes.Clone(prefix), r.hash[:]...)
 				if bytes.Equal(tokens.Get(tk), ck[len(prefix):]) {

@@ -104,7 +104,11 @@ const (
 // values is what "still" compares, so an old cleanup never deletes a newer
 // registration's key. A record whose token was taken before the record was
 // written stays behind unreachable until its id registers or unregisters
-// again; it never looks up.
+// again; it never looks up. The record write is a script that refuses, writing nothing,
+// when the stored record is bound (Client.Bound) and the caller did not
+// prove the key; the token taken just before is then given back to its
+// previous owner if nobody took it since. Unregister checks the same flag
+// in the script that deletes the record.
 //
 // Cache coherence: every connection tracks the keys it read (RESP3 CLIENT
 // TRACKING, OPTIN) and Redis pushes invalidations on change. After a write,
