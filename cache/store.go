@@ -101,7 +101,10 @@ type Store interface {
 	UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error)
 	// Lookup returns the client registered under id, or ErrClientNotFound.
 	// After Register or Unregister returned, Lookup on any Store of the same
-	// backing data sees the change (no stale cached answer).
+	// backing data sees the change (no stale cached answer). With a client
+	// TTL (RedisConfig.ClientTTL, EmbeddedConfig.ClientTTL) a client not
+	// registered or looked up for that long is not found, and a Lookup that
+	// finds it extends its registration (see cachetest.RunClientTTL).
 	Lookup(ctx context.Context, tenant, id string) (Client, error)
 
 	// Reserve claims (tenant, clientID, messageID) before a delivery. It
