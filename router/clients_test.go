@@ -4,10 +4,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
 	"push-server/cache"
+	"push-server/cache/cachetest"
 	"push-server/verify"
 )
 
@@ -97,6 +99,51 @@ func TestBoundClientKeepsItsKey(t *testing.T) {
 			// Once removed, the id starts over unbound.
 			h.do("POST", "/clients", body("t2"), nil).expectOK(t, 200)
 			h.do("DELETE", "/clients/"+did, "", nil).expectOK(t, 200)
+		})
+	}
+}
+
+// With CLIENT_TTL, a client nobody sends to or re-registers is gone after
+// the TTL, and every send keeps the client it reaches alive.
+func TestClientTTLExpiresIdleClientsAndSendsRefresh(t *testing.T) {
+	const ttl = 800 * time.Millisecond
+	open := map[string]func(t *testing.T) cache.Store{
+		"embedded": func(t *testing.T) cache.Store {
+			s, err := cache.OpenEmbeddedWith(t.TempDir(), cache.EmbeddedConfig{ClientTTL: ttl})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+		"redis": func(t *testing.T) cache.Store {
+			addr := cachetest.StartRedis(t)
+			s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, ClientTTL: ttl})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
+	}
+	for name, open := range open {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, options{store: open})
+			start := time.Now()
+			at := func(d time.Duration) { time.Sleep(time.Until(start.Add(d))) }
+			h.register("busy", "noop", "tok-busy", false)
+			h.register("idle", "noop", "tok-idle", false)
+			msg := 0
+			send := func(id string) reply {
+				msg++
+				return h.send(id, fmt.Sprintf(`{"topic":"t","tag":4000,"message":"m%d"}`, msg))
+			}
+			at(ttl / 2)
+			send("busy").expectOK(t, 202)
+			at(ttl + ttl/5)
+			send("busy").expectOK(t, 202)
+			send("idle").expectError(t, 404, "client_not_found")
+			at(ttl + ttl/5 + ttl + ttl/10)
+			send("busy").expectError(t, 404, "client_not_found")
 		})
 	}
 }
