@@ -89,6 +89,7 @@ type config struct {
 	redisCacheSize int
 	redisFlush     time.Duration
 	dataDir        string
+	clientTTL      time.Duration // 0: registrations never expire
 	relayKey       ed25519.PublicKey
 	maxAge         time.Duration
 	metricsPort    int // 0: /metrics on the API port
@@ -161,6 +162,11 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.dataDir = env("DATA_DIR", "./data")
+	if v := strings.TrimSpace(getenv("CLIENT_TTL")); v != "" {
+		if c.clientTTL, err = parseDurationOrSeconds(v); err != nil || c.clientTTL < 0 {
+			return nil, fmt.Errorf("CLIENT_TTL=%q: want a duration like 720h or whole seconds (0 turns expiry off)", v)
+		}
+	}
 	if c.router.DedupTTL, err = envDuration(getenv, "DEDUP_TTL", 24*time.Hour); err != nil {
 		return nil, err
 	}
@@ -309,6 +315,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 	if cfg.redisURL != "" {
 		store, err = cache.NewRedis(cache.RedisConfig{
 			URL: cfg.redisURL, ReplicaURL: cfg.redisReplica, CacheSize: cfg.redisCacheSize, MaxFlushDelay: cfg.redisFlush,
+			ClientTTL: cfg.clientTTL,
 			OnLostCommits: func(n int, err error) {
 				log.Warn("delivered but cannot record it for deduplication; the claims expire after their lease",
 					"messages", n, "error", err.Error())
@@ -320,7 +327,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		}
 		log.Info("store: redis", "url", redactURL(cfg.redisURL))
 	} else {
-		store, err = cache.OpenEmbedded(cfg.dataDir)
+		store, err = cache.OpenEmbeddedWith(cfg.dataDir, cache.EmbeddedConfig{ClientTTL: cfg.clientTTL})
 		if err != nil {
 			fmt.Fprintln(stderr, "push-server: DATA_DIR:", err)
 			return 1

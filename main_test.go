@@ -57,6 +57,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	f(map[string]string{"REQUIRE_CLIENT_AUTH": "2"}, "REQUIRE_CLIENT_AUTH")
 	f(map[string]string{"SIGNATURE_MAX_AGE": "5m"}, "SIGNATURE_MAX_AGE")
 	f(map[string]string{"DEDUP_TTL": "forever"}, "DEDUP_TTL")
+	f(map[string]string{"CLIENT_TTL": "-1s"}, "CLIENT_TTL")
+	f(map[string]string{"CLIENT_TTL": "a month"}, "CLIENT_TTL")
 	f(map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL")
 	f(map[string]string{"MAX_BODY_SIZE": "-1"}, "MAX_BODY_SIZE")
 	f(map[string]string{"JWT_SECRET": "x"}, "JWT_SECRET")

@@ -21,7 +21,13 @@ import (
 // context the send path passes.
 func TestRedisCachedLookupDoesNotAllocate(t *testing.T) {
 	url := "redis://" + cachetest.StartRedis(t)
-	s := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()})
+	// With CLIENT_TTL too: a look-up with no refresh due only compares.
+	for _, ttl := range []time.Duration{0, 720 * time.Hour} {
+		lookupDoesNotAllocate(t, newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix(), ClientTTL: ttl}))
+	}
+}
+
+func lookupDoesNotAllocate(t *testing.T, s *cache.Redis) {
 	ctx := context.Background()
 	c := cache.Client{ID: "z6MkAllocationTest", Type: cache.TypeAPNS, Token: "0123456789abcdef0123456789abcdef"}
 	for _, tenant := range []string{"", "wallet-a"} {

@@ -47,6 +47,22 @@ func BenchmarkLookup(b *testing.B) {
 		url := "redis://" + cachetest.StartRedis(b)
 		run(b, newRedis(b, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix()}))
 	})
+	// With CLIENT_TTL: 720h never refreshes within the run (the check's
+	// cost); 1s refreshes every 100ms (the refresh's cost, amortised).
+	for _, ttl := range []time.Duration{720 * time.Hour, time.Second} {
+		b.Run("embedded-ttl="+ttl.String(), func(b *testing.B) {
+			s, err := cache.OpenEmbeddedWith(b.TempDir(), cache.EmbeddedConfig{ClientTTL: ttl})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			run(b, s)
+		})
+		b.Run("redis-cached-ttl="+ttl.String(), func(b *testing.B) {
+			url := "redis://" + cachetest.StartRedis(b)
+			run(b, newRedis(b, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix(), ClientTTL: ttl}))
+		})
+	}
 }
 
 // BenchmarkDedup measures a send's dedup on Redis, its claim and its

@@ -44,6 +44,8 @@ type Embedded struct {
 	db     *bolt.DB
 	closed atomic.Bool
 	nonces *nonceSource
+	// clientTTL is EmbeddedConfig.ClientTTL.
+	clientTTL time.Duration
 
 	// mu guards pending, and is held across Reserve's read of the delivered
 	// record so that a check and a claim are one step.
@@ -70,10 +72,25 @@ type claim struct {
 
 var _ Store = (*Embedded)(nil)
 
+// EmbeddedConfig configures OpenEmbeddedWith.
+type EmbeddedConfig struct {
+	// ClientTTL, when positive, makes a registration expire ClientTTL
+	// after it was last registered or looked up (CLIENT_TTL); a look-up
+	// refreshes it once a tenth of the TTL has passed (refreshDue), so a
+	// client expires between 0.9 and 1 ClientTTL after its last send.
+	// Expired clients look up as not found and are purged by the sweeper.
+	ClientTTL time.Duration
+}
+
 // OpenEmbedded opens (creating it if needed) the store in dir/push-server.db;
 // dir is created with mode 0700. When another process holds the file, it
 // fails after a second rather than waiting.
 func OpenEmbedded(dir string) (*Embedded, error) {
+	return OpenEmbeddedWith(dir, EmbeddedConfig{})
+}
+
+// OpenEmbeddedWith is OpenEmbedded with a configuration.
+func OpenEmbeddedWith(dir string, cfg EmbeddedConfig) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create data directory: %w", err)
 	}
@@ -101,10 +118,11 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 		return nil, fmt.Errorf("cannot create buckets in %s: %w", path, err)
 	}
 	e := &Embedded{
-		db:      db,
-		nonces:  newNonceSource(),
-		pending: make(map[string]claim),
-		stop:    make(chan struct{}),
+		db:        db,
+		nonces:    newNonceSource(),
+		clientTTL: max(cfg.ClientTTL, 0),
+		pending:   make(map[string]claim),
+		stop:      make(chan struct{}),
 	}
 	e.swept.Add(1)
 	go e.sweep()
@@ -156,13 +174,17 @@ func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error 
 		return err
 	}
 	hash := sha256.Sum256([]byte(c.Token))
-	rec, err := appendRecord(nil, c, 0, &hash)
+	now := e.stamp()
+	rec, err := appendRecord(nil, c, 0, &hash, now)
 	if err != nil {
 		return err
 	}
 	ck, tk := embeddedClientKey(tenant, c.ID), embeddedTokenKey(tenant, &hash)
 	err = e.db.Update(func(tx *bolt.Tx) error {
 		clients, tokens := tx.Bucket(bucketClients), tx.Bucket(bucketTokens)
+		if !c.Bound && e.boundRecord(clients.Get(ck), now) {
+			return ErrClientBound
+		}
 		if prev := tokens.Get(tk); prev != nil && string(prev) != c.ID {
 			if err := clients.Delete(embeddedClientKey(tenant, string(prev))); err != nil {
 				return err
@@ -183,15 +205,37 @@ func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error 
 		}
 		return clients.Put(ck, rec)
 	})
+	if errors.Is(err, ErrClientBound) {
+		return fmt.Errorf("cannot register client %q without proving its key: %w", c.ID, err)
+	}
 	if err != nil {
 		return dbError(fmt.Sprintf("register client %q", c.ID), err)
 	}
 	return nil
 }
 
+// boundRecord reports whether v is a record of a bound client that has not
+// expired at now (unix ms).
+func (e *Embedded) boundRecord(v []byte, now int64) bool {
+	if len(v) < 2 || v[1]&flagBound == 0 {
+		return false
+	}
+	r, err := decodeRecord(v)
+	return err != nil || !recordExpired(r.stamp, now, e.clientTTL)
+}
+
+// stamp is the time a registration written now is stamped with: unix ms
+// with a client TTL, 0 (no stamp) without.
+func (e *Embedded) stamp() int64 {
+	if e.clientTTL <= 0 {
+		return 0
+	}
+	return time.Now().UnixMilli()
+}
+
 // Unregister implements Store.
-func (e *Embedded) Unregister(ctx context.Context, tenant, id string) error {
-	_, err := e.unregister(ctx, tenant, id, nil)
+func (e *Embedded) Unregister(ctx context.Context, tenant, id string, proved bool) error {
+	_, err := e.unregister(ctx, tenant, id, nil, proved)
 	return err
 }
 
@@ -199,12 +243,13 @@ func (e *Embedded) Unregister(ctx context.Context, tenant, id string) error {
 // one transaction.
 func (e *Embedded) UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error) {
 	hash := sha256.Sum256([]byte(token))
-	return e.unregister(ctx, tenant, id, &hash)
+	return e.unregister(ctx, tenant, id, &hash, true)
 }
 
 // unregister removes client id, only while its token hashes to onlyHash
-// when that is not nil, and reports whether it removed it.
-func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *[sha256.Size]byte) (bool, error) {
+// when that is not nil, and reports whether it removed it. A bound client
+// is removed only when proved.
+func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *[sha256.Size]byte, proved bool) (bool, error) {
 	if err := e.check(ctx); err != nil {
 		return false, err
 	}
@@ -215,6 +260,9 @@ func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *
 		prev := clients.Get(ck)
 		if prev == nil {
 			return nil
+		}
+		if !proved && e.boundRecord(prev, time.Now().UnixMilli()) {
+			return ErrClientBound
 		}
 		pr, decErr := decodeRecord(prev)
 		if onlyHash != nil && (decErr != nil || pr.hash != *onlyHash) {
@@ -231,6 +279,9 @@ func (e *Embedded) unregister(ctx context.Context, tenant, id string, onlyHash *
 		removed = true
 		return clients.Delete(ck)
 	})
+	if errors.Is(err, ErrClientBound) {
+		return false, fmt.Errorf("cannot unregister client %q without proving its key: %w", id, err)
+	}
 	if err != nil {
 		return false, dbError(fmt.Sprintf("unregister client %q", id), err)
 	}
@@ -264,7 +315,89 @@ func (e *Embedded) Lookup(ctx context.Context, tenant, id string) (Client, error
 	case decErr != nil:
 		return Client{}, fmt.Errorf("cannot read client %q: %w", id, decErr)
 	}
-	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw}, nil
+	if e.clientTTL > 0 {
+		now := time.Now().UnixMilli()
+		if recordExpired(rec.stamp, now, e.clientTTL) {
+			return Client{}, ErrClientNotFound
+		}
+		if refreshDue(rec.stamp, now, e.clientTTL) {
+			// The send goes on with what it read; a failed refresh only
+			// leaves the registration to expire sooner.
+			_ = e.refresh(ck, now)
+		}
+	}
+	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw, Bound: rec.bound}, nil
+}
+
+// refresh stamps the record at ck with now, unless it is gone, expired or
+// was refreshed meanwhile. Batch shares the fsync with concurrent commits;
+// its function may run twice, which the re-check makes harmless.
+func (e *Embedded) refresh(ck []byte, now int64) error {
+	return e.db.Batch(func(tx *bolt.Tx) error {
+		clients := tx.Bucket(bucketClients)
+		v := clients.Get(ck)
+		if v == nil {
+			return nil
+		}
+		r, err := decodeRecord(v)
+		if err != nil || recordExpired(r.stamp, now, e.clientTTL) || !refreshDue(r.stamp, now, e.clientTTL) {
+			return nil
+		}
+		c := Client{Type: r.typ, Token: r.token, AlwaysRaw: r.alwaysRaw, Bound: r.bound}
+		rec, err := appendRecord(nil, c, r.nonce, &r.hash, now)
+		if err != nil {
+			return nil
+		}
+		return clients.Put(ck, rec)
+	})
+}
+
+// purgeExpiredClients deletes the clients expired at now, and their token
+// entries, in chunks so that the write lock is not held for long.
+func (e *Embedded) purgeExpiredClients(now time.Time) error {
+	if e.clientTTL <= 0 {
+		return nil
+	}
+	ms := now.UnixMilli()
+	var expired [][]byte
+	err := e.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketClients).ForEach(func(k, v []byte) error {
+			if r, err := decodeRecord(v); err == nil && recordExpired(r.stamp, ms, e.clientTTL) {
+				expired = append(expired, bytes.Clone(k))
+			}
+			return nil
+		})
+	})
+	for len(expired) > 0 && err == nil {
+		chunk := expired[:min(len(expired), 1000)]
+		expired = expired[len(chunk):]
+		err = e.db.Update(func(tx *bolt.Tx) error {
+			clients, tokens := tx.Bucket(bucketClients), tx.Bucket(bucketTokens)
+			for _, ck := range chunk {
+				r, err := decodeRecord(clients.Get(ck))
+				if err != nil || !recordExpired(r.stamp, ms, e.clientTTL) {
+					continue // gone, or registered again since
+				}
+				// The key is the tenant prefix, then the id.
+				n, w := binary.Uvarint(ck)
+				if w <= 0 || uint64(len(ck)-w) < n {
+					continue // not a key this store wrote
+				}
+				prefix := ck[:w+int(n)]
+				tk := append(bytes.Clone(prefix), r.hash[:]...)
+				if bytes.Equal(tokens.Get(tk), ck[len(prefix):]) {
+					if err := tokens.Delete(tk); err != nil {
+						return err
+					}
+				}
+				if err := clients.Delete(ck); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return err
 }
 
 // Reserve implements Store.
@@ -378,6 +511,7 @@ func (e *Embedded) sweep() {
 			// An error here means the store is closing or the disk fails;
 			// the next Commit reports the latter, so it is not logged.
 			_ = e.purgeExpired(time.Now())
+			_ = e.purgeExpiredClients(time.Now())
 		}
 	}
 }

@@ -62,3 +62,38 @@ func TestEmbeddedPurgeExpired(t *testing.T) {
 		t.Fatal("an expired reservation survived purging")
 	}
 }
+
+// The sweeper's purge of expired clients (CLIENT_TTL) deletes their records
+// and token entries, in every tenant, and leaves live ones.
+func TestEmbeddedPurgeExpiredClients(t *testing.T) {
+	const ttl = time.Hour
+	e, err := OpenEmbeddedWith(t.TempDir(), EmbeddedConfig{ClientTTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, tenant := range []string{"", "wallet-a"} {
+		for _, id := range []string{"old", "new"} {
+			if err := e.Register(t.Context(), tenant, Client{ID: id, Type: TypeAPNS, Token: "tok-" + id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// "new" is refreshed an hour later, by its look-up.
+		e.refresh(embeddedClientKey(tenant, "new"), time.Now().Add(ttl/2).UnixMilli())
+	}
+	if err := e.purgeExpiredClients(time.Now().Add(ttl + time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	count := func(bucket []byte) (n int) {
+		_ = e.db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucket).Stats().KeyN; return nil })
+		return n
+	}
+	if c, tk := count(bucketClients), count(bucketTokens); c != 2 || tk != 2 {
+		t.Fatalf("after the purge: %d clients and %d token entries; want 2 and 2 (the refreshed ones)", c, tk)
+	}
+	for _, tenant := range []string{"", "wallet-a"} {
+		if _, err := e.Lookup(t.Context(), tenant, "new"); err != nil {
+			t.Fatalf("tenant %q: the refreshed client: %v", tenant, err)
+		}
+	}
+}

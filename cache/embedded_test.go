@@ -123,3 +123,14 @@ func TestEmbeddedTenantsSurviveRestart(t *testing.T) {
 		t.Fatalf("after reopening, Tenant = %+v, %v; want %+v", got, err, want)
 	}
 }
+
+func TestEmbeddedClientTTL(t *testing.T) {
+	cachetest.RunClientTTL(t, func(t *testing.T, ttl time.Duration) cache.Store {
+		s, err := cache.OpenEmbeddedWith(t.TempDir(), cache.EmbeddedConfig{ClientTTL: ttl})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

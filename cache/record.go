@@ -7,27 +7,34 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // A client record is one value, so that it is written and read atomically:
 //
-//	[0]      recordVersion
-//	[1]      flags (bit 0: always_raw)
+//	[0]      recordVersion (1), or recordStamped (2)
+//	[1]      flags (bit 0: always_raw, bit 1: bound)
 //	[2:10]   registration nonce, big endian
 //	[10:42]  sha256(token)
-//	[42]     len(type)
-//	[43:..]  type, then the token up to the end
+//	[42:50]  only in version 2: when the registration was last refreshed
+//	         (registered, or sent to), unix milliseconds, big endian
+//	then     len(type), type, then the token up to the end
 //
 // The nonce and the token hash sit at fixed offsets so that the Redis Lua
 // scripts can compare them with string.sub without parsing the record.
+// Version 2 is written only with a client TTL, so that a server without one
+// stores what it always did.
 const (
 	recordVersion   = 1
+	recordStamped   = 2
 	recordNonceOff  = 2
 	recordHashOff   = recordNonceOff + 8
 	recordTypeOff   = recordHashOff + sha256.Size
 	recordHeaderLen = recordTypeOff + 1
+	recordStampLen  = 8
 
 	flagAlwaysRaw = 1
+	flagBound     = 2
 )
 
 // errCorruptRecord means a stored record does not decode; it is our bug or a
@@ -40,11 +47,16 @@ type record struct {
 	typ       string
 	token     string
 	alwaysRaw bool
+	bound     bool
+	// stamp is when the registration was last refreshed, unix ms; 0 in
+	// a version 1 record.
+	stamp int64
 }
 
 // appendRecord appends the encoding of c registered with nonce to dst and
-// returns the extended slice.
-func appendRecord(dst []byte, c Client, nonce uint64, hash *[sha256.Size]byte) ([]byte, error) {
+// returns the extended slice. A stamp (unix ms) other than 0 makes it a
+// version 2 record.
+func appendRecord(dst []byte, c Client, nonce uint64, hash *[sha256.Size]byte, stamp int64) ([]byte, error) {
 	if len(c.Type) > 255 {
 		return dst, fmt.Errorf("cannot encode client %q: type is %d bytes, at most 255 fit", c.ID, len(c.Type))
 	}
@@ -52,9 +64,19 @@ func appendRecord(dst []byte, c Client, nonce uint64, hash *[sha256.Size]byte) (
 	if c.AlwaysRaw {
 		flags |= flagAlwaysRaw
 	}
-	dst = append(dst, recordVersion, flags)
+	if c.Bound {
+		flags |= flagBound
+	}
+	version := byte(recordVersion)
+	if stamp != 0 {
+		version = recordStamped
+	}
+	dst = append(dst, version, flags)
 	dst = binary.BigEndian.AppendUint64(dst, nonce)
 	dst = append(dst, hash[:]...)
+	if stamp != 0 {
+		dst = binary.BigEndian.AppendUint64(dst, uint64(stamp))
+	}
 	dst = append(dst, byte(len(c.Type)))
 	dst = append(dst, c.Type...)
 	return append(dst, c.Token...), nil
@@ -70,18 +92,27 @@ func decodeRecord(b []byte) (record, error) {
 // record read from rueidis' client-side cache decodes without allocating.
 func decodeRecordString(s string) (record, error) {
 	var r record
-	if len(s) < recordHeaderLen || s[0] != recordVersion {
+	if len(s) < recordHeaderLen || s[0] != recordVersion && s[0] != recordStamped {
 		return r, errCorruptRecord
+	}
+	typeOff := recordTypeOff
+	if s[0] == recordStamped {
+		if len(s) < recordHeaderLen+recordStampLen {
+			return r, errCorruptRecord
+		}
+		r.stamp = int64(binary.BigEndian.Uint64([]byte(s[recordTypeOff : recordTypeOff+recordStampLen])))
+		typeOff += recordStampLen
 	}
 	r.alwaysRaw = s[1]&flagAlwaysRaw != 0
+	r.bound = s[1]&flagBound != 0
 	r.nonce = binary.BigEndian.Uint64([]byte(s[recordNonceOff:recordHashOff]))
 	copy(r.hash[:], s[recordHashOff:recordTypeOff])
-	n := int(s[recordTypeOff])
-	if len(s) < recordHeaderLen+n {
+	n := int(s[typeOff])
+	if len(s) < typeOff+1+n {
 		return r, errCorruptRecord
 	}
-	r.typ = s[recordHeaderLen : recordHeaderLen+n]
-	r.token = s[recordHeaderLen+n:]
+	r.typ = s[typeOff+1 : typeOff+1+n]
+	r.token = s[typeOff+1+n:]
 	return r, nil
 }
 
@@ -130,4 +161,23 @@ func appendTenant(dst []byte, tenant string) []byte {
 		}
 	}
 	return append(dst, tenant...)
+}
+
+// refreshDue reports whether a record stamped at stamp (unix ms; 0 for
+// none) should be refreshed at now (unix ms) under a client TTL: once a
+// tenth of the TTL has passed, so a registration is written at most ten
+// times per TTL however often it is sent to, and expires between 0.9 and 1
+// TTL after its last registration or send.
+func refreshDue(stamp, now int64, ttl time.Duration) bool {
+	return now-stamp >= ttl.Milliseconds()/clientRefreshDivisor
+}
+
+// clientRefreshDivisor: see refreshDue.
+const clientRefreshDivisor = 10
+
+// recordExpired reports whether a record stamped at stamp has outlived ttl
+// at now (unix ms). A record without a stamp (written without a TTL) never
+// expires by its stamp; its first send refreshes it.
+func recordExpired(stamp, now int64, ttl time.Duration) bool {
+	return ttl > 0 && stamp != 0 && now-stamp >= ttl.Milliseconds()
 }

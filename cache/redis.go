@@ -64,6 +64,14 @@ type RedisConfig struct {
 	// called from the store's flusher and from sends (a Reserve that
 	// carried the marks), so it must return quickly.
 	OnLostCommits func(n int, err error)
+	// ClientTTL, when positive, makes a registration expire ClientTTL
+	// after it was last registered or looked up (CLIENT_TTL): the record
+	// and its token entry are written with that expiry, and a look-up
+	// extends both once a tenth of the TTL has passed since the record's
+	// stamp (refreshDue), so a client expires between 0.9 and 1 ClientTTL
+	// after its last send, and sends cost a write at most ten times per
+	// TTL per client. Zero: registrations never expire.
+	ClientTTL time.Duration
 }
 
 // Defaults for RedisConfig's zero fields.
@@ -96,7 +104,11 @@ const (
 // values is what "still" compares, so an old cleanup never deletes a newer
 // registration's key. A record whose token was taken before the record was
 // written stays behind unreachable until its id registers or unregisters
-// again; it never looks up.
+// again; it never looks up. The record write is a script that refuses, writing nothing,
+// when the stored record is bound (Client.Bound) and the caller did not
+// prove the key; the token taken just before is then given back to its
+// previous owner if nobody took it since. Unregister checks the same flag
+// in the script that deletes the record.
 //
 // Cache coherence: every connection tracks the keys it read (RESP3 CLIENT
 // TRACKING, OPTIN) and Redis pushes invalidations on change. After a write,
@@ -138,6 +150,10 @@ type Redis struct {
 	clientKeys, tokenKeys *keyInterner
 	// millis spells the dedup records' expiries.
 	millis millisArgs
+	// clientTTL is RedisConfig.ClientTTL; clientTTLArg spells it in ms for
+	// the scripts ("0": none).
+	clientTTL    time.Duration
+	clientTTLArg string
 
 	// replica is the replica's client, nil until connected or without
 	// ReplicaURL. replicaDownUntil and primaryDownUntil (unix ns) skip a
@@ -180,6 +196,43 @@ return 0`)
 	retireTokenScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
 if v and string.sub(v, 11, 42) == ARGV[1] then redis.call('DEL', KEYS[1]) return v end
 return false`)
+	// writeRecordScript sets KEYS[1], a client record, to ARGV[1] (to
+	// expire after ARGV[3] ms unless that is "0") and returns the record it
+	// replaced, unless that record is bound (flag bit 1 of byte 2) and
+	// ARGV[2] is "0" (the caller did not prove the key): then it writes
+	// nothing and returns 0.
+	writeRecordScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
+if ARGV[2] == '0' and v and string.len(v) > 1 and math.floor(string.byte(v, 2) / 2) % 2 == 1 then return 0 end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
+return v`)
+	// refreshRecordScript re-stamps KEYS[1], a client record, with ARGV[2]
+	// (8 bytes, see record.go; a version 1 record becomes version 2) and
+	// sets it to expire after ARGV[3] ms, if its registration nonce is
+	// ARGV[1].
+	refreshRecordScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 3, 10) ~= ARGV[1] then return 0 end
+local rest
+if string.byte(v, 1) == 2 then rest = string.sub(v, 51) else rest = string.sub(v, 43) end
+redis.call('SET', KEYS[1], string.char(2) .. string.sub(v, 2, 42) .. ARGV[2] .. rest, 'PX', ARGV[3])
+return 1`)
+	// refreshOwnerScript sets KEYS[1], a token's owner entry, to expire
+	// after ARGV[2] ms if it is ARGV[1].
+	refreshOwnerScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0`)
+	// deleteRecordScript deletes KEYS[1], a client record, and returns it,
+	// unless it is bound and ARGV[1] is "0"; then it returns 0.
+	deleteRecordScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if ARGV[1] == '0' and string.len(v) > 1 and math.floor(string.byte(v, 2) / 2) % 2 == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+return v`)
+	// restoreOwnerScript sets KEYS[1], a token's owner entry, back to
+	// ARGV[2] (deletes it when ARGV[2] is empty) if it still is ARGV[1];
+	// with a client TTL (ARGV[3] ms, "0" for none) it expires after it.
+	restoreOwnerScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1`)
 	// compareAndDeleteScript deletes KEYS[1] if its value is ARGV[1].
 	compareAndDeleteScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
@@ -243,6 +296,8 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		tokenKeys:        newKeyInterner(maxInternedKeys),
 		nonces:           newNonceSource(),
 		onLostCommits:    cfg.OnLostCommits,
+		clientTTL:        max(cfg.ClientTTL, 0),
+		clientTTLArg:     strconv.FormatInt(max(cfg.ClientTTL, 0).Milliseconds(), 10),
 		behind:           behindQueue{wake: make(chan struct{}, 1), unwritten: make(map[string]int)},
 		carryMarks:       c.Mode() != rueidis.ClientModeCluster,
 		stop:             make(chan struct{}),
@@ -406,19 +461,37 @@ func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
 
 	hash := sha256.Sum256([]byte(c.Token))
 	nonce := r.nonces.next()
-	rec, err := appendRecord(nil, c, nonce, &hash)
+	var stamp int64
+	if r.clientTTL > 0 {
+		stamp = time.Now().UnixMilli()
+	}
+	rec, err := appendRecord(nil, c, nonce, &hash, stamp)
 	if err != nil {
 		return err
 	}
 	ck, tk := r.clientKey(tenant, c.ID), r.tokenKey(tenant, &hash)
 
-	prevOwner, err := r.c.Do(ctx, r.c.B().Set().Key(tk).Value(ownerValue(nonce, c.ID)).Get().Build()).AsBytes()
+	takeToken := r.c.B().Set().Key(tk).Value(ownerValue(nonce, c.ID)).Get().Build()
+	if r.clientTTL > 0 {
+		takeToken = r.c.B().Set().Key(tk).Value(ownerValue(nonce, c.ID)).Get().PxMilliseconds(r.clientTTL.Milliseconds()).Build()
+	}
+	prevOwner, err := r.c.Do(ctx, takeToken).AsBytes()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return unavailable(fmt.Sprintf("take token for client %q", c.ID), err)
 	}
-	prevRec, err := r.c.Do(ctx, r.c.B().Set().Key(ck).Value(rueidis.BinaryString(rec)).Get().Build()).AsBytes()
-	if err != nil && !rueidis.IsRedisNil(err) {
+	prevRec, refused, err := recordReply(writeRecordScript.Exec(ctx, r.c, []string{ck}, []string{rueidis.BinaryString(rec), provedArg(c.Bound), r.clientTTLArg}))
+	if err != nil {
 		return unavailable(fmt.Sprintf("write client %q", c.ID), err)
+	}
+	if refused {
+		// The token was taken before the record was refused: give it back
+		// to its previous owner, unless another registration took it since.
+		owner := ownerValue(nonce, c.ID)
+		if err := restoreOwnerScript.Exec(ctx, r.c, []string{tk}, []string{owner, rueidis.BinaryString(prevOwner), r.clientTTLArg}).Error(); err != nil {
+			return unavailable(fmt.Sprintf("give back the token client %q was refused", c.ID), err)
+		}
+		r.settle(ctx, []string{tk})
+		return fmt.Errorf("cannot register client %q without proving its key: %w", c.ID, ErrClientBound)
 	}
 	touched := []string{tk, ck}
 
@@ -517,20 +590,50 @@ func infoInt(info, name string) (int64, bool) {
 	return n, err == nil
 }
 
-// Unregister implements Store.
-func (r *Redis) Unregister(ctx context.Context, tenant, id string) error {
+// Unregister implements Store: one script checks whether the client is
+// bound and deletes its record.
+func (r *Redis) Unregister(ctx context.Context, tenant, id string, proved bool) error {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
 	ck := r.clientKey(tenant, id)
-	prev, err := r.c.Do(ctx, r.c.B().Getdel().Key(ck).Build()).AsBytes()
-	if rueidis.IsRedisNil(err) {
+	prev, refused, err := recordReply(deleteRecordScript.Exec(ctx, r.c, []string{ck}, []string{provedArg(proved)}))
+	switch {
+	case err != nil:
+		return unavailable(fmt.Sprintf("delete client %q", id), err)
+	case refused:
+		return fmt.Errorf("cannot unregister client %q without proving its key: %w", id, ErrClientBound)
+	case prev == nil:
 		return nil
 	}
-	if err != nil {
-		return unavailable(fmt.Sprintf("delete client %q", id), err)
-	}
 	return r.releaseToken(ctx, tenant, id, ck, prev)
+}
+
+// provedArg spells whether the caller proved the client's key for the
+// record scripts.
+func provedArg(proved bool) string {
+	if proved {
+		return "1"
+	}
+	return "0"
+}
+
+// recordReply reads the reply of writeRecordScript or deleteRecordScript:
+// the record it replaced or deleted (nil for none), or refused when the
+// record is bound and the caller did not prove the key.
+func recordReply(res rueidis.RedisResult) (prev []byte, refused bool, err error) {
+	msg, err := res.ToMessage()
+	if rueidis.IsRedisNil(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if msg.IsInt64() {
+		return nil, true, nil
+	}
+	prev, err = msg.AsBytes()
+	return prev, false, err
 }
 
 // UnregisterIfToken implements Store: one script compares the record's token
@@ -633,7 +736,31 @@ func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id stri
 		// The token moved to another client id.
 		return Client{}, ErrClientNotFound
 	}
-	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw}, nil
+	if r.clientTTL > 0 {
+		if now := time.Now().UnixMilli(); refreshDue(rec.stamp, now, r.clientTTL) {
+			r.refresh(ctx, tenant, id, &rec, now)
+		}
+	}
+	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw, Bound: rec.bound}, nil
+}
+
+// refresh extends client id's registration by the client TTL from now:
+// its record, re-stamped, and its token entry, each only while it is still
+// the registration rec was read from. It writes to the primary, also when
+// rec came from a replica, and not while the primary is known down (a
+// send should not wait a timeout for it). Errors are ignored: the look-up
+// stands, and a registration not refreshed only expires sooner.
+func (r *Redis) refresh(ctx context.Context, tenant, id string, rec *record, now int64) {
+	if time.Now().UnixNano() < r.primaryDownUntil.Load() {
+		return
+	}
+	var nonce, stamp [8]byte
+	binary.BigEndian.PutUint64(nonce[:], rec.nonce)
+	binary.BigEndian.PutUint64(stamp[:], uint64(now))
+	_ = refreshRecordScript.Exec(ctx, r.c, []string{r.clientKey(tenant, id)},
+		[]string{string(nonce[:]), string(stamp[:]), r.clientTTLArg}).Error()
+	_ = refreshOwnerScript.Exec(ctx, r.c, []string{r.tokenKey(tenant, &rec.hash)},
+		[]string{ownerValue(rec.nonce, id), r.clientTTLArg}).Error()
 }
 
 // Dedup values. A reservation holds "p:<nonce>" with the lease as expiry.

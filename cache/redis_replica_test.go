@@ -70,7 +70,7 @@ func TestRedisReplicaSeesPrimaryWrites(t *testing.T) {
 		}
 		eventually(t, b, "shared", cache.Client{}, cache.ErrClientNotFound, 2*time.Second)
 		eventually(t, b, "thief", thief, nil, 2*time.Second)
-		if err := a.Unregister(ctx, "", "thief"); err != nil {
+		if err := a.Unregister(ctx, "", "thief", false); err != nil {
 			t.Fatalf("Unregister: %v", err)
 		}
 		eventually(t, b, "thief", cache.Client{}, cache.ErrClientNotFound, 2*time.Second)
@@ -153,7 +153,7 @@ func TestRedisReplicaOutages(t *testing.T) {
 		t.Errorf("Lookup of an unknown client with the primary down: %v; want ErrClientNotFound", err)
 	}
 	wantUnavailable("Register", func() error { return b.Register(ctx, "", cache.Client{ID: "new", Type: cache.TypeNoop, Token: "t"}) })
-	wantUnavailable("Unregister", func() error { return b.Unregister(ctx, "", cached.ID) })
+	wantUnavailable("Unregister", func() error { return b.Unregister(ctx, "", cached.ID, false) })
 	wantUnavailable("Reserve", func() error {
 		_, err := b.Reserve(ctx, "", cached.ID, "m", time.Minute)
 		return err

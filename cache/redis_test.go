@@ -140,7 +140,7 @@ func TestRedisOtherStoreSeesChanges(t *testing.T) {
 		}
 		eventually("shared", cache.Client{}, cache.ErrClientNotFound)
 		eventually("thief", thief, nil)
-		if err := a.Unregister(ctx, "", "thief"); err != nil {
+		if err := a.Unregister(ctx, "", "thief", false); err != nil {
 			t.Fatalf("Unregister: %v", err)
 		}
 		eventually("thief", cache.Client{}, cache.ErrClientNotFound)
@@ -328,4 +328,11 @@ func TestRedisHungServerFailsSendCalls(t *testing.T) {
 	if got, err := s.Lookup(ctx, "", cached.ID); err != nil || got.Token != cached.Token {
 		t.Fatalf("Lookup after the hang = %+v, %v; want the registered client", got, err)
 	}
+}
+
+func TestRedisClientTTL(t *testing.T) {
+	url := "redis://" + cachetest.StartRedis(t)
+	cachetest.RunClientTTL(t, func(t *testing.T, ttl time.Duration) cache.Store {
+		return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix(), ClientTTL: ttl})
+	})
 }

@@ -32,6 +32,11 @@ type Client struct {
 	Token string
 	// AlwaysRaw asks for the message to be pushed as custom data only.
 	AlwaysRaw bool
+	// Bound means the client proved its key (the id is a did:key and a
+	// registration carried a valid client JWT for it). Register with Bound
+	// set binds the id; once bound, it stays bound until it is removed, and
+	// only a caller that proves the key again may register or unregister it.
+	Bound bool
 }
 
 // Errors returned by a Store. Wrapped errors match them with errors.Is.
@@ -45,6 +50,9 @@ var (
 	// ErrDeliveryInProgress means another request holds the reservation for
 	// the same (client, message id) and has not committed or released it.
 	ErrDeliveryInProgress = errors.New("cache: delivery in progress")
+	// ErrClientBound means the client id is bound to its key (Client.Bound)
+	// and the caller did not prove it: nothing was written.
+	ErrClientBound = errors.New("cache: client is bound to its key")
 	// ErrUnavailable means the store could not be reached or did not answer
 	// in time. Nothing is known to have been written.
 	ErrUnavailable = errors.New("cache: store unavailable")
@@ -75,19 +83,28 @@ type Store interface {
 	// another client id in the same tenant, that other id stops existing.
 	// Concurrent registrations never leave two look-up-able clients on one
 	// token, nor a half-written client. When Register returns nil the
-	// registration is durable.
+	// registration is durable. When the id is registered bound and c.Bound
+	// is not set, Register writes nothing and returns ErrClientBound; the
+	// check and the write are one atomic step.
 	Register(ctx context.Context, tenant string, c Client) error
 	// Unregister removes the client. Removing an unknown id is not an error.
-	Unregister(ctx context.Context, tenant, id string) error
+	// proved says the caller proved the client's key; without it a bound
+	// client is not removed and Unregister returns ErrClientBound, in one
+	// atomic step with the removal.
+	Unregister(ctx context.Context, tenant, id string, proved bool) error
 	// UnregisterIfToken removes the client only while it is registered
 	// with token, in one atomic step, and reports whether it did. It is how
 	// a token the provider declared dead is dropped: a wallet that
 	// re-registered with a fresh token in the meantime keeps its
-	// registration, however the two calls interleave.
+	// registration, however the two calls interleave. It removes bound
+	// clients too: the provider, not a caller, declared the token dead.
 	UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error)
 	// Lookup returns the client registered under id, or ErrClientNotFound.
 	// After Register or Unregister returned, Lookup on any Store of the same
-	// backing data sees the change (no stale cached answer).
+	// backing data sees the change (no stale cached answer). With a client
+	// TTL (RedisConfig.ClientTTL, EmbeddedConfig.ClientTTL) a client not
+	// registered or looked up for that long is not found, and a Lookup that
+	// finds it extends its registration (see cachetest.RunClientTTL).
 	Lookup(ctx context.Context, tenant, id string) (Client, error)
 
 	// Reserve claims (tenant, clientID, messageID) before a delivery. It

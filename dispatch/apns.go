@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/sideshow/apns2"
@@ -50,7 +51,11 @@ func (s *apnsSender) Send(ctx context.Context, token string, n *Notification) er
 		return fmt.Errorf("%s: payload is %d bytes, the limit is %d: %w", s.name, len(*buf), MaxPayloadSize, ErrPayloadTooLarge)
 	}
 	note := apns2.Notification{
-		DeviceToken: token,
+		// apns2 builds the URL as host + "/3/device/" + token: escaped, a
+		// token can only ever be one path segment, whatever was stored
+		// (registration refuses such tokens, but not those stored before
+		// it did). A hex token comes back unchanged, without allocating.
+		DeviceToken: url.PathEscape(token),
 		Topic:       s.topic,
 		Expiration:  time.Now().Add(apnsExpiration),
 		// apns2 runs Payload through json.Marshal, which copies it: buf

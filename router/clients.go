@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"strings"
+	"unicode"
 
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
@@ -31,9 +32,12 @@ func (s *Server) register(ctx *fasthttp.RequestCtx) error {
 	if perr != nil {
 		return perr
 	}
-	if err := s.authorize(ctx, c.ID); err != nil {
+	proved, err := s.authorize(ctx, c.ID)
+	if err != nil {
 		return err
 	}
+	// A registration that proves the key binds the id to it (README).
+	c.Bound = proved
 	sc, err := s.scopeOf(ctx)
 	if err != nil {
 		return err
@@ -89,6 +93,8 @@ func parseRegister(body []byte) (cache.Client, error) {
 	case ok:
 		if why := checkText(token); why != "" {
 			errs = append(errs, fieldError{"token", why, inBody})
+		} else if why := checkToken(c.Type, token); why != "" {
+			errs = append(errs, fieldError{"token", why, inBody})
 		}
 		c.Token = token
 	case !tokenField.present():
@@ -101,13 +107,44 @@ func parseRegister(body []byte) (cache.Client, error) {
 	return c, nil
 }
 
+// checkToken refuses a token that could change the provider request it is
+// put into, for the providers whose alphabet is known. APNs puts the token in
+// the request path (/3/device/<token>), so a '/', '?', '#' or '%' would
+// change the path, add a query or cut it short; whitespace and control
+// characters are no part of any hex token either. FCM's registration tokens
+// are URL-safe base64 with ':' between the instance id and the rest (and
+// '.' seen in some), so anything else is not an FCM token. Dispatch escapes
+// the token as well, for tokens stored before this check existed.
+func checkToken(typ, token string) string {
+	switch typ {
+	case cache.TypeAPNS, cache.TypeAPNSSandbox:
+		for _, r := range token {
+			if strings.ContainsRune("/?#%", r) || unicode.IsSpace(r) || unicode.IsControl(r) {
+				return "an APNs device token must not contain '/', '?', '#', '%', whitespace or control characters"
+			}
+		}
+	case cache.TypeFCM:
+		for i := 0; i < len(token); i++ {
+			if !fcmTokenByte(token[i]) {
+				return "an FCM registration token has only letters, digits, '-', '_', ':' and '.'"
+			}
+		}
+	}
+	return ""
+}
+
+func fcmTokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':' || c == '.'
+}
+
 // unregister is DELETE /clients/{client_id}; idempotent.
 func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	id, err := clientIDFromPath(ctx)
 	if err != nil {
 		return err
 	}
-	if err := s.authorize(ctx, id); err != nil {
+	proved, err := s.authorize(ctx, id)
+	if err != nil {
 		return err
 	}
 	sc, err := s.scopeOf(ctx)
@@ -117,7 +154,7 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	if err := s.rateLimit(ctx, sc.id(), id); err != nil {
 		return err
 	}
-	if err := s.store.Unregister(context.Background(), sc.id(), id); err != nil {
+	if err := s.store.Unregister(context.Background(), sc.id(), id, proved); err != nil {
 		return err
 	}
 	writeOK(ctx, fasthttp.StatusOK)
@@ -126,22 +163,23 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 
 // authorize checks the client JWT of API.md when one is sent, or when
 // REQUIRE_CLIENT_AUTH makes it mandatory: it must be valid and prove id.
-func (s *Server) authorize(ctx *fasthttp.RequestCtx, id string) error {
+// proved reports that a valid JWT for id was sent.
+func (s *Server) authorize(ctx *fasthttp.RequestCtx, id string) (proved bool, err error) {
 	h := ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)
 	if len(h) == 0 {
 		if s.cfg.RequireClientAuth {
-			return authError("a client JWT is required (REQUIRE_CLIENT_AUTH)", "required")
+			return false, authError("a client JWT is required (REQUIRE_CLIENT_AUTH)", "required")
 		}
-		return nil
+		return false, nil
 	}
 	iss, err := s.clientAuth.Verify(h)
 	if err != nil {
-		return authError(err.Error(), "invalid client JWT")
+		return false, authError(err.Error(), "invalid client JWT")
 	}
 	if iss != id {
-		return authError("the JWT's issuer is another client id", "issued for another client id")
+		return false, authError("the JWT's issuer is another client id", "issued for another client id")
 	}
-	return nil
+	return true, nil
 }
 
 func authError(desc, field string) *requestError {

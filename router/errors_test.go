@@ -23,6 +23,7 @@ func TestErrorNamesArePinned(t *testing.T) {
 		{verify.ErrMalformedSignature, 401, "invalid_signature"},
 		{verify.ErrBadSignature, 401, "invalid_signature"},
 		{verify.ErrBadJWT, 401, "authentication"},
+		{cache.ErrClientBound, 401, "authentication"},
 		{cache.ErrClientNotFound, 404, "client_not_found"},
 		{cache.ErrTenantNotFound, 404, "tenant_not_found"},
 		{cache.ErrDeliveryInProgress, 409, "delivery_in_progress"},

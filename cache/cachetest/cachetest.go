@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"TypesAndAlwaysRawRoundTrip", testTypesAndAlwaysRawRoundTrip},
 		{"UnregisterIsIdempotent", testUnregisterIsIdempotent},
 		{"UnregisterIfTokenSparesAFreshToken", testUnregisterIfToken},
+		{"BoundClientKeepsItsKey", testBoundClientKeepsItsKey},
 		{"TokenMovesToNewClient", testTokenMovesToNewClient},
 		{"ReRegisterWithNewTokenFreesOldToken", testReRegisterFreesOldToken},
 		{"TenantsAreIsolated", testTenantsAreIsolated},
@@ -87,7 +88,7 @@ func mustRegister(t *testing.T, s cache.Store, tenant string, c cache.Client) {
 
 func mustUnregister(t *testing.T, s cache.Store, tenant, id string) {
 	t.Helper()
-	if err := s.Unregister(ctx(t), tenant, id); err != nil {
+	if err := s.Unregister(ctx(t), tenant, id, false); err != nil {
 		t.Fatalf("Unregister(%q, %q): %v", tenant, id, err)
 	}
 }
@@ -153,6 +154,58 @@ func testUnregisterIsIdempotent(t *testing.T, s cache.Store) {
 	// The token was released with the client: the id can come back with it.
 	mustRegister(t, s, "", c)
 	wantClient(t, s, "", c)
+}
+
+func testBoundClientKeepsItsKey(t *testing.T, s cache.Store) {
+	// Unbound: anybody may replace or remove it, as before.
+	open := cache.Client{ID: "open", Type: cache.TypeAPNS, Token: "tok-open"}
+	mustRegister(t, s, "", open)
+	open.Token = "tok-open-2"
+	mustRegister(t, s, "", open)
+	wantClient(t, s, "", open)
+
+	// Proving the key binds the id; an unproved registration or
+	// unregistration then changes nothing, the token index included.
+	bound := cache.Client{ID: "bound", Type: cache.TypeAPNS, Token: "tok-bound", Bound: true}
+	mustRegister(t, s, "", bound)
+	wantClient(t, s, "", bound)
+	thief := cache.Client{ID: "bound", Type: cache.TypeFCM, Token: "tok-thief"}
+	if err := s.Register(ctx(t), "", thief); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Register of a bound id: %v; want ErrClientBound", err)
+	}
+	// Even with the token of another client, that client keeps it.
+	thief.Token = open.Token
+	if err := s.Register(ctx(t), "", thief); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Register of a bound id: %v; want ErrClientBound", err)
+	}
+	wantClient(t, s, "", open)
+	wantClient(t, s, "", bound)
+	if err := s.Unregister(ctx(t), "", "bound", false); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Unregister of a bound id: %v; want ErrClientBound", err)
+	}
+	wantClient(t, s, "", bound)
+	// Another tenant's id of the same spelling is another client.
+	mustRegister(t, s, "other", cache.Client{ID: "bound", Type: cache.TypeNoop, Token: "x"})
+
+	// Proved again: it may change, and stays bound.
+	bound.Token = "tok-bound-2"
+	mustRegister(t, s, "", bound)
+	wantClient(t, s, "", bound)
+	if err := s.Unregister(ctx(t), "", "bound", true); err != nil {
+		t.Fatalf("proved Unregister: %v", err)
+	}
+	wantNotFound(t, s, "", "bound")
+	// Removed, the id is free: an unproved registration starts unbound.
+	thief.Token = "tok-thief"
+	mustRegister(t, s, "", thief)
+	wantClient(t, s, "", thief)
+
+	// A token the provider declared dead removes a bound client too.
+	mustRegister(t, s, "", cache.Client{ID: "dead", Type: cache.TypeAPNS, Token: "tok-dead", Bound: true})
+	if ok, err := s.UnregisterIfToken(ctx(t), "", "dead", "tok-dead"); !ok || err != nil {
+		t.Fatalf("UnregisterIfToken of a bound client = %v, %v; want true, nil", ok, err)
+	}
+	wantNotFound(t, s, "", "dead")
 }
 
 func testTokenMovesToNewClient(t *testing.T, s cache.Store) {
@@ -624,7 +677,7 @@ func testClosedStoreIsUnavailable(t *testing.T, s cache.Store) {
 		}
 	}
 	f("Register", s.Register(x, "", c))
-	f("Unregister", s.Unregister(x, "", "id"))
+	f("Unregister", s.Unregister(x, "", "id", false))
 	_, err := s.Lookup(x, "", "id")
 	f("Lookup", err)
 	_, err = s.Reserve(x, "", "id", "m2", longLease)
@@ -636,4 +689,47 @@ func testClosedStoreIsUnavailable(t *testing.T, s cache.Store) {
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+}
+
+// RunClientTTL checks the client TTL (CLIENT_TTL) of stores made by
+// newStore with ttl: a registration expires ttl after it was registered or
+// last looked up, a look-up extends it (once a tenth of ttl has passed, so
+// at least 0.9 ttl from that look-up), a registration starts it afresh,
+// and an expired client's token is free for another. It sleeps: about
+// 2.2 ttl in all.
+func RunClientTTL(t *testing.T, newStore func(t *testing.T, ttl time.Duration) cache.Store) {
+	const ttl = 800 * time.Millisecond
+	s := newStore(t, ttl)
+	start := time.Now()
+	at := func(d time.Duration) { time.Sleep(time.Until(start.Add(d))) }
+
+	sent := cache.Client{ID: "sent", Type: cache.TypeAPNS, Token: "tok-sent", Bound: true}
+	idle := cache.Client{ID: "idle", Type: cache.TypeAPNS, Token: "tok-idle"}
+	again := cache.Client{ID: "again", Type: cache.TypeFCM, Token: "tok-again"}
+	for _, c := range []cache.Client{sent, idle, again} {
+		mustRegister(t, s, "", c)
+	}
+	at(ttl / 2)
+	wantClient(t, s, "", sent) // refreshes: now expires at 1.5 ttl
+	mustRegister(t, s, "", again)
+	at(ttl + ttl/5)
+	if time.Since(start) < ttl+ttl/10 {
+		t.Skip("the host is too slow for this timing")
+	}
+	wantNotFound(t, s, "", idle.ID)
+	wantClient(t, s, "", sent)
+	wantClient(t, s, "", again)
+	// An expired client's token belongs to nobody: another id takes it,
+	// and an unproved registration of an expired bound id is a new one.
+	heir := cache.Client{ID: "heir", Type: cache.TypeAPNS, Token: idle.Token}
+	mustRegister(t, s, "", heir)
+	wantClient(t, s, "", heir)
+
+	// Left alone, the refreshed clients expire in turn.
+	at(ttl/2 + ttl + ttl/5 + ttl)
+	wantNotFound(t, s, "", sent.ID)
+	wantNotFound(t, s, "", again.ID)
+	thief := cache.Client{ID: sent.ID, Type: cache.TypeNoop, Token: "tok-thief"}
+	mustRegister(t, s, "", thief)
+	wantClient(t, s, "", thief)
 }
