@@ -34,14 +34,14 @@ func (s *Server) register(ctx *fasthttp.RequestCtx) error {
 	if err := s.authorize(ctx, c.ID); err != nil {
 		return err
 	}
-	sc, err := s.scopeOf(ctx)
+	if err := s.rateLimit(ctx, pathTenant(ctx), c.ID); err != nil {
+		return err
+	}
+	sc, err := s.recordScope(ctx)
 	if err != nil {
 		return err
 	}
-	if err := s.rateLimit(ctx, sc.id(), c.ID); err != nil {
-		return err
-	}
-	if !sc.providers.Available(c.Type) {
+	if !sc.available(c.Type) {
 		return &requestError{status: fasthttp.StatusBadRequest, name: "provider_not_available",
 			desc:   "provider " + c.Type + " is not configured on this server",
 			fields: []fieldError{{"type", c.Type + " is not configured on this server", inBody}}}
@@ -110,11 +110,11 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	if err := s.authorize(ctx, id); err != nil {
 		return err
 	}
-	sc, err := s.scopeOf(ctx)
-	if err != nil {
+	if err := s.rateLimit(ctx, pathTenant(ctx), id); err != nil {
 		return err
 	}
-	if err := s.rateLimit(ctx, sc.id(), id); err != nil {
+	sc, err := s.recordScope(ctx)
+	if err != nil {
 		return err
 	}
 	if err := s.store.Unregister(context.Background(), sc.id(), id); err != nil {
