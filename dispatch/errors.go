@@ -227,7 +227,8 @@ func (l *loudLog) report(pe *ProviderError) {
 	}
 	msg := "push provider rejects this server's setup; pushes to it fail until fixed"
 	if errors.Is(pe, ErrCredentialsRejected) {
-		msg = "push provider host refuses this server's credentials; every push to this host fails until they are fixed"
+		// Same opening as the other line, so that one search finds both.
+		msg = "push provider rejects this server's setup: this host refuses its credentials; every push to this host fails until they are fixed"
 	}
 	l.logger.Error(msg, "provider", pe.Provider, "status", pe.Status, "reason", pe.Reason, "error", pe.Error())
 }

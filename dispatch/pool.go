@@ -46,8 +46,11 @@ type Pool struct {
 	retiring  map[*Dispatcher]*time.Timer // second Close pending; guarded by retMu
 	retClosed bool                        // Close ran: no more timers; guarded by retMu
 
-	stop chan struct{} // closed by Close to end the janitor
+	stop chan struct{} // closed by Close to end the janitor and the watcher
 	done chan struct{} // closed when the janitor returned; nil without one
+
+	watching bool           // WatchStale ran; guarded by mu
+	watchers sync.WaitGroup // the WatchStale goroutine, waited for by Close
 
 	// retries counts every tenant Dispatcher's retries, including those
 	// of Dispatchers already retired (each keeps its own budget).
@@ -297,6 +300,66 @@ func (p *Pool) Remove(tenantID string) {
 	p.retire(e)
 }
 
+// WatchStale starts a goroutine that, every period until Close, asks
+// stale about each tenant the pool holds (with the incarnation its
+// Dispatcher was built for) and removes and closes those it says are
+// stale: for a tenant deleted through another instance, whose clients
+// this instance would otherwise keep until idle eviction. stale runs
+// without the pool's lock, one tenant at a time. Later calls do nothing.
+func (p *Pool) WatchStale(period time.Duration, stale func(tenantID string, incarnation uint64) bool) {
+	p.mu.Lock()
+	if p.closed || p.watching || period <= 0 {
+		p.mu.Unlock()
+		return
+	}
+	p.watching = true
+	p.watchers.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.watchers.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				p.removeStale(stale)
+			}
+		}
+	}()
+}
+
+// removeStale is one round of WatchStale.
+func (p *Pool) removeStale(stale func(tenantID string, incarnation uint64) bool) {
+	type held struct {
+		id string
+		e  *poolEntry
+	}
+	p.mu.RLock()
+	all := make([]held, 0, len(p.tenants))
+	for id, e := range p.tenants {
+		all = append(all, held{id, e})
+	}
+	p.mu.RUnlock()
+	for _, h := range all {
+		if !stale(h.id, h.e.incarnation) {
+			continue
+		}
+		p.mu.Lock()
+		// Only the entry that was asked about: a newer one built meanwhile
+		// is the current tenant's.
+		current := p.tenants[h.id] == h.e
+		if current {
+			delete(p.tenants, h.id)
+		}
+		p.mu.Unlock()
+		if current {
+			p.retire(h.e)
+		}
+	}
+}
+
 // Len returns how many tenants the pool holds.
 func (p *Pool) Len() int {
 	p.mu.RLock()
@@ -398,6 +461,7 @@ func (p *Pool) Close() error {
 	if p.done != nil {
 		<-p.done
 	}
+	p.watchers.Wait()
 
 	p.retMu.Lock()
 	p.retClosed = true

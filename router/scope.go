@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
@@ -66,6 +67,26 @@ func (s *Server) recordScope(ctx *fasthttp.RequestCtx) (scope, error) {
 		return scope{}, err
 	}
 	return scope{tenant: t}, nil
+}
+
+// watchStaleTenants has the Pool close, every Config.StaleTenantSweep,
+// the provider clients of tenants deleted or created again through another
+// instance, which this one would otherwise keep until idle eviction
+// without a request for the tenant. The reads go through the client-side
+// cache, so a round over a full pool costs little. A read that fails
+// keeps the clients: the tenant may well exist.
+func (s *Server) watchStaleTenants() {
+	every := s.cfg.StaleTenantSweep
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	s.deps.Pool.WatchStale(every, func(id string, incarnation uint64) bool {
+		t, err := s.deps.Tenants.Tenant(context.Background(), id)
+		if errors.Is(err, cache.ErrTenantNotFound) {
+			return true
+		}
+		return err == nil && t.Incarnation != incarnation
+	})
 }
 
 // pathTenant is the route's {tenant_id}, "" on single-tenant routes.

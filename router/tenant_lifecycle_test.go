@@ -247,3 +247,32 @@ func mustTokenURIs(t *testing.T, fcm *dispatchtest.FCM) *dispatch.TokenURIs {
 	}
 	return allowed
 }
+
+// An instance that never hears of a deleted tenant again still closes its
+// provider clients, within a sweep.
+func TestDeletedTenantsClientsCloseOnAnIdleInstance(t *testing.T) {
+	open := sharedRedis(t)
+	apns, fcm := dispatchtest.StartAPNs(t, true), dispatchtest.StartFCM(t)
+	sweep := func(c *Config) { c.StaleTenantSweep = 20 * time.Millisecond }
+	a := newTenantHarnessHosts(t, open, apns, apns, fcm, mustTokenURIs(t, fcm), sweep)
+	b := newTenantHarnessHosts(t, open, apns, apns, fcm, mustTokenURIs(t, fcm), sweep)
+	for _, id := range []string{"gone", "kept"} {
+		a.createTenant(id)
+		a.setAPNS(id, "com.example."+id, "KEY"+strings.ToUpper(id)+"0001", true)
+		a.registerIn(id, "ios", "apns", strings.Repeat("a", 64))
+		b.sendIn(id, "ios", "m1").expectOK(t, 202)
+	}
+	if n := b.pool.Len(); n != 2 {
+		t.Fatalf("instance b holds %d tenants; want 2", n)
+	}
+	if r := a.do("DELETE", "/tenants/gone", "", bearer("gone", time.Hour)); r.status != 200 {
+		t.Fatalf("DELETE: %d %s", r.status, r.body)
+	}
+	eventually(t, 2*time.Second, "instance b to close the deleted tenant's clients", func() bool { return b.pool.Len() == 1 })
+	// The tenant that still exists keeps its clients and pushes.
+	time.Sleep(100 * time.Millisecond) // several sweeps
+	if n := b.pool.Len(); n != 1 {
+		t.Fatalf("instance b holds %d tenants after the sweeps; want 1", n)
+	}
+	b.sendIn("kept", "ios", "m2").expectOK(t, 202)
+}
