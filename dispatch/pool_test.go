@@ -333,6 +333,43 @@ func TestPoolNewIncarnationAtSameVersionRebuilds(t *testing.T) {
 	}
 }
 
+// WatchStale closes what the callback calls stale, and only the entry it
+// was asked about: a newer incarnation built meanwhile stays.
+func TestPoolWatchStale(t *testing.T) {
+	p := newPool(baseConfig(), 10, time.Minute, time.Now)
+	creds := newAPNsTenant(t, testTopic, testKeyID, testTeamID).creds
+	gone, kept := mustGet(t, p, "gone", 1, creds), mustGet(t, p, "kept", 1, creds)
+	asked := make(chan string, 100)
+	p.WatchStale(5*time.Millisecond, func(id string, incarnation uint64) bool {
+		select {
+		case asked <- id:
+		default:
+		}
+		return id == "gone" && incarnation == 0
+	})
+	eventually(t, "the stale tenant to be closed", func() bool { return p.Len() == 1 && gone.closes.Load() > 0 })
+	if d, ok := p.Lookup("kept", 0, 1); !ok || d != kept || kept.closes.Load() != 0 {
+		t.Fatal("a tenant the callback did not call stale was touched")
+	}
+	// A new incarnation of the removed tenant is not stale: it stays.
+	again, err := p.Get("gone", 9, 1, credsOf(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(asked) > 0 { // what was asked before the Get
+		<-asked
+	}
+	for range 4 { // at least two more rounds over the two tenants
+		<-asked
+	}
+	if d, ok := p.Lookup("gone", 9, 1); !ok || d != again {
+		t.Fatal("the new incarnation was removed")
+	}
+	if err := p.Close(); err != nil { // stops the watcher: -race sees it end
+		t.Fatal(err)
+	}
+}
+
 func TestPoolRemoveAndClose(t *testing.T) {
 	p := newPool(baseConfig(), 10, time.Minute, time.Now)
 	creds := newAPNsTenant(t, testTopic, testKeyID, testTeamID).creds
