@@ -30,7 +30,7 @@ func (e *Embedded) CreateTenant(ctx context.Context, id string) (bool, error) {
 			return nil
 		}
 		created = true
-		return b.Put([]byte(id), appendTenantRecord(nil, &Tenant{ID: id}))
+		return b.Put([]byte(id), appendTenantRecord(nil, &Tenant{ID: id, Incarnation: newIncarnation()}))
 	})
 	if err != nil {
 		return false, dbError(fmt.Sprintf("create tenant %q", id), err)

@@ -12,12 +12,15 @@ import (
 // Tenants on Redis (P is the key prefix, T the tenant spelled by
 // appendTenant):
 //
-//	P tenant:{T}   HASH: v (Version), at, aty, a (APNs topic, type, sealed
-//	               credentials), f (sealed FCM), as, fs (suspension reasons)
+//	P tenant:{T}   HASH: v (Version), i (Incarnation, decimal), at, aty, a
+//	               (APNs topic, type, sealed credentials), f (sealed FCM),
+//	               as, ass, fs (suspension reasons: APNs production, APNs
+//	               sandbox, FCM)
 //	P rl:{<key>}   rate-limit counter of the current window, expiring with it
 //
 // A tenant exists while its hash exists; the field v is always present.
-// Absent a and f mean the provider is not set up.
+// Absent a and f mean the provider is not set up; an absent i is a tenant
+// created before incarnations existed (incarnation 0).
 
 var (
 	_ Tenants = (*Redis)(nil)
@@ -28,14 +31,15 @@ var (
 	// updateTenantScript applies a TenantChange to KEYS[1] and returns the
 	// new version, or false when the tenant does not exist. ARGV: clear
 	// APNs, clear FCM, set APNs, topic, type, sealed APNs, set FCM, sealed
-	// FCM, APNs suspension, FCM suspension; flags are "1" or "0". Order as
-	// in TenantChange.apply: clears, sets (lifting suspension), suspensions.
+	// FCM, APNs suspension, FCM suspension, APNs sandbox suspension; flags
+	// are "1" or "0". Order as in TenantChange.apply: clears, sets (lifting
+	// suspensions), suspensions.
 	updateTenantScript = rueidis.NewLuaScript(`if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'at', 'aty', 'a', 'as') end
+if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'at', 'aty', 'a', 'as', 'ass') end
 if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'f', 'fs') end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'at', ARGV[4], 'aty', ARGV[5], 'a', ARGV[6])
-  redis.call('HDEL', KEYS[1], 'as')
+  redis.call('HDEL', KEYS[1], 'as', 'ass')
 end
 if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'f', ARGV[8])
@@ -43,7 +47,16 @@ if ARGV[7] == '1' then
 end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'as', ARGV[9]) end
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'fs', ARGV[10]) end
+if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'ass', ARGV[11]) end
 return redis.call('HINCRBY', KEYS[1], 'v', 1)`)
+
+	// createTenantScript creates KEYS[1] with version 0 and incarnation
+	// ARGV[1] unless it exists, and returns 1 when it created it: both
+	// fields in one step, so no reader sees a tenant without its
+	// incarnation.
+	createTenantScript = rueidis.NewLuaScript(`if redis.call('HSETNX', KEYS[1], 'v', '0') == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'i', ARGV[1])
+return 1`)
 
 	// allowScript counts one event in KEYS[1]'s window of ARGV[1] ms and
 	// returns {count, ms left in the window}. A key left without an expiry
@@ -97,13 +110,13 @@ func (r *Redis) tenantDataPattern(tenant string) string {
 	return rueidis.BinaryString(b)
 }
 
-// CreateTenant implements Tenants with HSETNX on the version field: the
-// field exists exactly when the tenant does.
+// CreateTenant implements Tenants with HSETNX on the version field (the
+// field exists exactly when the tenant does) and the incarnation beside it.
 func (r *Redis) CreateTenant(ctx context.Context, id string) (bool, error) {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 	k := r.tenantKey(id)
-	created, err := r.c.Do(ctx, r.c.B().Hsetnx().Key(k).Field("v").Value("0").Build()).AsBool()
+	created, err := createTenantScript.Exec(ctx, r.c, []string{k}, []string{strconv.FormatUint(newIncarnation(), 10)}).AsBool()
 	if err != nil {
 		return false, unavailable(fmt.Sprintf("create tenant %q", id), err)
 	}
@@ -130,13 +143,21 @@ func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, fmt.Errorf("cannot read tenant %q: version %q: %w", id, m["v"], errCorruptTenant)
 	}
+	var inc uint64
+	if i, ok := m["i"]; ok {
+		if inc, err = strconv.ParseUint(i, 10, 64); err != nil {
+			return Tenant{}, fmt.Errorf("cannot read tenant %q: incarnation %q: %w", id, i, errCorruptTenant)
+		}
+	}
 	t := Tenant{
-		ID:            id,
-		Version:       v,
-		APNSTopic:     m["at"],
-		APNSType:      m["aty"],
-		APNSSuspended: m["as"],
-		FCMSuspended:  m["fs"],
+		ID:                   id,
+		Version:              v,
+		Incarnation:          inc,
+		APNSTopic:            m["at"],
+		APNSType:             m["aty"],
+		APNSSuspended:        m["as"],
+		APNSSandboxSuspended: m["ass"],
+		FCMSuspended:         m["fs"],
 	}
 	if a, ok := m["a"]; ok {
 		t.APNS = []byte(a)
@@ -162,7 +183,7 @@ func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange
 		flag(change.ClearAPNS), flag(change.ClearFCM),
 		flag(change.SetAPNS), change.APNSTopic, change.APNSType, rueidis.BinaryString(change.APNS),
 		flag(change.SetFCM), rueidis.BinaryString(change.FCM),
-		change.SuspendAPNS, change.SuspendFCM,
+		change.SuspendAPNS, change.SuspendFCM, change.SuspendAPNSSandbox,
 	}).Error()
 	if rueidis.IsRedisNil(err) {
 		return ErrTenantNotFound

@@ -2,6 +2,8 @@ package cache
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"time"
 )
@@ -16,19 +18,28 @@ type Tenant struct {
 	// Version changes with every change to credentials or suspensions, so
 	// that every instance rebuilds its provider clients for the tenant.
 	Version uint64
+	// Incarnation is drawn at random when the tenant is created and never
+	// changes after: a tenant deleted and created again under the same id
+	// starts its Version over, so only the pair (Incarnation, Version) tells
+	// an instance that what it built for the old tenant is not the new one's.
+	// 0 for a tenant stored before incarnations existed.
+	Incarnation uint64
 	// APNSTopic and APNSType ("certificate" or "token") describe the APNs
 	// credentials; APNS is their sealed form, nil when APNs is not set up.
 	APNSTopic, APNSType string
 	APNS                []byte
 	// FCM is the sealed FCM v1 service account, nil when not set up.
 	FCM []byte
-	// APNSSuspended and FCMSuspended hold why the provider rejected the
-	// tenant's credentials; "" when the provider is not suspended.
-	APNSSuspended, FCMSuspended string
+	// APNSSuspended (Apple's production host), APNSSandboxSuspended (its
+	// development host) and FCMSuspended hold why that host refused the
+	// tenant's credentials; "" when it is not suspended. The APNs hosts are
+	// suspended apart: credentials valid for one are often refused by the
+	// other, and any client may register for either.
+	APNSSuspended, APNSSandboxSuspended, FCMSuspended string
 }
 
 // TenantChange is one atomic change to a tenant. Setting a provider's
-// credentials lifts its suspension.
+// credentials lifts its suspensions (for APNs: both hosts').
 type TenantChange struct {
 	SetAPNS   bool // replace APNSTopic, APNSType and APNS with the values below
 	APNSTopic string
@@ -40,16 +51,16 @@ type TenantChange struct {
 	FCM      []byte
 	ClearFCM bool
 
-	// SuspendAPNS and SuspendFCM, when not "", suspend the provider with
-	// that reason.
-	SuspendAPNS, SuspendFCM string
+	// SuspendAPNS, SuspendAPNSSandbox and SuspendFCM, when not "", suspend
+	// that host with that reason.
+	SuspendAPNS, SuspendAPNSSandbox, SuspendFCM string
 }
 
 // Tenants stores tenants. Like Store, it is safe for concurrent use, and
 // cachetest.RunTenants checks every promise below for each implementation.
 type Tenants interface {
-	// CreateTenant creates the tenant; an existing tenant is kept as it is.
-	// It reports whether it was created.
+	// CreateTenant creates the tenant with a fresh random Incarnation; an
+	// existing tenant is kept as it is. It reports whether it was created.
 	CreateTenant(ctx context.Context, id string) (created bool, err error)
 	// Tenant returns the tenant, or ErrTenantNotFound. It is read through
 	// the client-side cache, so it is cheap on the send path, and it sees a
@@ -69,4 +80,17 @@ type Tenants interface {
 // Redis the count is shared by the whole fleet.
 type Limiter interface {
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (ok bool, retryAfter time.Duration, err error)
+}
+
+// newIncarnation draws a tenant's Incarnation: random, so that instances
+// need no shared counter to tell a re-created tenant from its predecessor,
+// and never 0, which marks a tenant stored before incarnations existed.
+func newIncarnation() uint64 {
+	var b [8]byte
+	for {
+		_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
+		if n := binary.LittleEndian.Uint64(b[:]); n != 0 {
+			return n
+		}
+	}
 }

@@ -10,13 +10,18 @@ import (
 //	[0]   tenantRecordVersion
 //	[1]   flags (bit 0: APNs set up, bit 1: FCM set up)
 //	uvarint Version
-//	then six length-prefixed (uvarint) fields: APNSTopic, APNSType, APNS,
-//	FCM, APNSSuspended, FCMSuspended
+//	uvarint Incarnation
+//	then seven length-prefixed (uvarint) fields: APNSTopic, APNSType, APNS,
+//	FCM, APNSSuspended, FCMSuspended, APNSSandboxSuspended
+//
+// Version 1 records (no Incarnation, six fields) are still read, as
+// incarnation 0 with no sandbox suspension; every write stores version 2.
 //
 // The flags keep "not set up" (nil) apart from set up with empty bytes. The
 // sealed credentials are stored exactly as given: the store never opens them.
 const (
-	tenantRecordVersion = 1
+	tenantRecordVersion = 2
+	tenantRecordV1      = 1
 
 	tenantFlagAPNS = 1
 	tenantFlagFCM  = 2
@@ -35,7 +40,8 @@ func appendTenantRecord(dst []byte, t *Tenant) []byte {
 	}
 	dst = append(dst, tenantRecordVersion, flags)
 	dst = binary.AppendUvarint(dst, t.Version)
-	for _, f := range [][]byte{[]byte(t.APNSTopic), []byte(t.APNSType), t.APNS, t.FCM, []byte(t.APNSSuspended), []byte(t.FCMSuspended)} {
+	dst = binary.AppendUvarint(dst, t.Incarnation)
+	for _, f := range [][]byte{[]byte(t.APNSTopic), []byte(t.APNSType), t.APNS, t.FCM, []byte(t.APNSSuspended), []byte(t.FCMSuspended), []byte(t.APNSSandboxSuspended)} {
 		dst = binary.AppendUvarint(dst, uint64(len(f)))
 		dst = append(dst, f...)
 	}
@@ -46,9 +52,10 @@ func appendTenantRecord(dst []byte, t *Tenant) []byte {
 // memory with b, which bbolt may reuse after the transaction.
 func decodeTenantRecord(id string, b []byte) (Tenant, error) {
 	t := Tenant{ID: id}
-	if len(b) < 2 || b[0] != tenantRecordVersion {
+	if len(b) < 2 || (b[0] != tenantRecordVersion && b[0] != tenantRecordV1) {
 		return t, errCorruptTenant
 	}
+	v1 := b[0] == tenantRecordV1
 	flags := b[1]
 	b = b[2:]
 	v, n := binary.Uvarint(b)
@@ -57,8 +64,19 @@ func decodeTenantRecord(id string, b []byte) (Tenant, error) {
 	}
 	t.Version = v
 	b = b[n:]
-	var fields [6][]byte
-	for i := range fields {
+	nfields := 7
+	if v1 {
+		nfields = 6
+	} else {
+		inc, n := binary.Uvarint(b)
+		if n <= 0 {
+			return t, errCorruptTenant
+		}
+		t.Incarnation = inc
+		b = b[n:]
+	}
+	var fields [7][]byte
+	for i := range fields[:nfields] {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || uint64(len(b)-n) < l {
 			return t, errCorruptTenant
@@ -76,22 +94,22 @@ func decodeTenantRecord(id string, b []byte) (Tenant, error) {
 	if flags&tenantFlagFCM != 0 {
 		t.FCM = fields[3]
 	}
-	t.APNSSuspended, t.FCMSuspended = string(fields[4]), string(fields[5])
+	t.APNSSuspended, t.FCMSuspended, t.APNSSandboxSuspended = string(fields[4]), string(fields[5]), string(fields[6])
 	return t, nil
 }
 
 // apply applies c to t in the documented order: clears, then sets (which
-// lift the provider's suspension), then suspensions; then bumps Version. The
+// lift the provider's suspensions), then suspensions; then bumps Version. The
 // Redis update script follows the same order.
 func (c *TenantChange) apply(t *Tenant) {
 	if c.ClearAPNS {
-		t.APNSTopic, t.APNSType, t.APNS, t.APNSSuspended = "", "", nil, ""
+		t.APNSTopic, t.APNSType, t.APNS, t.APNSSuspended, t.APNSSandboxSuspended = "", "", nil, "", ""
 	}
 	if c.ClearFCM {
 		t.FCM, t.FCMSuspended = nil, ""
 	}
 	if c.SetAPNS {
-		t.APNSTopic, t.APNSType, t.APNSSuspended = c.APNSTopic, c.APNSType, ""
+		t.APNSTopic, t.APNSType, t.APNSSuspended, t.APNSSandboxSuspended = c.APNSTopic, c.APNSType, "", ""
 		t.APNS = append([]byte{}, c.APNS...)
 	}
 	if c.SetFCM {
@@ -99,6 +117,9 @@ func (c *TenantChange) apply(t *Tenant) {
 	}
 	if c.SuspendAPNS != "" {
 		t.APNSSuspended = c.SuspendAPNS
+	}
+	if c.SuspendAPNSSandbox != "" {
+		t.APNSSandboxSuspended = c.SuspendAPNSSandbox
 	}
 	if c.SuspendFCM != "" {
 		t.FCMSuspended = c.SuspendFCM

@@ -231,8 +231,8 @@ func TestAPNsErrors(t *testing.T) {
 		{"Unregistered", []dispatchtest.Answer{{Reason: "Unregistered"}}, ErrTokenDead, 1, 410, "Unregistered"},
 		{"DeviceTokenNotForTopic", []dispatchtest.Answer{{Reason: "DeviceTokenNotForTopic"}}, ErrTokenDead, 1, 400, "DeviceTokenNotForTopic"},
 		{"PayloadTooLarge", []dispatchtest.Answer{{Reason: "PayloadTooLarge"}}, ErrPayloadTooLarge, 1, 413, "PayloadTooLarge"},
-		{"InvalidProviderToken", []dispatchtest.Answer{{Reason: "InvalidProviderToken"}}, ErrMisconfigured, 1, 403, "InvalidProviderToken"},
-		{"BadCertificateEnvironment", []dispatchtest.Answer{{Reason: "BadCertificateEnvironment"}}, ErrMisconfigured, 1, 403, "BadCertificateEnvironment"},
+		{"InvalidProviderToken", []dispatchtest.Answer{{Reason: "InvalidProviderToken"}}, ErrCredentialsRejected, 1, 403, "InvalidProviderToken"},
+		{"BadCertificateEnvironment", []dispatchtest.Answer{{Reason: "BadCertificateEnvironment"}}, ErrCredentialsRejected, 1, 403, "BadCertificateEnvironment"},
 		{"TopicDisallowed", []dispatchtest.Answer{{Reason: "TopicDisallowed"}}, ErrMisconfigured, 1, 400, "TopicDisallowed"},
 		{"TooManyProviderTokenUpdates", []dispatchtest.Answer{{Reason: "TooManyProviderTokenUpdates"}}, ErrUnavailable, 1, 429, "TooManyProviderTokenUpdates"},
 		// Another 4xx is not retried and never means a dead token.

@@ -72,8 +72,20 @@ var (
 	// ErrUnavailable means the provider could not be reached, or answered 429
 	// or 5xx, after the bounded retries. The message was not delivered.
 	ErrUnavailable = errors.New("dispatch: provider unavailable")
-	// ErrMisconfigured means the provider rejected our own credentials.
+	// ErrMisconfigured means the provider rejects something of our own
+	// setup (credentials, topic, trust roots): every push to it fails the
+	// same way until an operator acts. ErrCredentialsRejected is the part
+	// of it that suspends a tenant's provider.
 	ErrMisconfigured = errors.New("dispatch: provider rejected our credentials")
+	// ErrCredentialsRejected means the provider host that answered refused
+	// the credentials themselves (APNs InvalidProviderToken, BadCertificate
+	// and the like, FCM UNAUTHENTICATED or PERMISSION_DENIED, a token
+	// endpoint refusing the service account): docs/tenants.md has the
+	// table. It is an ErrMisconfigured too (errors.Is matches both), so
+	// callers that do not tell them apart answer the same; the router
+	// suspends the tenant's provider for that host on this one alone, never
+	// on an answer that one device token can cause.
+	ErrCredentialsRejected = fmt.Errorf("dispatch: provider host refused our credentials: %w", ErrMisconfigured)
 	// ErrProviderNotAvailable means no provider of that type is configured.
 	ErrProviderNotAvailable = errors.New("dispatch: provider not configured")
 )

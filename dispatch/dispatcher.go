@@ -145,7 +145,6 @@ func New(cfg Config) (*Dispatcher, error) {
 			}
 			return t
 		}
-		log := &loudLog{logger: cfg.Logger}
 		for _, h := range [...]struct {
 			sender      **apnsSender
 			name, host  string
@@ -164,7 +163,9 @@ func New(cfg Config) (*Dispatcher, error) {
 				client:  newAPNsClient(host, transportFor(host), cr, tok),
 				policy:  policy,
 				timeout: cfg.Timeout,
-				log:     log,
+				// One per host: a sandbox refusal must not mute the line
+				// about production's for a minute, nor the other way.
+				log: &loudLog{logger: cfg.Logger},
 			}
 		}
 	}

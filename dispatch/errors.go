@@ -20,6 +20,12 @@ import (
 //   - ErrMisconfigured when the provider rejects what is ours (credentials,
 //     topic, trust roots): every push fails the same way until an operator
 //     acts, so retrying is pointless and it is logged (rate-limited).
+//   - ErrCredentialsRejected (an ErrMisconfigured) only when the answer
+//     says the host refused the credentials themselves: it suspends a
+//     tenant's provider for that host, so an answer that one device token
+//     can cause must never be it (any client may register any token, and
+//     choose the sandbox host). docs/tenants.md lists every row with its
+//     source.
 //   - 429, 5xx and no answer are retried, then ErrUnavailable.
 //   - Any other 4xx is not retried (the same request gets the same answer)
 //     and is reported as ErrUnavailable, so the router answers 502
@@ -57,9 +63,17 @@ func classifyAPNs(a answer) (error, bool) {
 	case http.StatusRequestEntityTooLarge:
 		return ErrPayloadTooLarge, false
 	case http.StatusForbidden:
-		// Every APNs 403 is about our credentials: InvalidProviderToken,
-		// ExpiredProviderToken (our clock), MissingProviderToken,
-		// BadCertificate, BadCertificateEnvironment, Forbidden.
+		switch a.reason {
+		case "InvalidProviderToken", "ExpiredProviderToken", "MissingProviderToken",
+			"BadCertificate", "BadCertificateEnvironment", "BadEnvironmentKeyInToken":
+			// This host refuses our provider token or certificate
+			// (ExpiredProviderToken: signed too long ago, or by a clock
+			// that is off); the other APNs host may accept them.
+			return ErrCredentialsRejected, false
+		}
+		// Forbidden ("the specified action is not allowed"), a reason
+		// Apple adds later: ours to look at, not proof that the
+		// credentials are refused.
 		return ErrMisconfigured, false
 	case http.StatusTooManyRequests:
 		if a.reason == reasonTooManyProviderTokenUpdates {
@@ -106,9 +120,16 @@ func classifyFCM(a answer) (error, bool) {
 		// foreign token suspend a tenant's FCM.
 		return ErrTokenDead, false
 	case fcmThirdPartyAuth:
-		// The APNs credentials uploaded to the Firebase project are bad:
-		// all iOS pushes fail until the operator fixes them.
+		// The APNs credentials or web push key uploaded to the Firebase
+		// project were refused for this token: the project's setup, but
+		// one iOS or web token (of another app, or the sandbox) can cause
+		// it too, so it fails the send and suspends nothing.
 		return ErrMisconfigured, false
+	case fcmUnauthenticated, fcmPermissionDenied:
+		// Our OAuth access token is refused, or the service account may
+		// not send for its project. Per-token refusals (SENDER_ID_MISMATCH,
+		// THIRD_PARTY_AUTH_ERROR) carry their own code, matched above.
+		return ErrCredentialsRejected, false
 	case fcmQuotaExceeded, fcmResourceExhausted, fcmUnavailable, fcmInternal:
 		return ErrUnavailable, true
 	case fcmInvalidArgument:
@@ -140,14 +161,18 @@ func classifyFCM(a answer) (error, bool) {
 // account's assertion.
 func classifyTransport(err error) (error, bool) {
 	if errors.Is(err, ErrTokenURINotAllowed) {
-		// A token endpoint redirected off the allow-list (redirectGuard).
-		return ErrMisconfigured, false
+		// The service account names (or its endpoint redirects to) a
+		// token endpoint off the allow-list: we refuse these credentials.
+		return ErrCredentialsRejected, false
 	}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		if re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 &&
 			re.Response.StatusCode != http.StatusTooManyRequests {
-			return ErrMisconfigured, false
+			// The token endpoint refused the service account's signed
+			// grant (a deleted or disabled key): UNAUTHENTICATED one step
+			// earlier.
+			return ErrCredentialsRejected, false
 		}
 		return ErrUnavailable, true
 	}
@@ -158,6 +183,8 @@ func classifyTransport(err error) (error, bool) {
 		cerr x509.CertificateInvalidError
 	)
 	if errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) || errors.As(err, &cerr) {
+		// Our trust roots (the operator's) do not accept the host: no
+		// tenant's credentials are at fault.
 		return ErrMisconfigured, false
 	}
 	var alert tls.AlertError
@@ -167,8 +194,9 @@ func classifyTransport(err error) (error, bool) {
 			// bad_certificate, unsupported_certificate, certificate_revoked,
 			// certificate_expired, certificate_unknown, unknown_ca,
 			// access_denied, certificate_required: the server refused the
-			// client certificate we presented (or did not get one).
-			return ErrMisconfigured, false
+			// client certificate we presented (or did not get one), as
+			// APNs' BadCertificate would.
+			return ErrCredentialsRejected, false
 		}
 	}
 	return ErrUnavailable, true
@@ -197,6 +225,10 @@ func (l *loudLog) report(pe *ProviderError) {
 	if now-last < int64(loudLogEvery) || !l.last.CompareAndSwap(last, now) {
 		return
 	}
-	l.logger.Error("push provider rejects this server's setup; every push to it fails until fixed",
-		"provider", pe.Provider, "status", pe.Status, "reason", pe.Reason, "error", pe.Error())
+	msg := "push provider rejects this server's setup; pushes to it fail until fixed"
+	if errors.Is(pe, ErrCredentialsRejected) {
+		// Same opening as the other line, so that one search finds both.
+		msg = "push provider rejects this server's setup: this host refuses its credentials; every push to this host fails until they are fixed"
+	}
+	l.logger.Error(msg, "provider", pe.Provider, "status", pe.Status, "reason", pe.Reason, "error", pe.Error())
 }

@@ -29,16 +29,70 @@ func TestClassifyTransport(t *testing.T) {
 	f(wrap(fmt.Errorf("read: %w", syscall.ECONNRESET)), ErrUnavailable, true)
 	// The token endpoint refusing our assertion is our credentials; its
 	// outage is not.
-	f(wrap(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}}), ErrMisconfigured, false)
-	f(wrap(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 401}}), ErrMisconfigured, false)
+	f(wrap(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 400}}), ErrCredentialsRejected, false)
+	f(wrap(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 401}}), ErrCredentialsRejected, false)
 	f(wrap(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 429}}), ErrUnavailable, true)
 	f(wrap(&oauth2.RetrieveError{Response: &http.Response{StatusCode: 503}}), ErrUnavailable, true)
-	// TLS trust, both ways.
+	// TLS trust, both ways: our roots refusing the host are the operator's
+	// setup; the host refusing our client certificate is our credentials.
 	f(wrap(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), ErrMisconfigured, false)
 	f(wrap(x509.HostnameError{Host: "x"}), ErrMisconfigured, false)
-	f(wrap(fmt.Errorf("remote error: %w", tls.AlertError(42))), ErrMisconfigured, false)  // bad_certificate
-	f(wrap(fmt.Errorf("remote error: %w", tls.AlertError(116))), ErrMisconfigured, false) // certificate_required
-	f(wrap(fmt.Errorf("remote error: %w", tls.AlertError(80))), ErrUnavailable, true)     // internal_error
+	f(wrap(fmt.Errorf("remote error: %w", tls.AlertError(42))), ErrCredentialsRejected, false)  // bad_certificate
+	f(wrap(fmt.Errorf("remote error: %w", tls.AlertError(116))), ErrCredentialsRejected, false) // certificate_required
+	f(wrap(fmt.Errorf("redirect: %w", ErrTokenURINotAllowed)), ErrCredentialsRejected, false)
+	f(wrap(fmt.Errorf("remote error: %w", tls.AlertError(80))), ErrUnavailable, true) // internal_error
+}
+
+// TestCredentialRefusalTable is docs/tenants.md's table: only the answers
+// saying that the host refused our credentials are ErrCredentialsRejected
+// (which suspends a tenant's provider for that host); an answer one device
+// token can cause never is.
+func TestCredentialRefusalTable(t *testing.T) {
+	if !errors.Is(ErrCredentialsRejected, ErrMisconfigured) {
+		t.Fatal("ErrCredentialsRejected does not match ErrMisconfigured: the router would not answer provider_misconfigured")
+	}
+	for _, c := range []struct {
+		status int
+		reason string
+		want   error
+	}{
+		{403, "InvalidProviderToken", ErrCredentialsRejected},
+		{403, "ExpiredProviderToken", ErrCredentialsRejected},
+		{403, "MissingProviderToken", ErrCredentialsRejected},
+		{403, "BadCertificate", ErrCredentialsRejected},
+		{403, "BadCertificateEnvironment", ErrCredentialsRejected},
+		{403, "BadEnvironmentKeyInToken", ErrCredentialsRejected},
+		{403, "Forbidden", ErrMisconfigured},
+		{403, "SomethingNew", ErrMisconfigured},
+		{400, "BadTopic", ErrMisconfigured},
+		{400, "TopicDisallowed", ErrMisconfigured},
+		{400, "MissingTopic", ErrMisconfigured},
+		{400, "BadDeviceToken", ErrTokenDead},
+		{400, "DeviceTokenNotForTopic", ErrTokenDead},
+		{410, "Unregistered", ErrTokenDead},
+		{429, "TooManyProviderTokenUpdates", ErrUnavailable},
+	} {
+		if got, _ := classifyAPNs(answer{status: c.status, reason: c.reason}); got != c.want {
+			t.Errorf("APNs %d %s = %v; want %v", c.status, c.reason, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		status int
+		reason string
+		want   error
+	}{
+		{401, "UNAUTHENTICATED", ErrCredentialsRejected},
+		{403, "PERMISSION_DENIED", ErrCredentialsRejected},
+		{403, "SENDER_ID_MISMATCH", ErrTokenDead},
+		{401, "THIRD_PARTY_AUTH_ERROR", ErrMisconfigured},
+		{404, "UNREGISTERED", ErrTokenDead},
+		{401, "", ErrMisconfigured},
+		{403, "", ErrMisconfigured},
+	} {
+		if got, _ := classifyFCM(answer{status: c.status, reason: c.reason}); got != c.want {
+			t.Errorf("FCM %d %s = %v; want %v", c.status, c.reason, got, c.want)
+		}
+	}
 }
 
 func TestProviderErrorText(t *testing.T) {

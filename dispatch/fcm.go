@@ -100,9 +100,10 @@ func newFCMSender(cfg *Config, sa *serviceAccount, base http.RoundTripper, polic
 // loop (MaxAttempts, RetryDelay) decides about the next.
 func (s *fcmSender) Send(ctx context.Context, token string, n *Notification) error {
 	if s.refused != nil {
-		// Ours to fix, like credentials FCM rejects: ErrMisconfigured, so
-		// the router suspends the tenant's FCM, and nothing is fetched.
-		pe := &ProviderError{Provider: TypeFCM, Err: ErrMisconfigured, Cause: fmt.Errorf("not sent: %w", s.refused)}
+		// We refuse these credentials, as FCM refuses bad ones:
+		// ErrCredentialsRejected, so the router suspends the tenant's FCM,
+		// and nothing is fetched.
+		pe := &ProviderError{Provider: TypeFCM, Err: ErrCredentialsRejected, Cause: fmt.Errorf("not sent: %w", s.refused)}
 		s.log.report(pe)
 		return pe
 	}

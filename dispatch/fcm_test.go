@@ -133,8 +133,8 @@ func TestFCMErrors(t *testing.T) {
 		// An INVALID_ARGUMENT that is not about the token is not a dead token.
 		{"INVALID_ARGUMENT", fcmToken, []dispatchtest.Answer{{Reason: "INVALID_ARGUMENT"}}, ErrUnavailable, 1, 400, "INVALID_ARGUMENT"},
 		{"THIRD_PARTY_AUTH_ERROR", fcmToken, []dispatchtest.Answer{{Reason: "THIRD_PARTY_AUTH_ERROR"}}, ErrMisconfigured, 1, 401, "THIRD_PARTY_AUTH_ERROR"},
-		{"PERMISSION_DENIED", fcmToken, []dispatchtest.Answer{{Reason: "PERMISSION_DENIED"}}, ErrMisconfigured, 1, 403, "PERMISSION_DENIED"},
-		{"UNAUTHENTICATED", fcmToken, []dispatchtest.Answer{{Reason: "UNAUTHENTICATED"}}, ErrMisconfigured, 1, 401, "UNAUTHENTICATED"},
+		{"PERMISSION_DENIED", fcmToken, []dispatchtest.Answer{{Reason: "PERMISSION_DENIED"}}, ErrCredentialsRejected, 1, 403, "PERMISSION_DENIED"},
+		{"UNAUTHENTICATED", fcmToken, []dispatchtest.Answer{{Reason: "UNAUTHENTICATED"}}, ErrCredentialsRejected, 1, 401, "UNAUTHENTICATED"},
 		{"503-then-200", fcmToken, []dispatchtest.Answer{{Status: 503}, {}}, nil, 2, 0, ""},
 		{"QUOTA_EXCEEDED-then-200", fcmToken, []dispatchtest.Answer{{Reason: "QUOTA_EXCEEDED"}, {}}, nil, 2, 0, ""},
 		// The SDK would retry 503 four more times by itself; MaxAttempts wins.

@@ -46,23 +46,28 @@ type Pool struct {
 	retiring  map[*Dispatcher]*time.Timer // second Close pending; guarded by retMu
 	retClosed bool                        // Close ran: no more timers; guarded by retMu
 
-	stop chan struct{} // closed by Close to end the janitor
+	stop chan struct{} // closed by Close to end the janitor and the watcher
 	done chan struct{} // closed when the janitor returned; nil without one
+
+	watching bool           // WatchStale ran; guarded by mu
+	watchers sync.WaitGroup // the WatchStale goroutine, waited for by Close
 
 	// retries counts every tenant Dispatcher's retries, including those
 	// of Dispatchers already retired (each keeps its own budget).
 	retries retryCounts
 }
 
-// poolEntry is one tenant's Dispatcher for one credential version. d and
-// err are written once, before ready is closed, and only read after.
+// poolEntry is one tenant's Dispatcher for one incarnation and credential
+// version. d and err are written once, before ready is closed, and only
+// read after.
 type poolEntry struct {
-	version  uint64
-	ready    chan struct{}
-	d        *Dispatcher
-	err      error
-	lastUsed atomic.Int64 // Pool.now in unix nanoseconds; for LRU and idle
-	retired  atomic.Bool  // its Dispatcher was closed for leaving the pool
+	incarnation uint64
+	version     uint64
+	ready       chan struct{}
+	d           *Dispatcher
+	err         error
+	lastUsed    atomic.Int64 // Pool.now in unix nanoseconds; for LRU and idle
+	retired     atomic.Bool  // its Dispatcher was closed for leaving the pool
 }
 
 // NewPool returns an empty Pool. base carries the settings every tenant
@@ -119,34 +124,37 @@ func (p *Pool) RetriesRefused() uint64 { return p.retries.refused.Load() }
 // name, for checking an upload against the list its pushes will use.
 func (p *Pool) TokenURIs() *TokenURIs { return p.base.FCMTokenURIs }
 
-// Get returns the tenant's Dispatcher for this credential version. The
+// Get returns the tenant's Dispatcher for this incarnation and credential
+// version. The
 // first Get of a version calls load for the tenant's credentials (the
 // caller decrypts them there, so a push to a built tenant decrypts
 // nothing) and builds the Dispatcher from them: only their credential
 // fields (APNSType, APNSTopic, APNSCertificate, APNSCertificatePassword,
 // APNSPKCS8PEM, APNSKeyID, APNSTeamID, FCMCredentials) are used, over the
 // Pool's base. Concurrent Gets of a version not built yet wait for one
-// load and build. When version differs from the one held, the held
-// Dispatcher is replaced and closed: pass the tenant's current version, as
-// versions are compared for equality only (callers alternating between two
-// versions would rebuild each time).
+// load and build. When incarnation or version differs from the one held,
+// the held Dispatcher is replaced and closed: pass the tenant's current
+// ones, as they are compared for equality only (callers alternating
+// between two versions would rebuild each time). The incarnation tells a
+// tenant deleted and created again under the same id, whose versions start
+// over, from the one the held Dispatcher was built for.
 //
 // New's error (stored credentials that no longer build) is kept for that
 // version, so a broken tenant costs one parse, not one per push. load's
 // error is not kept: the next Get calls load again.
-func (p *Pool) Get(tenantID string, version uint64, load func() (Config, error)) (*Dispatcher, error) {
-	if e := p.entry(tenantID, version); e != nil {
+func (p *Pool) Get(tenantID string, incarnation, version uint64, load func() (Config, error)) (*Dispatcher, error) {
+	if e := p.entry(tenantID, incarnation, version); e != nil {
 		<-e.ready
 		return e.d, e.err
 	}
-	return p.build(tenantID, version, load)
+	return p.build(tenantID, incarnation, version, load)
 }
 
-// Lookup returns the tenant's Dispatcher for version when it is built and
-// working, without building anything, so the caller decrypts the tenant's
-// credentials for Get only on a miss.
-func (p *Pool) Lookup(tenantID string, version uint64) (*Dispatcher, bool) {
-	e := p.entry(tenantID, version)
+// Lookup returns the tenant's Dispatcher for incarnation and version when
+// it is built and working, without building anything, so the caller
+// decrypts the tenant's credentials for Get only on a miss.
+func (p *Pool) Lookup(tenantID string, incarnation, version uint64) (*Dispatcher, bool) {
+	e := p.entry(tenantID, incarnation, version)
 	if e == nil {
 		return nil, false
 	}
@@ -158,22 +166,23 @@ func (p *Pool) Lookup(tenantID string, version uint64) (*Dispatcher, bool) {
 	}
 }
 
-// entry returns the tenant's entry when it is for version, marking it
-// used. This is the hot path: a read lock, no allocation.
-func (p *Pool) entry(tenantID string, version uint64) *poolEntry {
+// entry returns the tenant's entry when it is for incarnation and version,
+// marking it used. This is the hot path: a read lock, no allocation.
+func (p *Pool) entry(tenantID string, incarnation, version uint64) *poolEntry {
 	p.mu.RLock()
 	e := p.tenants[tenantID]
 	p.mu.RUnlock()
-	if e == nil || e.version != version {
+	if e == nil || e.incarnation != incarnation || e.version != version {
 		return nil
 	}
 	e.lastUsed.Store(p.now().UnixNano())
 	return e
 }
 
-// build makes the tenant's entry for version, unless another Get did
-// first, and builds its Dispatcher without holding the lock.
-func (p *Pool) build(tenantID string, version uint64, load func() (Config, error)) (*Dispatcher, error) {
+// build makes the tenant's entry for incarnation and version, unless
+// another Get did first, and builds its Dispatcher without holding the
+// lock.
+func (p *Pool) build(tenantID string, incarnation, version uint64, load func() (Config, error)) (*Dispatcher, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -181,13 +190,13 @@ func (p *Pool) build(tenantID string, version uint64, load func() (Config, error
 	}
 	now := p.now().UnixNano()
 	old := p.tenants[tenantID]
-	if old != nil && old.version == version {
+	if old != nil && old.incarnation == incarnation && old.version == version {
 		p.mu.Unlock()
 		old.lastUsed.Store(now)
 		<-old.ready
 		return old.d, old.err
 	}
-	e := &poolEntry{version: version, ready: make(chan struct{})}
+	e := &poolEntry{incarnation: incarnation, version: version, ready: make(chan struct{})}
 	e.lastUsed.Store(now)
 	p.tenants[tenantID] = e
 	var evicted *poolEntry
@@ -274,13 +283,81 @@ func (p *Pool) evictLRULocked(keep string) *poolEntry {
 }
 
 // Remove drops the tenant's Dispatcher, if any, and closes it: for a
-// deleted tenant, whose connections should not wait for idle eviction.
+// deleted tenant, whose connections should not wait for idle eviction. A
+// tenant the pool does not hold costs a read lock only, so callers may
+// call it for every request that names an unknown tenant.
 func (p *Pool) Remove(tenantID string) {
+	p.mu.RLock()
+	_, held := p.tenants[tenantID]
+	p.mu.RUnlock()
+	if !held {
+		return
+	}
 	p.mu.Lock()
 	e := p.tenants[tenantID]
 	delete(p.tenants, tenantID)
 	p.mu.Unlock()
 	p.retire(e)
+}
+
+// WatchStale starts a goroutine that, every period until Close, asks
+// stale about each tenant the pool holds (with the incarnation its
+// Dispatcher was built for) and removes and closes those it says are
+// stale: for a tenant deleted through another instance, whose clients
+// this instance would otherwise keep until idle eviction. stale runs
+// without the pool's lock, one tenant at a time. Later calls do nothing.
+func (p *Pool) WatchStale(period time.Duration, stale func(tenantID string, incarnation uint64) bool) {
+	p.mu.Lock()
+	if p.closed || p.watching || period <= 0 {
+		p.mu.Unlock()
+		return
+	}
+	p.watching = true
+	p.watchers.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.watchers.Done()
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				p.removeStale(stale)
+			}
+		}
+	}()
+}
+
+// removeStale is one round of WatchStale.
+func (p *Pool) removeStale(stale func(tenantID string, incarnation uint64) bool) {
+	type held struct {
+		id string
+		e  *poolEntry
+	}
+	p.mu.RLock()
+	all := make([]held, 0, len(p.tenants))
+	for id, e := range p.tenants {
+		all = append(all, held{id, e})
+	}
+	p.mu.RUnlock()
+	for _, h := range all {
+		if !stale(h.id, h.e.incarnation) {
+			continue
+		}
+		p.mu.Lock()
+		// Only the entry that was asked about: a newer one built meanwhile
+		// is the current tenant's.
+		current := p.tenants[h.id] == h.e
+		if current {
+			delete(p.tenants, h.id)
+		}
+		p.mu.Unlock()
+		if current {
+			p.retire(h.e)
+		}
+	}
 }
 
 // Len returns how many tenants the pool holds.
@@ -384,6 +461,7 @@ func (p *Pool) Close() error {
 	if p.done != nil {
 		<-p.done
 	}
+	p.watchers.Wait()
 
 	p.retMu.Lock()
 	p.retClosed = true

@@ -10,7 +10,7 @@ func TestPoolGetDoesNotAllocate(t *testing.T) {
 	want := mustGet(t, p, "tenant", 1, creds)
 	if a := testing.AllocsPerRun(1000, func() {
 		// A closure capturing the caller's state, as the router passes.
-		d, err := p.Get("tenant", 1, func() (Config, error) { return creds, nil })
+		d, err := p.Get("tenant", 0, 1, func() (Config, error) { return creds, nil })
 		if d != want || err != nil {
 			t.Fatalf("Get = %p, %v; want %p", d, err, want)
 		}
@@ -18,7 +18,7 @@ func TestPoolGetDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Get of a built Dispatcher allocates %.1f times; want 0", a)
 	}
 	if a := testing.AllocsPerRun(1000, func() {
-		if d, ok := p.Lookup("tenant", 1); !ok || d != want {
+		if d, ok := p.Lookup("tenant", 0, 1); !ok || d != want {
 			t.Fatal("Lookup missed")
 		}
 	}); a != 0 {

@@ -68,7 +68,7 @@ func credsOf(creds Config) func() (Config, error) {
 
 func mustGet(t *testing.T, p *Pool, tenant string, version uint64, creds Config) *Dispatcher {
 	t.Helper()
-	d, err := p.Get(tenant, version, credsOf(creds))
+	d, err := p.Get(tenant, 0, version, credsOf(creds))
 	if err != nil {
 		t.Fatalf("Get(%q, %d): %v", tenant, version, err)
 	}
@@ -82,13 +82,13 @@ func TestPoolReusesDispatcher(t *testing.T) {
 	if d2 := mustGet(t, p, "tenant-a", 1, a.creds); d2 != d1 {
 		t.Fatal("a second Get of the same tenant and version built a new Dispatcher")
 	}
-	if d, ok := p.Lookup("tenant-a", 1); !ok || d != d1 {
+	if d, ok := p.Lookup("tenant-a", 0, 1); !ok || d != d1 {
 		t.Fatalf("Lookup = %p, %v; want the built Dispatcher %p", d, ok, d1)
 	}
-	if _, ok := p.Lookup("tenant-a", 2); ok {
+	if _, ok := p.Lookup("tenant-a", 0, 2); ok {
 		t.Fatal("Lookup of another version found a Dispatcher")
 	}
-	if _, ok := p.Lookup("tenant-b", 1); ok {
+	if _, ok := p.Lookup("tenant-b", 0, 1); ok {
 		t.Fatal("Lookup of an unknown tenant found a Dispatcher")
 	}
 	if db := mustGet(t, p, "tenant-b", 1, a.creds); db == d1 {
@@ -132,15 +132,15 @@ func TestPoolIgnoresBaseCredentials(t *testing.T) {
 func TestPoolCachesBuildError(t *testing.T) {
 	p := startPool(t, baseConfig(), 10, 0, nil)
 	bad := Config{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: []byte("garbage"), APNSKeyID: testKeyID, APNSTeamID: testTeamID}
-	_, err1 := p.Get("t", 1, credsOf(bad))
-	_, err2 := p.Get("t", 1, credsOf(bad))
+	_, err1 := p.Get("t", 0, 1, credsOf(bad))
+	_, err2 := p.Get("t", 0, 1, credsOf(bad))
 	if err1 == nil || !strings.Contains(err1.Error(), "APNS_PKCS8_PEM") {
 		t.Fatalf("Get with a bad key = %v; want New's error", err1)
 	}
 	if err1 != err2 {
 		t.Fatalf("the second Get built again (%p, %p); want the kept error", err1, err2)
 	}
-	if _, ok := p.Lookup("t", 1); ok {
+	if _, ok := p.Lookup("t", 0, 1); ok {
 		t.Fatal("Lookup reported a failed build as found")
 	}
 	// A new version (fixed credentials) builds.
@@ -151,15 +151,15 @@ func TestPoolRetriesFailedLoad(t *testing.T) {
 	p := startPool(t, baseConfig(), 10, 0, nil)
 	sealed := errors.New("cannot open the sealed credentials")
 	loads := 0
-	_, err := p.Get("t", 1, func() (Config, error) { loads++; return Config{}, sealed })
+	_, err := p.Get("t", 0, 1, func() (Config, error) { loads++; return Config{}, sealed })
 	if !errors.Is(err, sealed) || !strings.Contains(err.Error(), "tenant t") {
 		t.Fatalf("Get with a failing load = %v; want the load error, naming the tenant", err)
 	}
-	d, err := p.Get("t", 1, func() (Config, error) { loads++; return Config{}, nil })
+	d, err := p.Get("t", 0, 1, func() (Config, error) { loads++; return Config{}, nil })
 	if err != nil || d == nil || loads != 2 {
 		t.Fatalf("Get after a failed load = %v, %v after %d loads; want a Dispatcher after 2 loads", d, err, loads)
 	}
-	if _, err := p.Get("t", 1, func() (Config, error) { t.Error("load called for a built version"); return Config{}, nil }); err != nil {
+	if _, err := p.Get("t", 0, 1, func() (Config, error) { t.Error("load called for a built version"); return Config{}, nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -236,7 +236,7 @@ func TestPoolVersionChangeClosesOld(t *testing.T) {
 	if err := mustSender(t, d2, TypeAPNS).Send(t.Context(), testToken, visible()); err != nil {
 		t.Fatalf("push with v2: %v", err)
 	}
-	if _, ok := p.Lookup("t", 1); ok {
+	if _, ok := p.Lookup("t", 0, 1); ok {
 		t.Fatal("v1 is still in the pool")
 	}
 	if d := mustGet(t, p, "t", 2, next.creds); d != d2 {
@@ -265,20 +265,20 @@ func TestPoolLRU(t *testing.T) {
 	if n := p.Len(); n != 2 {
 		t.Fatalf("Len() = %d; want the bound, 2", n)
 	}
-	if _, ok := p.Lookup("b", 1); ok {
+	if _, ok := p.Lookup("b", 0, 1); ok {
 		t.Fatal("b, the least recently used, is still in the pool")
 	}
 	if b.closes.Load() == 0 {
 		t.Fatal("the evicted Dispatcher was not closed")
 	}
-	if d, ok := p.Lookup("a", 1); !ok || d != a || a.closes.Load() != 0 {
+	if d, ok := p.Lookup("a", 0, 1); !ok || d != a || a.closes.Load() != 0 {
 		t.Fatal("a, recently used, was evicted or closed")
 	}
 	clock.Advance(time.Second)
 	if d := mustGet(t, p, "b", 1, creds); d == b {
 		t.Fatal("an evicted tenant got its closed Dispatcher back")
 	}
-	if _, ok := p.Lookup("c", 1); ok {
+	if _, ok := p.Lookup("c", 0, 1); ok {
 		t.Fatal("c was not evicted when b came back (a was looked up later)")
 	}
 }
@@ -293,10 +293,10 @@ func TestPoolIdleEviction(t *testing.T) {
 	mustGet(t, p, "busy", 1, creds)
 	clock.Advance(40 * time.Minute)
 	p.evictIdle()
-	if _, ok := p.Lookup("idle", 1); ok || idle.closes.Load() == 0 {
+	if _, ok := p.Lookup("idle", 0, 1); ok || idle.closes.Load() == 0 {
 		t.Fatal("a tenant unused for 80 minutes (idle 1h) was kept or not closed")
 	}
-	if _, ok := p.Lookup("busy", 1); !ok || busy.closes.Load() != 0 {
+	if _, ok := p.Lookup("busy", 0, 1); !ok || busy.closes.Load() != 0 {
 		t.Fatal("a tenant used 40 minutes ago (idle 1h) was evicted")
 	}
 }
@@ -307,12 +307,75 @@ func TestPoolJanitor(t *testing.T) {
 	eventually(t, "idle eviction by the janitor", func() bool { return p.Len() == 0 && d.closes.Load() > 0 })
 }
 
+// A tenant deleted and created again starts its versions over: the same
+// version of a new incarnation must not get the old tenant's Dispatcher.
+func TestPoolNewIncarnationAtSameVersionRebuilds(t *testing.T) {
+	p := newPool(baseConfig(), 10, time.Minute, time.Now)
+	t.Cleanup(func() { p.Close() })
+	old := newAPNsTenant(t, testTopic, "OLDKEY0001", testTeamID).creds
+	next := newAPNsTenant(t, testTopic, "NEWKEY0002", testTeamID).creds
+	d1, err := p.Get("t", 7, 1, credsOf(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := p.Get("t", 8, 1, credsOf(next))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d2 == d1 || d1.closes.Load() == 0 {
+		t.Fatal("a new incarnation at the same version got the old tenant's Dispatcher, or the old one stayed open")
+	}
+	if _, ok := p.Lookup("t", 7, 1); ok {
+		t.Fatal("the old incarnation is still found")
+	}
+	if d, ok := p.Lookup("t", 8, 1); !ok || d != d2 || p.Len() != 1 {
+		t.Fatal("the new incarnation is not the one held")
+	}
+}
+
+// WatchStale closes what the callback calls stale, and only the entry it
+// was asked about: a newer incarnation built meanwhile stays.
+func TestPoolWatchStale(t *testing.T) {
+	p := newPool(baseConfig(), 10, time.Minute, time.Now)
+	creds := newAPNsTenant(t, testTopic, testKeyID, testTeamID).creds
+	gone, kept := mustGet(t, p, "gone", 1, creds), mustGet(t, p, "kept", 1, creds)
+	asked := make(chan string, 100)
+	p.WatchStale(5*time.Millisecond, func(id string, incarnation uint64) bool {
+		select {
+		case asked <- id:
+		default:
+		}
+		return id == "gone" && incarnation == 0
+	})
+	eventually(t, "the stale tenant to be closed", func() bool { return p.Len() == 1 && gone.closes.Load() > 0 })
+	if d, ok := p.Lookup("kept", 0, 1); !ok || d != kept || kept.closes.Load() != 0 {
+		t.Fatal("a tenant the callback did not call stale was touched")
+	}
+	// A new incarnation of the removed tenant is not stale: it stays.
+	again, err := p.Get("gone", 9, 1, credsOf(creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for len(asked) > 0 { // what was asked before the Get
+		<-asked
+	}
+	for range 4 { // at least two more rounds over the two tenants
+		<-asked
+	}
+	if d, ok := p.Lookup("gone", 9, 1); !ok || d != again {
+		t.Fatal("the new incarnation was removed")
+	}
+	if err := p.Close(); err != nil { // stops the watcher: -race sees it end
+		t.Fatal(err)
+	}
+}
+
 func TestPoolRemoveAndClose(t *testing.T) {
 	p := newPool(baseConfig(), 10, time.Minute, time.Now)
 	creds := newAPNsTenant(t, testTopic, testKeyID, testTeamID).creds
 	a, b := mustGet(t, p, "a", 1, creds), mustGet(t, p, "b", 1, creds)
 	p.Remove("a")
-	if _, ok := p.Lookup("a", 1); ok || a.closes.Load() == 0 {
+	if _, ok := p.Lookup("a", 0, 1); ok || a.closes.Load() == 0 {
 		t.Fatal("Remove kept the tenant or did not close it")
 	}
 	if err := p.Close(); err != nil {
@@ -322,7 +385,7 @@ func TestPoolRemoveAndClose(t *testing.T) {
 	if a.closes.Load() != 2 || b.closes.Load() != 1 {
 		t.Fatalf("after Close: a closed %d times, b %d; want 2, 1", a.closes.Load(), b.closes.Load())
 	}
-	if _, err := p.Get("a", 1, credsOf(creds)); !errors.Is(err, ErrPoolClosed) {
+	if _, err := p.Get("a", 0, 1, credsOf(creds)); !errors.Is(err, ErrPoolClosed) {
 		t.Fatalf("Get after Close = %v; want ErrPoolClosed", err)
 	}
 	_ = p.Close() // idempotent
@@ -421,7 +484,7 @@ func TestPoolConcurrentGet(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			d, err := p.Get("same", 1, credsOf(creds))
+			d, err := p.Get("same", 0, 1, credsOf(creds))
 			if err != nil {
 				t.Error(err)
 			}
@@ -442,7 +505,7 @@ func TestPoolConcurrentGet(t *testing.T) {
 			for i := range 100 {
 				tenant := fmt.Sprintf("t%d", (g+i)%5)
 				version := uint64(i / 50)
-				d, err := p.Get(tenant, version, credsOf(creds))
+				d, err := p.Get(tenant, 0, version, credsOf(creds))
 				if err != nil {
 					t.Error(err)
 					return
@@ -452,7 +515,7 @@ func TestPoolConcurrentGet(t *testing.T) {
 					return
 				}
 				if i%10 == 0 {
-					p.Lookup(tenant, version)
+					p.Lookup(tenant, 0, version)
 				}
 			}
 		})

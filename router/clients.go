@@ -38,14 +38,14 @@ func (s *Server) register(ctx *fasthttp.RequestCtx) error {
 	}
 	// A registration that proves the key binds the id to it (README).
 	c.Bound = proved
-	sc, err := s.scopeOf(ctx)
+	if err := s.rateLimit(ctx, pathTenant(ctx), c.ID); err != nil {
+		return err
+	}
+	sc, err := s.recordScope(ctx)
 	if err != nil {
 		return err
 	}
-	if err := s.rateLimit(ctx, sc.id(), c.ID); err != nil {
-		return err
-	}
-	if !sc.providers.Available(c.Type) {
+	if !sc.available(c.Type) {
 		return &requestError{status: fasthttp.StatusBadRequest, name: "provider_not_available",
 			desc:   "provider " + c.Type + " is not configured on this server",
 			fields: []fieldError{{"type", c.Type + " is not configured on this server", inBody}}}
@@ -147,11 +147,11 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	sc, err := s.scopeOf(ctx)
-	if err != nil {
+	if err := s.rateLimit(ctx, pathTenant(ctx), id); err != nil {
 		return err
 	}
-	if err := s.rateLimit(ctx, sc.id(), id); err != nil {
+	sc, err := s.recordScope(ctx)
+	if err != nil {
 		return err
 	}
 	if err := s.store.Unregister(context.Background(), sc.id(), id, proved); err != nil {

@@ -7,6 +7,8 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
+
+	"push-server/dispatch"
 )
 
 // The router's metrics, in Prometheus text format on /metrics. Labels are
@@ -22,6 +24,31 @@ var (
 	rateLimited       = metrics.NewCounter(`push_rate_limited_total`)
 	dedupDegraded     = metrics.NewCounter(`push_dedup_degraded_total`)
 )
+
+// credentialsRejected counts the pushes whose provider host refused our
+// credentials (dispatch.ErrCredentialsRejected), per host, for the
+// operator's providers and tenants' alike: the alert that matters when a
+// key is revoked. Other misconfigurations show in push_sends_total's
+// provider_misconfigured outcome.
+var credentialsRejected = hostCounters{
+	apns:        metrics.NewCounter(`push_provider_credentials_rejected_total{provider="apns"}`),
+	apnsSandbox: metrics.NewCounter(`push_provider_credentials_rejected_total{provider="apns-sandbox"}`),
+	fcm:         metrics.NewCounter(`push_provider_credentials_rejected_total{provider="fcm"}`),
+}
+
+// hostCounters is one counter per provider host.
+type hostCounters struct{ apns, apnsSandbox, fcm *metrics.Counter }
+
+func (h *hostCounters) inc(typ string) {
+	switch typ {
+	case dispatch.TypeAPNS:
+		h.apns.Inc()
+	case dispatch.TypeAPNSSandbox:
+		h.apnsSandbox.Inc()
+	case dispatch.TypeFCM:
+		h.fcm.Inc()
+	}
+}
 
 // routeMetrics counts one route's requests by status and times them.
 type routeMetrics struct {

@@ -2,7 +2,9 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
@@ -23,9 +25,34 @@ func (sc *scope) id() string { return sc.tenant.ID }
 
 // scopeOf resolves {tenant_id} when the route has one: the tenant (read
 // through the client-side cache) and its provider clients, built once per
-// credential version and reused.
+// incarnation and credential version and reused. Sends only: registration
+// has no use for provider clients (see recordScope).
 func (s *Server) scopeOf(ctx *fasthttp.RequestCtx) (scope, error) {
-	id, _ := ctx.UserValue("tenant_id").(string)
+	sc, err := s.recordScope(ctx)
+	if err != nil || sc.id() == "" {
+		return sc, err
+	}
+	t := sc.tenant
+	d, err := s.deps.Pool.Get(t.ID, t.Incarnation, t.Version, func() (dispatch.Config, error) { return s.tenantConfig(t) })
+	if err != nil {
+		// Stored credentials that no longer build are the operator's
+		// problem, not the caller's: the provider is misconfigured.
+		return scope{}, &dispatch.ProviderError{Provider: "tenant", Reason: err.Error(), Err: dispatch.ErrMisconfigured}
+	}
+	return scope{tenant: t, providers: d}, nil
+}
+
+// recordScope is scopeOf without provider clients: the tenant record only
+// (providers is nil in a tenant's scope). Registrations and unregistrations
+// use it, so requests cycling over many tenants build nothing and cannot
+// churn the Pool; they are rate-limited before they get here, too.
+//
+// A tenant found gone has its provider clients dropped from this
+// instance's Pool, whichever instance deleted it: they were built from
+// credentials nobody may push with any more. (A tenant created again is a
+// new incarnation, which Pool.Get never matches to the old clients.)
+func (s *Server) recordScope(ctx *fasthttp.RequestCtx) (scope, error) {
+	id := pathTenant(ctx)
 	if id == "" {
 		return scope{providers: s.providers}, nil
 	}
@@ -33,16 +60,57 @@ func (s *Server) scopeOf(ctx *fasthttp.RequestCtx) (scope, error) {
 		return scope{}, cache.ErrTenantNotFound
 	}
 	t, err := s.deps.Tenants.Tenant(context.Background(), id)
+	if errors.Is(err, cache.ErrTenantNotFound) {
+		s.deps.Pool.Remove(id)
+	}
 	if err != nil {
 		return scope{}, err
 	}
-	d, err := s.deps.Pool.Get(t.ID, t.Version, func() (dispatch.Config, error) { return s.tenantConfig(t) })
-	if err != nil {
-		// Stored credentials that no longer build are the operator's
-		// problem, not the caller's: the provider is misconfigured.
-		return scope{}, &dispatch.ProviderError{Provider: "tenant", Reason: err.Error(), Err: dispatch.ErrMisconfigured}
+	return scope{tenant: t}, nil
+}
+
+// watchStaleTenants has the Pool close, every Config.StaleTenantSweep,
+// the provider clients of tenants deleted or created again through another
+// instance, which this one would otherwise keep until idle eviction
+// without a request for the tenant. The reads go through the client-side
+// cache, so a round over a full pool costs little. A read that fails
+// keeps the clients: the tenant may well exist.
+func (s *Server) watchStaleTenants() {
+	every := s.cfg.StaleTenantSweep
+	if every <= 0 {
+		every = 10 * time.Second
 	}
-	return scope{tenant: t, providers: d}, nil
+	s.deps.Pool.WatchStale(every, func(id string, incarnation uint64) bool {
+		t, err := s.deps.Tenants.Tenant(context.Background(), id)
+		if errors.Is(err, cache.ErrTenantNotFound) {
+			return true
+		}
+		return err == nil && t.Incarnation != incarnation
+	})
+}
+
+// pathTenant is the route's {tenant_id}, "" on single-tenant routes.
+func pathTenant(ctx *fasthttp.RequestCtx) string {
+	id, _ := ctx.UserValue("tenant_id").(string)
+	return id
+}
+
+// available reports whether clients of type typ may register here: for a
+// tenant, whether its record holds credentials for that provider (whether
+// they still build is found out by the first send).
+func (sc *scope) available(typ string) bool {
+	if sc.id() == "" {
+		return sc.providers.Available(typ)
+	}
+	switch typ {
+	case dispatch.TypeAPNS, dispatch.TypeAPNSSandbox:
+		return sc.tenant.APNS != nil
+	case dispatch.TypeFCM:
+		return sc.tenant.FCM != nil
+	case dispatch.TypeNoop:
+		return true
+	}
+	return false
 }
 
 // tenantConfig opens a tenant's sealed credentials into the settings its
@@ -72,28 +140,35 @@ func (s *Server) tenantConfig(t cache.Tenant) (dispatch.Config, error) {
 	return c, nil
 }
 
-// suspended returns the reason typ's provider is suspended for the tenant,
-// or "".
+// suspended returns the reason typ's provider host is suspended for the
+// tenant, or "". Apple's two hosts are suspended apart.
 func (sc *scope) suspended(typ string) string {
 	switch typ {
-	case dispatch.TypeAPNS, dispatch.TypeAPNSSandbox:
+	case dispatch.TypeAPNS:
 		return sc.tenant.APNSSuspended
+	case dispatch.TypeAPNSSandbox:
+		return sc.tenant.APNSSandboxSuspended
 	case dispatch.TypeFCM:
 		return sc.tenant.FCMSuspended
 	}
 	return ""
 }
 
-// suspend records that typ's provider rejected the tenant's credentials,
-// so that later sends answer at once instead of hammering the provider.
+// suspend records that typ's provider host refused the tenant's
+// credentials (cause is a dispatch.ErrCredentialsRejected), so that later
+// sends to that host answer at once instead of hammering it. Only that
+// host: a sandbox refusal, which any client can provoke by registering as
+// apns-sandbox, leaves production pushes running.
 func (s *Server) suspend(ctx *fasthttp.RequestCtx, sc *scope, typ string, cause error) {
 	if sc.id() == "" || sc.suspended(typ) != "" {
 		return
 	}
 	var change cache.TenantChange
 	switch typ {
-	case dispatch.TypeAPNS, dispatch.TypeAPNSSandbox:
+	case dispatch.TypeAPNS:
 		change.SuspendAPNS = cause.Error()
+	case dispatch.TypeAPNSSandbox:
+		change.SuspendAPNSSandbox = cause.Error()
 	case dispatch.TypeFCM:
 		change.SuspendFCM = cause.Error()
 	default:

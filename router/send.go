@@ -98,7 +98,10 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 			s.log.Warn("cannot release a dedup claim; the relay's retry waits for the lease to expire",
 				"request_id", requestID(ctx), "error", rerr.Error())
 		}
-		if errors.Is(err, dispatch.ErrMisconfigured) {
+		if errors.Is(err, dispatch.ErrCredentialsRejected) {
+			// Counted for the operator's own providers too; only a tenant's
+			// provider host is suspended.
+			credentialsRejected.inc(client.Type)
 			s.suspend(ctx, &sc, client.Type, err)
 		}
 		if errors.Is(err, dispatch.ErrTokenDead) {

@@ -82,6 +82,10 @@ type Config struct {
 	// ServeMetrics adds GET /metrics to the API's port; main turns it off
 	// when TELEMETRY_PROMETHEUS_PORT gives metrics a port of their own.
 	ServeMetrics bool
+	// StaleTenantSweep is how often the provider clients of tenants
+	// deleted (or created again) through another instance are looked for
+	// and closed; 0 means 10 s.
+	StaleTenantSweep time.Duration
 }
 
 // Deps are the parts a Server sequences. Store, ClientAuth and Providers
@@ -215,6 +219,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		r.POST("/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.putFCM)))
 		r.DELETE("/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.clearProvider(false))))
 		r.POST("/tenants/{tenant_id}/fcm", instrument("tenants", s.handle(s.legacyFCM)))
+		s.watchStaleTenants()
 	}
 	setBuildInfo(cfg.Version)
 

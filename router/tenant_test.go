@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"mime/multipart"
@@ -30,6 +31,7 @@ type tenantHarness struct {
 	*harness
 	apns *dispatchtest.APNs
 	fcm  *dispatchtest.FCM
+	pool *dispatch.Pool
 }
 
 func newTenantHarness(t *testing.T, open func(t *testing.T) cache.Store) *tenantHarness {
@@ -52,22 +54,45 @@ func newTenantHarnessWith(t *testing.T, open func(t *testing.T) cache.Store, apn
 // endpoints tenants may use (nil: Google's only).
 func newTenantHarnessAllowing(t *testing.T, open func(t *testing.T) cache.Store, apns *dispatchtest.APNs, fcm *dispatchtest.FCM, allowed *dispatch.TokenURIs) *tenantHarness {
 	t.Helper()
+	return newTenantHarnessHosts(t, open, apns, apns, fcm, allowed)
+}
+
+// newTenantHarnessHosts is newTenantHarnessAllowing with Apple's
+// development host on its own mock, sandbox, as with Apple.
+// configure, if given, changes the server's Config (the limiter is the
+// store's).
+func newTenantHarnessHosts(t *testing.T, open func(t *testing.T) cache.Store, apns, sandbox *dispatchtest.APNs, fcm *dispatchtest.FCM, allowed *dispatch.TokenURIs, configure ...func(*Config)) *tenantHarness {
+	t.Helper()
+	roots := apns.RootCAs()
+	if sandbox != apns {
+		roots = x509.NewCertPool()
+		for _, m := range []*dispatchtest.APNs{apns, sandbox} {
+			if !roots.AppendCertsFromPEM(m.CertPEM()) {
+				t.Fatal("cannot add a mock's certificate to the roots")
+			}
+		}
+	}
 	// One key for every instance of a test, as one fleet shares
 	// TENANT_CREDENTIALS_KEY.
 	vault, err := dispatch.NewVault([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := dispatch.Config{APNSURL: apns.URL(), APNSSandboxURL: apns.URL(), FCMURL: fcm.URL(), RootCAs: apns.RootCAs(),
+	base := dispatch.Config{APNSURL: apns.URL(), APNSSandboxURL: sandbox.URL(), FCMURL: fcm.URL(), RootCAs: roots,
 		FCMTokenURIs: allowed, MaxAttempts: 2, RetryDelay: func(int, time.Duration) time.Duration { return 0 }}
 	pool := dispatch.NewPool(base, 100, time.Minute)
 	t.Cleanup(func() { pool.Close() })
-	h := newHarness(t, options{store: open, deps: func(d *Deps) {
+	var conf func(*Config)
+	if len(configure) > 0 {
+		conf = configure[0]
+	}
+	h := newHarness(t, options{store: open, configure: conf, deps: func(d *Deps) {
 		d.Tenants = d.Store.(cache.Tenants)
+		d.Limiter = d.Store.(cache.Limiter)
 		d.TenantAuth = &verify.TenantAuth{Secret: tenantSecret}
 		d.Vault, d.Pool = vault, pool
 	}})
-	return &tenantHarness{h, apns, fcm}
+	return &tenantHarness{h, apns, fcm, pool}
 }
 
 func bearer(tenant string, ttl time.Duration) map[string]string {

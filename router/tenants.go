@@ -122,8 +122,12 @@ func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
 	v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeNoop)
 	var reasons []string
 	if t.APNSSuspended != "" {
-		v.Suspensions["apns"] = t.APNSSuspended
+		v.Suspensions[dispatch.TypeAPNS] = t.APNSSuspended
 		reasons = append(reasons, "apns: "+t.APNSSuspended)
+	}
+	if t.APNSSandboxSuspended != "" {
+		v.Suspensions[dispatch.TypeAPNSSandbox] = t.APNSSandboxSuspended
+		reasons = append(reasons, "apns-sandbox: "+t.APNSSandboxSuspended)
 	}
 	if t.FCMSuspended != "" {
 		v.Suspensions["fcm"] = t.FCMSuspended
@@ -144,7 +148,15 @@ func (s *Server) deleteTenant(ctx *fasthttp.RequestCtx) error {
 	if why := checkTenantID(id); why != "" {
 		return badFieldAt("tenant_id", why, inPath)
 	}
-	if err := s.deps.Tenants.DeleteTenant(context.Background(), id); err != nil {
+	err := s.deps.Tenants.DeleteTenant(context.Background(), id)
+	// The record goes first in DeleteTenant, so even when it failed later
+	// the tenant may be gone: its provider clients go at once on this
+	// instance (a send racing this rebuilds them for the old incarnation
+	// at worst, which nothing matches once the tenant is gone). Other
+	// instances drop theirs on their next request for the tenant
+	// (recordScope).
+	s.deps.Pool.Remove(id)
+	if err != nil {
 		return err
 	}
 	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})

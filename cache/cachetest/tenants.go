@@ -30,7 +30,10 @@ type RawTenantReader interface {
 // Fine print checked here, beyond the interface docs:
 //   - Version grows with every UpdateTenant;
 //   - setting a provider lifts only that provider's suspension, clearing it
-//     removes credentials and suspension;
+//     removes credentials and suspension; the APNs hosts (production,
+//     sandbox) are suspended apart, and new APNs credentials lift both;
+//   - Incarnation is not 0, survives every update, and is new when a
+//     deleted tenant is created again;
 //   - DeleteTenant removes clients and dedup records of that tenant only
 //     (not of a tenant whose id it prefixes), and a re-created tenant starts
 //     empty;
@@ -44,6 +47,8 @@ func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 		{"UnknownTenant", testUnknownTenant},
 		{"UpdateSetsAndClears", testUpdateTenantSetsAndClears},
 		{"SetLiftsOnlyItsSuspension", testSetLiftsOnlyItsSuspension},
+		{"APNSHostsSuspendApart", testAPNSHostsSuspendApart},
+		{"IncarnationNewOnRecreate", testIncarnationNewOnRecreate},
 		{"DeleteRemovesClients", testDeleteTenantRemovesClients},
 		{"SealedBytesStoredAsGiven", testSealedBytesStoredAsGiven},
 	}
@@ -92,7 +97,10 @@ func updateAndCheck(t *testing.T, s cache.Tenants, prev cache.Tenant, c cache.Te
 	if got.Version <= prev.Version {
 		t.Fatalf("after UpdateTenant(%+v), Version = %d; want more than %d", c, got.Version, prev.Version)
 	}
-	want.ID, want.Version = got.ID, got.Version
+	if got.Incarnation != prev.Incarnation {
+		t.Fatalf("after UpdateTenant(%+v), Incarnation = %d; want it kept at %d", c, got.Incarnation, prev.Incarnation)
+	}
+	want.ID, want.Version, want.Incarnation = got.ID, got.Version, got.Incarnation
 	if !tenantEqual(got, want) {
 		t.Fatalf("after UpdateTenant(%+v), Tenant = %+v; want %+v", c, got, want)
 	}
@@ -103,9 +111,10 @@ func updateAndCheck(t *testing.T, s cache.Tenants, prev cache.Tenant, c cache.Te
 // set ones.
 func tenantEqual(a, b cache.Tenant) bool {
 	sameBytes := func(x, y []byte) bool { return (x == nil) == (y == nil) && bytes.Equal(x, y) }
-	return a.ID == b.ID && a.Version == b.Version &&
+	return a.ID == b.ID && a.Version == b.Version && a.Incarnation == b.Incarnation &&
 		a.APNSTopic == b.APNSTopic && a.APNSType == b.APNSType && sameBytes(a.APNS, b.APNS) &&
-		sameBytes(a.FCM, b.FCM) && a.APNSSuspended == b.APNSSuspended && a.FCMSuspended == b.FCMSuspended
+		sameBytes(a.FCM, b.FCM) && a.APNSSuspended == b.APNSSuspended &&
+		a.APNSSandboxSuspended == b.APNSSandboxSuspended && a.FCMSuspended == b.FCMSuspended
 }
 
 // sealed bytes as dispatch.Vault might produce them: arbitrary binary.
@@ -117,7 +126,7 @@ var (
 func testCreateTenantIsIdempotent(t *testing.T, s TenantStore) {
 	mustCreateTenant(t, s, "a", true)
 	tn := mustTenant(t, s, "a")
-	if !tenantEqual(tn, cache.Tenant{ID: "a", Version: tn.Version}) {
+	if !tenantEqual(tn, cache.Tenant{ID: "a", Version: tn.Version, Incarnation: tn.Incarnation}) {
 		t.Fatalf("new tenant = %+v; want no credentials and no suspension", tn)
 	}
 	mustUpdateTenant(t, s, "a", cache.TenantChange{SetFCM: true, FCM: sealedFCM})
@@ -183,6 +192,46 @@ func testSetLiftsOnlyItsSuspension(t *testing.T, s TenantStore) {
 	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendFCM: want.FCMSuspended}, want)
 	want.FCM, want.FCMSuspended = nil, ""
 	updateAndCheck(t, s, tn, cache.TenantChange{ClearFCM: true}, want)
+}
+
+func testAPNSHostsSuspendApart(t *testing.T, s TenantStore) {
+	mustCreateTenant(t, s, "a", true)
+	tn := mustTenant(t, s, "a")
+	want := cache.Tenant{APNSTopic: "t", APNSType: "token", APNS: sealedAPNS}
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: sealedAPNS}, want)
+	// The sandbox host's refusal leaves production running, and the other
+	// way round.
+	want.APNSSandboxSuspended = "InvalidProviderToken"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendAPNSSandbox: want.APNSSandboxSuspended}, want)
+	want.APNSSuspended = "BadCertificateEnvironment"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendAPNS: want.APNSSuspended}, want)
+	// New APNs credentials lift both hosts' suspensions; clearing APNs too.
+	want.APNS, want.APNSSuspended, want.APNSSandboxSuspended = []byte("new-apns"), "", ""
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: want.APNS}, want)
+	want.APNSSandboxSuspended = "BadEnvironmentKeyInToken"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendAPNSSandbox: want.APNSSandboxSuspended}, want)
+	updateAndCheck(t, s, tn, cache.TenantChange{ClearAPNS: true}, cache.Tenant{})
+}
+
+func testIncarnationNewOnRecreate(t *testing.T, s TenantStore) {
+	seen := map[uint64]bool{}
+	for range 3 {
+		mustCreateTenant(t, s, "a", true)
+		tn := mustTenant(t, s, "a")
+		if tn.Incarnation == 0 || seen[tn.Incarnation] {
+			t.Fatalf("created tenant has Incarnation %d; want a new one, not 0, each time (seen %v)", tn.Incarnation, seen)
+		}
+		seen[tn.Incarnation] = true
+		// Kept by updates (updateAndCheck) and by a second create.
+		updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: sealedFCM}, cache.Tenant{FCM: sealedFCM})
+		mustCreateTenant(t, s, "a", false)
+		if again := mustTenant(t, s, "a"); again.Incarnation != tn.Incarnation {
+			t.Fatalf("a second CreateTenant changed Incarnation %d to %d", tn.Incarnation, again.Incarnation)
+		}
+		if err := s.DeleteTenant(ctx(t), "a"); err != nil {
+			t.Fatalf("DeleteTenant: %v", err)
+		}
+	}
 }
 
 func testDeleteTenantRemovesClients(t *testing.T, s TenantStore) {
