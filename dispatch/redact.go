@@ -1,9 +1,9 @@
 package dispatch
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -45,7 +45,11 @@ type tokenFetchError struct{ re *oauth2.RetrieveError }
 func (e *tokenFetchError) Error() string {
 	s := "oauth2: the token endpoint refused the grant"
 	if r := e.re.Response; r != nil {
-		s = "oauth2: the token endpoint answered " + r.Status
+		status := r.Status // "400 Bad Request"; empty on a Response built by hand
+		if status == "" {
+			status = strconv.Itoa(r.StatusCode)
+		}
+		s = "oauth2: the token endpoint answered " + status
 	}
 	if e.re.ErrorCode != "" {
 		s += fmt.Sprintf(" %q", e.re.ErrorCode)
@@ -63,13 +67,11 @@ func (e *tokenFetchError) Unwrap() error { return e.re }
 // long as the chain is made of those (an error of another type that merely
 // wraps one is returned as it is: its text was fixed when it was made).
 func cleanCause(err error) error {
-	var ue *url.Error
-	var re *oauth2.RetrieveError
-	switch {
-	case errors.As(err, &ue) && error(ue) == err:
-		return &transportError{op: ue.Op, host: hostOf(ue.URL), err: cleanCause(ue.Err)}
-	case errors.As(err, &re) && error(re) == err:
-		return &tokenFetchError{re: re}
+	switch e := err.(type) {
+	case *url.Error:
+		return &transportError{op: e.Op, host: hostOf(e.URL), err: cleanCause(e.Err)}
+	case *oauth2.RetrieveError:
+		return &tokenFetchError{re: e}
 	}
 	return err
 }
