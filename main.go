@@ -365,7 +365,8 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 			return 1
 		}
 		defer mln.Close()
-		go (&fasthttp.Server{Handler: router.MetricsHandler, Name: "push-server-metrics"}).Serve(mln)
+		go (&fasthttp.Server{Handler: router.MetricsHandler, Name: "push-server-metrics",
+			SecureErrorLogMessage: true, Logger: router.NewFasthttpLogger(log)}).Serve(mln)
 		log.Info("serving metrics", "addr", mln.Addr().String())
 	}
 

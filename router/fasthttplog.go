@@ -6,6 +6,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // fasthttpLogEvery is the least time between two lines of fasthttp's log.
@@ -38,6 +40,12 @@ type fasthttpLog struct {
 func newFasthttpLog(log *slog.Logger) *fasthttpLog {
 	return &fasthttpLog{log: log, now: time.Now}
 }
+
+// NewFasthttpLogger returns the Logger the API's fasthttp.Server uses, for
+// another fasthttp.Server of the process (the metrics listener): at most a
+// line per second, no request bytes. Set SecureErrorLogMessage on that
+// server too.
+func NewFasthttpLogger(log *slog.Logger) fasthttp.Logger { return newFasthttpLog(log) }
 
 // Printf writes one line, or counts it as withheld.
 func (l *fasthttpLog) Printf(format string, args ...any) {
