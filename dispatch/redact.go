@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -51,10 +52,22 @@ func (e *tokenFetchError) Error() string {
 		}
 		s = "oauth2: the token endpoint answered " + status
 	}
-	if e.re.ErrorCode != "" {
-		s += fmt.Sprintf(" %q", e.re.ErrorCode)
-		if d := e.re.ErrorDescription; d != "" {
-			s += fmt.Sprintf(" %q", truncate(d, 200))
+	code, desc := e.re.ErrorCode, e.re.ErrorDescription
+	if code == "" {
+		// x/oauth2/jwt leaves the RFC 6749 fields unparsed: read them, and
+		// only them, from the body.
+		var body struct {
+			Code string `json:"error"`
+			Desc string `json:"error_description"`
+		}
+		if json.Unmarshal(e.re.Body, &body) == nil {
+			code, desc = body.Code, body.Desc
+		}
+	}
+	if code != "" {
+		s += fmt.Sprintf(" %q", truncate(code, 64))
+		if desc != "" {
+			s += fmt.Sprintf(" %q", truncate(desc, 200))
 		}
 	}
 	return s

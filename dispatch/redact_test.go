@@ -141,6 +141,13 @@ func TestCleanCause(t *testing.T) {
 	if got, want := err.Error(), `Post https://fcm.googleapis.com: oauth2: the token endpoint answered 401 Unauthorized "invalid_grant" "Invalid JWT Signature."`; got != want {
 		t.Errorf("cleanCause(RetrieveError) = %q; want %q", got, want)
 	}
+	// x/oauth2/jwt's refusals carry only the body: its RFC 6749 fields
+	// are read from it, and nothing else.
+	re = &oauth2.RetrieveError{Response: &http.Response{StatusCode: 400, Status: "400 Bad Request"},
+		Body: []byte(`{"error":"invalid_grant","error_description":"Invalid JWT Signature.","echo":"secret body"}`)}
+	if got, want := cleanCause(re).Error(), `oauth2: the token endpoint answered 400 Bad Request "invalid_grant" "Invalid JWT Signature."`; got != want {
+		t.Errorf("cleanCause(RetrieveError from x/oauth2/jwt) = %q; want %q", got, want)
+	}
 	if got, _ := classifyTransport(err); got != ErrMisconfigured {
 		t.Errorf("a cleaned token refusal classifies as %v; want ErrMisconfigured", got)
 	}
