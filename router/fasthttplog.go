@@ -22,11 +22,12 @@ const fasthttpLogEvery = time.Second
 //     number of lines dropped since the one before it.
 //   - An error argument is written only up to its first quote. fasthttp
 //     quotes what the request held (%q): a header value it refused, the
-//     first line, a snippet of the header buffer. Server.
-//     SecureErrorLogMessage drops the snippet but not the refused value, and
-//     that value may be an Authorization header or a relay signature.
+//     request line, a snippet of the header buffer. SecureErrorLogMessage
+//     drops the snippet but not the other two, and a refused value may be
+//     an Authorization header or a relay signature.
 //
-// It is safe for concurrent use.
+// A withheld count is written with the next line, so the last burst's count
+// is lost when no line follows. It is safe for concurrent use.
 type fasthttpLog struct {
 	log *slog.Logger
 
