@@ -373,6 +373,21 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 	if st != 200 || !strings.Contains(metrics, `push_requests_total{route="send",status="502"}`) {
 		t.Errorf("GET /metrics on TELEMETRY_PROMETHEUS_PORT: %d %.300s", st, metrics)
 	}
+	// A malformed request to the metrics port, its Authorization refused
+	// by fasthttp: the line goes to the configured log, without the value.
+	if conn, err := net.Dial("tcp", strings.TrimPrefix(metricsURL, "http://")); err == nil {
+		fmt.Fprintf(conn, "GET /metrics HTTP/1.1\r\nHost: m\r\nAuthorization: Bearer %s\x01\r\n\r\n",
+			verify.SignTenantToken([]byte(jwtSecret), "acme", time.Hour, time.Now()))
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.ReadAll(conn)
+		conn.Close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "invalid header value"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("the metrics port's refusal of a malformed request is not in the configured log:\n%s", logs.String())
+			break
+		}
+	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -392,6 +407,9 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 	checkNoSecret(t, "metrics", metrics, secrets)
 	if strings.Contains(logs.String()+answers.String()+metrics, "ya29.") {
 		t.Error("an FCM access token appears in the output")
+	}
+	if i := strings.Index(logs.String(), "eyJ"); i >= 0 {
+		t.Errorf("a JWT appears in the logs: …%.200s", logs.String()[i:])
 	}
 }
 

@@ -85,11 +85,12 @@ func (s *apnsSender) Send(ctx context.Context, token string, n *Notification) er
 		var rec tryRecord
 		resp, err := s.client.PushWithContext(withTryRecord(ctx, &rec), &note)
 		if err != nil {
-			return answer{err: err}
+			return answer{err: cleanCause(err)}
 		}
 		return answer{status: resp.StatusCode, reason: resp.Reason, retryAfter: rec.retryAfter}
 	})
 	if pe, ok := err.(*ProviderError); ok {
+		pe.redactToken(token)
 		s.log.report(pe)
 	}
 	return err

@@ -135,9 +135,9 @@ func (s *fcmSender) Send(ctx context.Context, token string, n *Notification) err
 		case rec.err != nil:
 			if rerr := s.redirects.refusedRedirect(); rerr != nil {
 				// The token fetch was led off the allow-list: ours to fix.
-				return answer{err: fmt.Errorf("token fetch redirected: %w (%w)", rerr, rec.err)}
+				return answer{err: fmt.Errorf("token fetch redirected: %w (%w)", rerr, cleanCause(rec.err))}
 			}
-			return answer{err: rec.err}
+			return answer{err: cleanCause(rec.err)}
 		}
 		reason, message := fcmReason(err)
 		return answer{status: rec.status, reason: reason, message: message, retryAfter: rec.retryAfter}
@@ -147,6 +147,7 @@ func (s *fcmSender) Send(ctx context.Context, token string, n *Notification) err
 		return fmt.Errorf("fcm: the Firebase SDK refused the message: %w", refused)
 	}
 	if pe, ok := err.(*ProviderError); ok {
+		pe.redactToken(token)
 		s.log.report(pe)
 	}
 	return err

@@ -180,7 +180,10 @@ func (s *Server) MetricsServer() *fasthttp.Server {
 		WriteTimeout: s.cfg.WriteTimeout,
 		IdleTimeout:  s.cfg.IdleTimeout,
 		Concurrency:  metricsMaxConns,
-		Logger:       slogPrintf{s.log},
+		// Its errors are logged like the API's: no request bytes, at
+		// most once a second.
+		SecureErrorLogMessage: true,
+		Logger:                newFasthttpLog(s.log),
 	}
 }
 

@@ -194,7 +194,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		writeBody(ctx, fasthttp.StatusMethodNotAllowed, methodNotAllowedBody)
 	}
 	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
-		s.log.Error("panic while handling a request", "path", string(ctx.Path()), "panic", fmt.Sprint(v))
+		s.log.Error("panic while handling a request", "request_id", requestID(ctx), "route", routeOf(ctx), "panic", fmt.Sprint(v))
 		writeBody(ctx, fasthttp.StatusInternalServerError, internalErrorBody)
 	}
 
@@ -244,7 +244,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// with room to spare; anything bigger is refused with 431.
 		ReadBufferSize:               8 << 10,
 		DisablePreParseMultipartForm: true,
-		Logger:                       slogPrintf{s.log},
+		// fasthttp's errors quote the header buffer of a request it
+		// cannot parse, Authorization included; fasthttpLog drops what
+		// this leaves quoted.
+		SecureErrorLogMessage: true,
+		Logger:                newFasthttpLog(s.log),
 	}
 	return s, nil
 }
@@ -405,11 +409,4 @@ func setRequestID(ctx *fasthttp.RequestCtx) {
 // requestID is the id setRequestID gave the request, for log lines.
 func requestID(ctx *fasthttp.RequestCtx) string {
 	return string(ctx.Response.Header.Peek("X-Request-Id"))
-}
-
-// slogPrintf lets fasthttp's Printf-style logger write through slog.
-type slogPrintf struct{ log *slog.Logger }
-
-func (l slogPrintf) Printf(format string, args ...any) {
-	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
 }
