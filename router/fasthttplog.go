@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
 )
 
 // fasthttpLogEvery is the least time between two lines of fasthttp's log.
