@@ -148,8 +148,8 @@ func TestCleanCause(t *testing.T) {
 	if got, want := cleanCause(re).Error(), `oauth2: the token endpoint answered 400 Bad Request "invalid_grant" "Invalid JWT Signature."`; got != want {
 		t.Errorf("cleanCause(RetrieveError from x/oauth2/jwt) = %q; want %q", got, want)
 	}
-	if got, _ := classifyTransport(err); got != ErrMisconfigured {
-		t.Errorf("a cleaned token refusal classifies as %v; want ErrMisconfigured", got)
+	if got, _ := classifyTransport(err); !errors.Is(got, ErrCredentialsRejected) {
+		t.Errorf("a cleaned token refusal classifies as %v; want ErrCredentialsRejected", got)
 	}
 	pe := &ProviderError{Provider: TypeFCM, Reason: "quoted " + token, Err: ErrUnavailable, Cause: errors.New("x " + token + " y")}
 	pe.redactToken(token)

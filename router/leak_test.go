@@ -111,12 +111,13 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	noDelay := func(int, time.Duration) time.Duration { return 0 }
 
 	const (
-		prodTok         = "deadbeef00000000000000000000000000000000000000000000000000000001"
-		sandboxTok      = "deadbeef00000000000000000000000000000000000000000000000000000002"
-		tenantAPNsTok   = "deadbeef00000000000000000000000000000000000000000000000000000003"
-		fcmTok          = "fcmLeakCheck1:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"
-		tenantFCMTok    = "fcmLeakCheck2:APA91bHun4MxP5egoKMwt2KZFBaFUH-2RYqx"
-		tenantJWTSecret = "tenant-jwt-secret-for-the-leak-test"
+		prodTok          = "deadbeef00000000000000000000000000000000000000000000000000000001"
+		sandboxTok       = "deadbeef00000000000000000000000000000000000000000000000000000002"
+		tenantAPNsTok    = "deadbeef00000000000000000000000000000000000000000000000000000003"
+		tenantSandboxTok = "deadbeef00000000000000000000000000000000000000000000000000000004"
+		fcmTok           = "fcmLeakCheck1:APA91bHun4MxP5egoKMwt2KZFBaFUH-1RYqx"
+		tenantFCMTok     = "fcmLeakCheck2:APA91bHun4MxP5egoKMwt2KZFBaFUH-2RYqx"
+		tenantJWTSecret  = "tenant-jwt-secret-for-the-leak-test"
 	)
 	// The operator's providers: production APNs drops every connection
 	// (the *url.Error path, token in its URL), sandbox APNs and FCM answer
@@ -127,11 +128,13 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 		FCMCredentials: fcm.ServiceAccountJSON(fcmProject), FCMURL: fcm.URL(),
 		MaxAttempts: 2, RetryDelay: noDelay, Logger: logger,
 	}
-	// Tenants' providers: APNs is a server we do not trust (a TLS refusal,
-	// which suspends the tenant's APNs with the error as its reason), FCM
-	// drops every connection.
+	// Tenants' providers: production APNs does not know the tenant's key
+	// (403 InvalidProviderToken, which suspends the tenant's production
+	// host), the sandbox host is a server we do not trust (a TLS refusal:
+	// the *url.Error path, not a suspension, docs/tenants.md), FCM drops
+	// every connection.
 	shared := dispatch.Config{
-		APNSURL: untrusted.URL(), APNSSandboxURL: untrusted.URL(), FCMURL: dead, RootCAs: sandbox.RootCAs(),
+		APNSURL: sandbox.URL(), APNSSandboxURL: untrusted.URL(), FCMURL: dead, RootCAs: sandbox.RootCAs(),
 		MaxAttempts: 2, RetryDelay: noDelay, Logger: logger,
 	}
 	var err error
@@ -227,9 +230,11 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 		}
 	}
 	register("/acme/clients", "ios", "apns", tenantAPNsTok, nil)
+	register("/acme/clients", "ios-dev", "apns-sandbox", tenantSandboxTok, nil)
 	register("/acme/clients", "droid", "fcm", tenantFCMTok, nil)
 	for i := range 2 {
 		send("/acme/clients/ios", i, 502) // the second one meets the suspension
+		send("/acme/clients/ios-dev", i, 502)
 		send("/acme/clients/droid", i, 502)
 	}
 	do("GET", "/tenants/acme", "", tenantAuth)
@@ -263,7 +268,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	}
 	jwtParts := strings.Split(jwt, ".")
 	secrets := map[string]string{
-		"APNs token": prodTok, "sandbox APNs token": sandboxTok, "tenant APNs token": tenantAPNsTok,
+		"APNs token": prodTok, "sandbox APNs token": sandboxTok, "tenant APNs token": tenantAPNsTok, "tenant sandbox APNs token": tenantSandboxTok,
 		"FCM token": fcmTok, "tenant FCM token": tenantFCMTok,
 		"client JWT": jwt, "client JWT signature": jwtParts[2], "client JWT header": jwtParts[0],
 		"relay signature": sig,
