@@ -2,11 +2,13 @@ package router
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -111,7 +113,9 @@ func TestHeaderTimeoutCutsIdleAndSlowConnections(t *testing.T) {
 
 // TestConnectionCaps: MaxConnsPerIP refuses one address's connection past
 // the cap while other addresses are served; MaxConns refuses any past the
-// total.
+// total. A refused client, which has sent its request as clients do, reads
+// the contract's envelope (429 rate_limited, 503 overloaded, both with
+// Retry-After), not fasthttp's plain text, and then the end of the stream.
 func TestConnectionCaps(t *testing.T) {
 	h := newHarness(t, options{configure: func(c *Config) {
 		c.MaxConnsPerIP, c.MaxConns, c.HeaderTimeout = 3, 6, 10*time.Second
@@ -133,19 +137,11 @@ func TestConnectionCaps(t *testing.T) {
 	for range 3 {
 		hold("127.0.0.2")
 	}
-	refused := dialFrom(t, "127.0.0.2", addr)
-	defer refused.Close()
-	if _, answer, closed := closedWithin(refused, 2*time.Second); !closed || !strings.HasPrefix(answer, "HTTP/1.1 429") {
-		t.Fatalf("4th connection from one address: closed %v, %q; want 429 and closed (MaxConnsPerIP 3)", closed, answer)
-	}
+	expectRefused(t, dialFrom(t, "127.0.0.2", addr), 429, "rate_limited", "4th connection from one address (MaxConnsPerIP 3)")
 	hold("127.0.0.3")
 	hold("127.0.0.3")
 	hold("127.0.0.4")
-	full := dialFrom(t, "127.0.0.5", addr)
-	defer full.Close()
-	if _, answer, closed := closedWithin(full, 2*time.Second); !closed || !strings.HasPrefix(answer, "HTTP/1.1 503") {
-		t.Fatalf("7th connection: closed %v, %q; want 503 and closed (MaxConns 6)", closed, answer)
-	}
+	expectRefused(t, dialFrom(t, "127.0.0.5", addr), 503, "overloaded", "7th connection (MaxConns 6)")
 	// A held connection is still served.
 	c := held[len(held)-1]
 	c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -153,6 +149,63 @@ func TestConnectionCaps(t *testing.T) {
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("a held connection's request: %v %v", resp, err)
+	}
+	// A closed connection frees its slots: its address connects again once
+	// the server has seen the close (polled: the close reaches the server's
+	// reader asynchronously).
+	for _, c := range held[:3] {
+		c.Close()
+	}
+	held = held[3:]
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		again := dialFrom(t, "127.0.0.2", addr)
+		again.SetDeadline(time.Now().Add(3 * time.Second))
+		fmt.Fprint(again, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(again), nil)
+		again.Close()
+		if err == nil && resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a new connection 3 s after the address's others closed: %v %v", resp, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// expectRefused sends a request on c, as a client does right after
+// connecting, and checks that the answer is the envelope named name with
+// status, Retry-After and Connection: close, and that the server then
+// closes c.
+func expectRefused(t *testing.T, c net.Conn, status int, name, what string) {
+	t.Helper()
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	fmt.Fprint(c, "POST /clients HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("%s: no answer: %v", what, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var env struct {
+		Status string `json:"status"`
+		Errors []struct {
+			Name string `json:"name"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil || env.Status != "FAILED" || len(env.Errors) != 1 || env.Errors[0].Name != name {
+		t.Errorf("%s: body %q (%v); want the envelope named %q", what, body, err, name)
+	}
+	if resp.StatusCode != status || resp.Header.Get("Content-Type") != "application/json" ||
+		resp.Header.Get("Retry-After") != "1" || !resp.Close {
+		t.Errorf("%s: %d, Content-Type %q, Retry-After %q, close %v; want %d, application/json, 1, close",
+			what, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get("Retry-After"), resp.Close, status)
+	}
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("%s: after the answer read %d bytes, %v; want the end of the stream", what, n, err)
 	}
 }
 
@@ -279,5 +332,25 @@ func TestLegitimateSenderHoldsUnderHostileConnections(t *testing.T) {
 	}
 	if hostile99 > 3*base99+100*time.Millisecond {
 		t.Fatalf("p99 %v with hostile connections open; alone %v", hostile99, base99)
+	}
+}
+
+// TestConnectionCapGroupsPeersAsTheRateLimits: the per-peer connection cap
+// counts an IPv6 peer by its /64 (RATE_LIMIT_IPV6_PREFIX), as the per-IP
+// rate limit does, and an IPv4 peer on a dual-stack listener by its IPv4
+// address.
+func TestConnectionCapGroupsPeersAsTheRateLimits(t *testing.T) {
+	l := newConnLimitListener(nil, &Config{MaxConns: 10, MaxConnsPerIP: 1, RateLimits: RateLimits{IPv6Prefix: 64}}, slog.Default())
+	key := func(s string) string {
+		return l.peerKey(net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s))).String()
+	}
+	if a, b := key("[2001:db8:1:2:aaaa::1]:4000"), key("[2001:db8:1:2:bbbb::2]:4001"); a != b || a != "2001:db8:1:2::" {
+		t.Errorf("two addresses of one /64: keys %s and %s; want both 2001:db8:1:2::", a, b)
+	}
+	if a, b := key("[2001:db8:1:2::1]:4000"), key("[2001:db8:1:3::1]:4000"); a == b {
+		t.Errorf("two /64s share the key %s", a)
+	}
+	if a := key("[::ffff:192.0.2.7]:4000"); a != "192.0.2.7" {
+		t.Errorf("IPv4-mapped peer: key %s; want 192.0.2.7", a)
 	}
 }

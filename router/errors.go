@@ -118,12 +118,16 @@ var errorNames = [...]errorName{
 
 // Replies that never change are built once.
 var (
-	okBody               = []byte(`{"status":"OK"}`)
-	contentTypeJSON      = []byte("application/json")
-	internalErrorBody    = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"internal_error", "the server failed to handle the request"}}})
-	staticErrorBodies    [len(errorNames)][]byte
-	notFoundBody         = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"not_found", "no such route"}}})
-	overloadedBody       = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"overloaded", "too many sends in flight; retry after the Retry-After delay"}}})
+	okBody            = []byte(`{"status":"OK"}`)
+	contentTypeJSON   = []byte("application/json")
+	internalErrorBody = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"internal_error", "the server failed to handle the request"}}})
+	staticErrorBodies [len(errorNames)][]byte
+	notFoundBody      = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"not_found", "no such route"}}})
+	overloadedBody    = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"overloaded", "too many sends in flight; retry after the Retry-After delay"}}})
+	// A connection past MAX_CONNS or MAX_CONNS_PER_IP, refused before any
+	// request is read (connLimitListener).
+	overloadedConnBody   = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"overloaded", "too many connections open; retry after the Retry-After delay"}}})
+	rateLimitedConnBody  = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"rate_limited", "too many connections from this address; retry after the Retry-After delay"}}})
 	methodNotAllowedBody = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"method_not_allowed", "the route does not accept this method"}}})
 )
 

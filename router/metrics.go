@@ -23,6 +23,8 @@ var (
 	sendsShed         = metrics.NewCounter(`push_sends_shed_total`)
 	rateLimited       = metrics.NewCounter(`push_rate_limited_total`)
 	dedupDegraded     = metrics.NewCounter(`push_dedup_degraded_total`)
+	connsRefusedTotal = metrics.NewCounter(`push_connections_refused_total{cap="max_conns"}`)
+	connsRefusedPerIP = metrics.NewCounter(`push_connections_refused_total{cap="max_conns_per_ip"}`)
 )
 
 // credentialsRejected counts the pushes whose provider host refused our

@@ -57,15 +57,16 @@ type Config struct {
 	// ReadTimeout.
 	HeaderTimeout time.Duration
 	// MaxConns bounds the connections served at once (MAX_CONNS): past it
-	// a new connection is answered 503 and closed, so idle connections
-	// cannot grow memory without bound. 0 means fasthttp's default
-	// (262144).
+	// a new connection is answered 503 overloaded and closed, so idle
+	// connections cannot grow memory without bound. 0 means 262144
+	// (fasthttp's default).
 	MaxConns int
 	// MaxConnsPerIP bounds one peer address's connections at once
 	// (MAX_CONNS_PER_IP), so that one host cannot take all of MaxConns;
-	// past it a new connection is answered 429 and closed. 0: no cap. It
-	// counts the TCP peer, so behind a proxy it would cap every caller
-	// together: main leaves it off there (see docs/deploy.md).
+	// past it a new connection is answered 429 rate_limited and closed.
+	// 0: no cap. It counts the TCP peer (IPv6 per RateLimits.IPv6Prefix),
+	// so behind a proxy it would cap every caller together: main leaves it
+	// off there (see docs/deploy.md).
 	MaxConnsPerIP int
 	// Logger receives the server's logs; nil = slog.Default().
 	Logger *slog.Logger
@@ -165,6 +166,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	case rl.IPv6Prefix < 1 || rl.IPv6Prefix > 128:
 		return nil, fmt.Errorf("router: IPv6Prefix %d is not a prefix length (1..128)", rl.IPv6Prefix)
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = fasthttp.DefaultConcurrency
+	}
 	if cfg.MaxInFlightSends <= 0 {
 		cfg.MaxInFlightSends = 10000
 	}
@@ -236,10 +240,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
 			return fasthttp.RequestConfig{ReadTimeout: cfg.ReadTimeout}
 		},
-		WriteTimeout:  cfg.WriteTimeout,
-		IdleTimeout:   cfg.IdleTimeout,
-		Concurrency:   cfg.MaxConns,
-		MaxConnsPerIP: cfg.MaxConnsPerIP,
+		WriteTimeout: cfg.WriteTimeout,
+		IdleTimeout:  cfg.IdleTimeout,
+		// The connection caps are connLimitListener's, which answers in
+		// the envelope; fasthttp's (plain text) stay out of reach: its
+		// Concurrency only as a backstop above MaxConns, since a closed
+		// connection's worker is released just after the listener counted
+		// it free.
+		Concurrency: max(2*cfg.MaxConns, fasthttp.DefaultConcurrency),
 		// The header limit: a client JWT and the signature headers fit
 		// with room to spare; anything bigger is refused with 431.
 		ReadBufferSize:               8 << 10,
@@ -256,10 +264,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // Handler returns the request handler, for in-process use (tests, benchmarks).
 func (s *Server) Handler() fasthttp.RequestHandler { return s.http.Handler }
 
-// Serve accepts connections on ln until Shutdown. A connection whose request
-// is refused before it was read to its end is closed gently (see
-// lingerListener), so its client reads the envelope rather than a reset.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(lingerListener{ln}) }
+// Serve accepts connections on ln until Shutdown. Connections past MaxConns
+// or MaxConnsPerIP are refused in the envelope (see connLimitListener). A
+// connection whose request is refused before it was read to its end is
+// closed gently (see lingerListener), so its client reads the envelope
+// rather than a reset.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.http.Serve(lingerListener{newConnLimitListener(ln, &s.cfg, s.log)})
+}
 
 // Shutdown stops accepting connections and waits, until ctx ends, for the
 // requests in flight to finish. Call Drain first and give load balancers
