@@ -243,7 +243,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		tokenKeys:        newKeyInterner(maxInternedKeys),
 		nonces:           newNonceSource(),
 		onLostCommits:    cfg.OnLostCommits,
-		behind:           behindQueue{wake: make(chan struct{}, 1), unwritten: make(map[string]int)},
+		behind:           newBehindQueue(),
 		carryMarks:       c.Mode() != rueidis.ClientModeCluster,
 		stop:             make(chan struct{}),
 	}
