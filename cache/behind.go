@@ -151,9 +151,10 @@ func (r *Redis) takeBehind(final bool) (rueidis.Commands, []string, []int64) {
 // reserveWithBehind sends Reserve's command for key, after the queued marks
 // and in the same write unless the store is a cluster, and returns its
 // result; delivered means a mark of key is still unwritten (queued, being
-// written, or kept after a failed write), and then nothing is sent. On a cluster the marks are left to the flusher: rueidis
-// waits for every node a DoMulti touches, so a slow shard would hold up
-// Reserves of keys on healthy ones.
+// written, or kept after a failed write), and then nothing is sent. On a
+// cluster the marks are left to the flusher: rueidis waits for every node a
+// DoMulti touches, so a slow shard would hold up Reserves of keys on
+// healthy ones.
 func (r *Redis) reserveWithBehind(ctx context.Context, key string, cmd rueidis.Completed) (result rueidis.RedisResult, delivered bool) {
 	q := &r.behind
 	q.mu.Lock()
