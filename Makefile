@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile faults
 
 build:
 	$(GO) build -o bin/push-server .
@@ -78,6 +78,13 @@ hostile:
 
 clean:
 	rm -rf bin .dev data
+
+# faults runs the fault tests at full size (minutes); make test runs a
+# small variant of each. Dedup across a Redis crash: 4 runs of ~400
+# sends/s through two instances, the primary SIGKILLed and restarted after
+# 5 s, every 202'd message re-sent after the lease (docs/redis.md).
+faults: redis-server
+	PUSH_FAULTS=full $(GO) test -count=1 -timeout 30m -v -run '^TestDedupSurvivesRedisCrash$$' ./router/
 
 # --- measurement harness (bench/, loadtest/; see BENCHMARKS.md) ---
 # bench-compare runs every benchmark BENCH_COUNT times and compares them with

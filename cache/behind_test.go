@@ -89,53 +89,159 @@ func TestRedisCloseWritesCommitsBehind(t *testing.T) {
 	}
 }
 
-// TestRedisLostCommitsAreReported: marks that Redis does not take (here it
-// crashed) reach OnLostCommits, so the operator hears that some messages
-// may be delivered twice.
-func TestRedisLostCommitsAreReported(t *testing.T) {
+// TestRedisMarksSurviveACrash: delivered marks that Redis could not take
+// (it was SIGKILLed with them queued behind their sends, and one was made
+// for a message never claimed on Redis, as the router's fallback does) are
+// kept: this store answers "delivered" for them meanwhile, and once Redis is
+// back they land with what is left of their TTL, so that another instance's
+// retry after the claims' lease hears "delivered", not "in progress" and
+// then a fresh claim. Nothing is reported lost.
+func TestRedisMarksSurviveACrash(t *testing.T) {
 	srv := cachetest.StartRedisServer(t)
+	url, prefix := "redis://"+srv.Addr, randomPrefix()
 	var mu sync.Mutex
 	lost := 0
-	var lostErr error
-	s := newRedis(t, cache.RedisConfig{
-		URL: "redis://" + srv.Addr, KeyPrefix: randomPrefix(), Timeout: 300 * time.Millisecond,
-		OnLostCommits: func(n int, err error) {
-			mu.Lock()
-			lost += n
-			lostErr = err
-			mu.Unlock()
-		},
+	a := newRedis(t, cache.RedisConfig{
+		URL: url, KeyPrefix: prefix, Timeout: 300 * time.Millisecond,
+		OnLostCommits: func(n int, err error) { mu.Lock(); lost += n; mu.Unlock() },
 	})
 	ctx := context.Background()
+	const ttl = time.Hour
 	var held []cache.Reservation
 	for i := range 3 {
-		res, err := s.Reserve(ctx, "", "id", fmt.Sprint("m", i), time.Minute)
+		res, err := a.Reserve(ctx, "", "id", fmt.Sprint("m", i), time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
 		held = append(held, res)
 	}
+	// The fallback's shape: delivered while Redis was away, never claimed.
+	held = append(held, cache.Reservation{ClientID: "id", MessageID: "fallback"})
 	srv.Stop()
 	for _, res := range held {
-		if err := s.CommitBehind(ctx, res, time.Hour); err != nil {
+		if err := a.CommitBehind(ctx, res, ttl); err != nil {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		mu.Lock()
-		n, err := lost, lostErr
-		mu.Unlock()
-		if n == len(held) {
-			if !errors.Is(err, cache.ErrUnavailable) {
-				t.Errorf("reported error %v; want one matching ErrUnavailable", err)
+	// Across the failed write and after it: delivered, here.
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		for _, res := range held {
+			if _, err := a.Reserve(ctx, "", "id", res.MessageID, time.Minute); !errors.Is(err, cache.ErrAlreadyDelivered) {
+				t.Fatalf("%s while Redis is down: Reserve = %v; want ErrAlreadyDelivered", res.MessageID, err)
 			}
-			return
 		}
-		if n > len(held) || time.Now().After(deadline) {
-			t.Fatalf("OnLostCommits heard of %d lost marks; want %d", n, len(held))
+	}
+	const outage = time.Second
+	time.Sleep(outage)
+	srv.Restart()
+	b := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix})
+	for _, res := range held {
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			_, err := b.Reserve(ctx, "", "id", res.MessageID, time.Minute)
+			if errors.Is(err, cache.ErrAlreadyDelivered) {
+				break
+			}
+			if err == nil || time.Now().After(deadline) {
+				t.Fatalf("%s on another instance after the restart: Reserve = %v; want ErrAlreadyDelivered within 3s", res.MessageID, err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		time.Sleep(10 * time.Millisecond)
+		_, key, _ := b.KeysForTest("", "id", res.MessageID, "")
+		out, err := cachetest.Command(srv.Addr, "PTTL", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		left, _ := strconv.ParseInt(out, 10, 64)
+		if d := time.Duration(left) * time.Millisecond; d > ttl-outage || d < ttl-30*time.Second {
+			t.Errorf("%s written with %v left; want what was left of %v after the outage (less than %v)", res.MessageID, d, ttl, ttl-outage)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if lost != 0 {
+		t.Errorf("OnLostCommits heard of %d lost marks; want none, all were written after the restart", lost)
+	}
+}
+
+// TestRedisKeptMarkIsNotOverwritingNewer: a kept mark is written over a
+// claim (the send's own, which survived the crash) or nothing, but never
+// over a delivered mark, which is as new or newer.
+func TestRedisKeptMarkIsNotOverwritingNewer(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	for _, tc := range []struct {
+		name, before string // "" = absent
+		wantLong     bool   // the key keeps its own, longer expiry
+	}{
+		{"absent", "", false},
+		{"claim", "p:12345", false},
+		{"delivered", "d", true},
+	} {
+		key := randomPrefix() + tc.name
+		if tc.before != "" {
+			if _, err := cachetest.Command(addr, "SET", key, tc.before, "PX", "36000000"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := cachetest.Command(addr, "EVAL", cache.KeptScript, "1", key, "60000"); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := cachetest.Command(addr, "GET", key)
+		out, _ := cachetest.Command(addr, "PTTL", key)
+		left, _ := strconv.ParseInt(out, 10, 64)
+		if v != "d" || (left > 60000) != tc.wantLong {
+			t.Errorf("%s: after the kept mark %q with %d ms left; want \"d\", the longer expiry kept: %v", tc.name, v, left, tc.wantLong)
+		}
+	}
+}
+
+// TestRedisKeptMarksAreBounded: past the bound, marks Redis did not take
+// are dropped and reported to OnLostCommits; so are those still kept when
+// the store closes with Redis away (an instance that stops during an
+// outage). The kept ones answer "delivered" meanwhile.
+func TestRedisKeptMarksAreBounded(t *testing.T) {
+	srv := cachetest.StartRedisServer(t)
+	var mu sync.Mutex
+	lost := 0
+	var lostErr error
+	s, err := cache.NewRedis(cache.RedisConfig{
+		URL: "redis://" + srv.Addr, KeyPrefix: randomPrefix(), Timeout: 300 * time.Millisecond,
+		OnLostCommits: func(n int, err error) { mu.Lock(); lost += n; lostErr = err; mu.Unlock() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.SetKeptMaxForTest(2)
+	heard := func() (int, error) { mu.Lock(); defer mu.Unlock(); return lost, lostErr }
+	ctx := context.Background()
+	srv.Stop()
+	for i := range 5 {
+		if err := s.CommitBehind(ctx, cache.Reservation{ClientID: "id", MessageID: fmt.Sprint("m", i)}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n, _ := heard(); n == 3 {
+			break
+		} else if n > 3 || time.Now().After(deadline) {
+			t.Fatalf("OnLostCommits heard of %d lost marks; want 3 (5 past a bound of 2)", n)
+		}
+	}
+	delivered := 0
+	for i := range 5 {
+		if _, err := s.Reserve(ctx, "", "id", fmt.Sprint("m", i), time.Minute); errors.Is(err, cache.ErrAlreadyDelivered) {
+			delivered++
+		}
+	}
+	if delivered != 2 {
+		t.Errorf("%d marks answer delivered while Redis is down; want the 2 kept", delivered)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := heard(); n != 5 || !errors.Is(err, cache.ErrUnavailable) {
+		t.Errorf("after Close with Redis down, OnLostCommits heard of %d lost marks (%v); want 5, matching ErrUnavailable", n, err)
 	}
 }
 

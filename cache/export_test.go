@@ -41,3 +41,15 @@ func (e *Embedded) RawTenantForTest(ctx context.Context, id string) ([]byte, err
 // MaxCommitsBehind is how many delivered marks CommitBehind queues before
 // it writes them itself.
 const MaxCommitsBehind = maxCommitsBehind
+
+// KeptScript is the script that writes a kept delivered mark: KEYS[1],
+// ARGV[1] = the ms left of its TTL.
+const KeptScript = keptScript
+
+// SetKeptMaxForTest changes how many marks the store keeps after a failed
+// write (maxKeptMarks), so a test can reach the bound.
+func (r *Redis) SetKeptMaxForTest(n int) {
+	r.behind.mu.Lock()
+	r.behind.keptMax = n
+	r.behind.mu.Unlock()
+}

@@ -58,11 +58,13 @@ type RedisConfig struct {
 	// writes as soon as a command is queued.
 	MaxFlushDelay time.Duration
 	// OnLostCommits, when set, hears of delivered marks written behind
-	// their sends (CommitBehind) that Redis did not take, or did not
-	// confirm before the timeout: n marks and why. Their claims expire
-	// after the lease, and a relay's retry is then delivered again. It is
-	// called from the store's flusher and from sends (a Reserve that
-	// carried the marks), so it must return quickly.
+	// their sends (CommitBehind) that will never be written: n marks and
+	// why. A mark Redis does not take is kept and written again once Redis
+	// answers; it is lost only past the bound of kept marks (100,000), or
+	// when Close finds Redis still away. A lost mark's claim expires after
+	// the lease, and a relay's retry is then delivered again. It is called
+	// from the store's flusher and from sends (a Reserve that carried the
+	// marks), so it must return quickly.
 	OnLostCommits func(n int, err error)
 	// ClientTTL, when positive, makes a registration expire ClientTTL
 	// after it was last registered or looked up (CLIENT_TTL): the record
@@ -298,7 +300,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		onLostCommits:    cfg.OnLostCommits,
 		clientTTL:        max(cfg.ClientTTL, 0),
 		clientTTLArg:     strconv.FormatInt(max(cfg.ClientTTL, 0).Milliseconds(), 10),
-		behind:           behindQueue{wake: make(chan struct{}, 1), unwritten: make(map[string]int)},
+		behind:           newBehindQueue(),
 		carryMarks:       c.Mode() != rueidis.ClientModeCluster,
 		stop:             make(chan struct{}),
 	}

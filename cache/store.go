@@ -121,10 +121,13 @@ type Store interface {
 	// Reserve of the same message on this Store answers ErrAlreadyDelivered
 	// and one elsewhere ErrDeliveryInProgress (the claim), never a fresh
 	// claim; the record is written within a few milliseconds, and by Close.
-	// A record that cannot be written is lost like a failed Commit's: the
-	// claim expires after its lease, so a record lost this way (or queued
-	// when the process crashed) can let a retry after the lease deliver
-	// again. An error means the record may not have been written.
+	// r may be made by hand (no Reserve on this Store: a delivery made
+	// while the store was unavailable). A record the store cannot write
+	// now is kept, within a bound, and written when the store answers
+	// again; only a record past the bound, or still unwritten when the
+	// process stops or crashes, is lost like a failed Commit's: the claim
+	// expires after its lease, and a retry after it can deliver again. An
+	// error means the record is not written yet.
 	CommitBehind(ctx context.Context, r Reservation, ttl time.Duration) error
 	// Release drops the claim so that a retry can deliver the message. It
 	// does nothing when the claim is no longer r's.

@@ -10,7 +10,10 @@ import (
 // look-ups): sends keep being delivered, deduplicated within this instance
 // only. A relay that retries through another region in that window may
 // deliver twice; docs/redis.md explains the trade. It is bounded, so a long
-// outage cannot grow memory without limit.
+// outage cannot grow memory without limit. Its delivered marks are also
+// handed to the store (Store.CommitBehind), which keeps them until the
+// primary is back and writes them there, so a retry after the outage hears
+// 200 through any instance.
 type localDedup struct {
 	mu      sync.Mutex
 	entries map[string]localMark

@@ -118,7 +118,13 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	}
 	if local != "" {
 		s.localDedup.commit(local, s.cfg.DedupTTL)
-	} else if err := s.store.CommitBehind(bg, claim, s.cfg.DedupTTL); err != nil {
+		// The store gets the mark too: it keeps a mark it cannot write
+		// until the primary is back and takes it, so that a retry after
+		// the outage, through any instance, hears 200 rather than being
+		// delivered again.
+		claim = cache.Reservation{Tenant: sc.id(), ClientID: id, MessageID: n.MessageID}
+	}
+	if err := s.store.CommitBehind(bg, claim, s.cfg.DedupTTL); err != nil {
 		// Delivered, so the relay hears success; the claim's lease still
 		// blocks a duplicate for a while. The mark is written behind the
 		// answer: the relay waits for one store round trip, not two.
