@@ -215,6 +215,13 @@ func TestRedisServerGoneIsUnavailable(t *testing.T) {
 		t.Fatalf("Lookup: %v", err)
 	}
 	shutdown(t, addr)
+	// rueidis hears of the closed connection on its reader goroutine; until
+	// then its client-side cache may still answer a look-up (a value that
+	// was valid a moment ago). A Ping waits for the connection's fate, so
+	// every operation after it must see the outage.
+	if err := s.Ping(ctx); !errors.Is(err, cache.ErrUnavailable) {
+		t.Fatalf("Ping with the server gone: %v; want ErrUnavailable", err)
+	}
 	ops := map[string]func() error{
 		"Ping":     func() error { return s.Ping(ctx) },
 		"Register": func() error { return s.Register(ctx, "", c) },
