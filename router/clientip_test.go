@@ -47,7 +47,8 @@ func TestClientIPReadsForwardedForFromTheRight(t *testing.T) {
 		{"unparsable past a trusted hop: that hop", "10.0.0.1", []string{xff, "203.0.113.9, unknown, 10.0.0.2"}, "10.0.0.2"},
 		{"empty entry", "10.0.0.1", []string{xff, "203.0.113.9,"}, "10.0.0.1"},
 		{"zone", "10.0.0.1", []string{xff, "fe80::1%eth0"}, "10.0.0.1"},
-		{"Fly-Client-IP from a trusted proxy", "10.0.0.1", []string{"Fly-Client-IP", "203.0.113.7", xff, "198.51.100.1"}, "203.0.113.7"},
+		// Off Fly a proxy passes the caller's own Fly-Client-IP through.
+		{"Fly-Client-IP off Fly ignored, even from a trusted proxy", "10.0.0.1", []string{"Fly-Client-IP", "203.0.113.7", xff, "198.51.100.1"}, "198.51.100.1"},
 		{"unparsable Fly-Client-IP ignored", "10.0.0.1", []string{"Fly-Client-IP", "203.0.113.7x", xff, "198.51.100.1"}, "198.51.100.1"},
 		{"mapped peer", "::ffff:203.0.113.5", nil, "203.0.113.5"},
 	} {

@@ -54,8 +54,8 @@ func (s *Server) clientIP(ctx *fasthttp.RequestCtx) string {
 }
 
 // clientAddr is the caller's address: the edge proxy's header where the
-// platform has one; else, from a trusted proxy, its Fly-Client-IP or the
-// rightmost X-Forwarded-For address that is not itself a trusted proxy;
+// platform has one; else, from a trusted proxy, the rightmost
+// X-Forwarded-For address that is not itself a trusted proxy;
 // else the peer. X-Forwarded-For is read from the right because each proxy
 // appends the address it accepted the connection from: the entries left of
 // the first untrusted one are whatever the caller chose to write.
@@ -71,9 +71,9 @@ func (s *Server) clientAddr(ctx *fasthttp.RequestCtx) netip.Addr {
 	if !rl.trusted(peer) {
 		return peer
 	}
-	if a, ok := parseAddr(ctx.Request.Header.Peek("Fly-Client-IP")); ok {
-		return a
-	}
+	// Fly-Client-IP is not read here: a proxy other than Fly's passes a
+	// caller's own Fly-Client-IP through untouched, so believing it would
+	// let every caller pick a fresh bucket per request.
 	// Every X-Forwarded-For line counts, in order, as one list (RFC 9110
 	// §5.3). Walking left stops at the first address a trusted proxy did
 	// not vouch for; an entry that does not parse stops it too, at the
