@@ -168,6 +168,16 @@ type limitedConn struct {
 	closed atomic.Bool
 }
 
+// CloseWrite lets lingerConn, which wraps this one, end the stream after a
+// refusal's answer (a FIN), so the client reads the end at once instead of
+// after the linger's drain.
+func (c *limitedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
 	if c.closed.CompareAndSwap(false, true) {

@@ -182,3 +182,33 @@ func TestForwardedForIsIgnoredFromUntrustedPeers(t *testing.T) {
 	h.do("POST", "/clients", `{"client_id":"u9","type":"noop","token":"t9"}`,
 		map[string]string{"X-Forwarded-For": "203.0.113.99", "Fly-Client-IP": "203.0.113.98"}).expectError(t, 429, "rate_limited")
 }
+
+// TestRefusedRequestEndsItsStreamAtOnce: after a refusal's answer the server
+// sends the end of the stream (a FIN) before it drains what the client
+// still sends, so a client that reads to the end is not held for the
+// drain's 500 ms.
+func TestRefusedRequestEndsItsStreamAtOnce(t *testing.T) {
+	h := newHarness(t, options{})
+	addr := strings.TrimPrefix(h.url, "http://")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Headers past the 8 KiB limit, and the request left unfinished, so
+	// the connection is refused with bytes still unread.
+	req := "POST /clients HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("a", 16<<10) + "\r\n"
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	took := time.Since(start)
+	if err != nil || !strings.Contains(string(b), `"headers_too_large"`) {
+		t.Fatalf("read %q, %v; want the 431 envelope and the end of the stream", b, err)
+	}
+	if took >= lingerFor/2 {
+		t.Errorf("the end of the stream came after %v; want it right after the answer, not after the %v drain", took, lingerFor)
+	}
+}
