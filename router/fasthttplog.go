@@ -24,8 +24,9 @@ const fasthttpLogEvery = time.Second
 //     drops the snippet but not the other two, and a refused value may be
 //     an Authorization header or a relay signature.
 //
-// A withheld count is written with the next line, so the last burst's count
-// is lost when no line follows. It is safe for concurrent use.
+// A withheld count is written with the next line, or, when none comes, by a
+// timer at the end of the second (a line of its own), so a burst followed
+// by silence still says how big it was. It is safe for concurrent use.
 type fasthttpLog struct {
 	log *slog.Logger
 
@@ -34,10 +35,13 @@ type fasthttpLog struct {
 	next     time.Time        // when the next line may be written
 	withheld int              // lines dropped since the last one written
 	calls    int              // Printf calls, written or not (tests)
+	// afterFunc is time.AfterFunc; tests hold the timer's function.
+	afterFunc func(time.Duration, func()) *time.Timer
+	timer     bool // a flush of the withheld count is due
 }
 
 func newFasthttpLog(log *slog.Logger) *fasthttpLog {
-	return &fasthttpLog{log: log, now: time.Now}
+	return &fasthttpLog{log: log, now: time.Now, afterFunc: time.AfterFunc}
 }
 
 // Printf writes one line, or counts it as withheld.
@@ -47,6 +51,10 @@ func (l *fasthttpLog) Printf(format string, args ...any) {
 	now := l.now()
 	if now.Before(l.next) {
 		l.withheld++
+		if !l.timer {
+			l.timer = true
+			l.afterFunc(l.next.Sub(now), l.flushWithheld)
+		}
 		l.mu.Unlock()
 		return
 	}
@@ -62,6 +70,21 @@ func (l *fasthttpLog) Printf(format string, args ...any) {
 		safe[i] = a
 	}
 	l.log.Warn(fmt.Sprintf(format, safe...), "component", "fasthttp", "withheld", withheld)
+}
+
+// flushWithheld writes the count of lines withheld since the last line, when
+// no line came to carry it.
+func (l *fasthttpLog) flushWithheld() {
+	l.mu.Lock()
+	withheld := l.withheld
+	l.timer = false
+	if withheld == 0 {
+		l.mu.Unlock()
+		return
+	}
+	l.withheld, l.next = 0, l.now().Add(fasthttpLogEvery)
+	l.mu.Unlock()
+	l.log.Warn("fasthttp lines withheld: at most one a second is written", "component", "fasthttp", "withheld", withheld)
 }
 
 // unquoted cuts s before its first double quote, where fasthttp's error

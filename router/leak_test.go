@@ -293,6 +293,10 @@ func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
 	fl := h.srv.http.Logger.(*fasthttpLog)
 	clock := &steppingClock{t: time.Now()}
 	fl.setClock(clock.now)
+	var flush func() // the withheld count's timer, fired by hand below
+	fl.mu.Lock()
+	fl.afterFunc = func(_ time.Duration, f func()) *time.Timer { flush = f; return nil }
+	fl.mu.Unlock()
 
 	const flood = 50
 	for i := range flood {
@@ -320,5 +324,23 @@ func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
 	got := lines()
 	if len(got) != 2 || !strings.Contains(got[1], fmt.Sprintf(`"withheld":%d`, flood-1)) {
 		t.Fatalf("a second later: %d lines; want 2, the second with withheld %d:\n%s", len(got), flood-1, strings.Join(got, "\n"))
+	}
+
+	// A burst followed by silence: the timer writes the count on its own.
+	for i := range flood {
+		h.raw(fmt.Sprintf("GARBAGE %d\r\n\r\n", i))
+	}
+	eventually(t, 5*time.Second, "fasthttp logs the second flood", func() bool { return fl.printfCalls() == 2*flood+1 })
+	fl.mu.Lock()
+	due := flush
+	fl.mu.Unlock()
+	if due == nil {
+		t.Fatal("no timer was set for the withheld count")
+	}
+	clock.advance(time.Second)
+	due()
+	got = lines()
+	if len(got) != 3 || !strings.Contains(got[2], fmt.Sprintf(`"withheld":%d`, flood)) {
+		t.Fatalf("after a silent burst: %d lines; want 3, the last with withheld %d:\n%s", len(got), flood, strings.Join(got, "\n"))
 	}
 }
