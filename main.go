@@ -386,7 +386,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenAddr, strconv.Itoa(cfg.port)))
 	if err != nil {
-		fmt.Fprintln(stderr, "push-server: PORT:", err)
+		fmt.Fprintln(stderr, "push-server: LISTEN_ADDR/PORT:", err)
 		return 1
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "version", version, "validate_signatures", cfg.router.ValidateSignatures)
@@ -394,7 +394,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 	if cfg.metricsPort != 0 {
 		mln, err := net.Listen("tcp", net.JoinHostPort(cfg.listenAddr, strconv.Itoa(cfg.metricsPort)))
 		if err != nil {
-			fmt.Fprintln(stderr, "push-server: TELEMETRY_PROMETHEUS_PORT:", err)
+			fmt.Fprintln(stderr, "push-server: LISTEN_ADDR/TELEMETRY_PROMETHEUS_PORT:", err)
 			return 1
 		}
 		defer mln.Close()
