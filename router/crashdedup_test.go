@@ -1,7 +1,6 @@
 package router
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"sync"
@@ -242,19 +241,7 @@ func crashRun(t *testing.T, load crashLoad) {
 	close(msgs)
 	rw.Wait()
 
-	delivered := map[string]int{}
-	for _, req := range mock.Requests() {
-		if req.Status != 200 {
-			continue
-		}
-		var push struct {
-			Blob string `json:"blob"`
-		}
-		if err := json.Unmarshal(req.Body, &push); err != nil || push.Blob == "" {
-			t.Fatalf("mock push without a blob: %s (%v)", req.Body, err)
-		}
-		delivered[push.Blob]++
-	}
+	delivered := deliveredByBlob(t, mock)
 	var accepted, twice, never, unacked int
 	var twiceVia [2]int // by the instance that answered 202
 	for msg, st := range answered {

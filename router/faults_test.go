@@ -216,19 +216,7 @@ func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
 	}
 	problems = nil // reported; the checks below collect their own
 	// Exactly once: each message the mock accepted, counted by its blob.
-	delivered := map[string]int{}
-	for _, req := range mock.Requests() {
-		if req.Status != 200 {
-			continue
-		}
-		var push struct {
-			Blob string `json:"blob"`
-		}
-		if err := json.Unmarshal(req.Body, &push); err != nil || push.Blob == "" {
-			t.Fatalf("mock push without a blob: %s (%v)", req.Body, err)
-		}
-		delivered[push.Blob]++
-	}
+	delivered := deliveredByBlob(t, mock)
 	var accepted, deliveredOnce, deliveredTwice, notDelivered, deliveredUnacked int
 	for msg, st := range answered {
 		n := delivered[msg]
@@ -479,4 +467,24 @@ func TestDrainFailsReadinessAndClosesConnections(t *testing.T) {
 	if r := h.do("GET", "/health", "", nil); r.status != 200 || !r.closed {
 		t.Errorf("GET /health while draining: %d, Connection: close %v; want 200 and close", r.status, r.closed)
 	}
+}
+
+// deliveredByBlob counts the pushes the mock APNs accepted, by their blob
+// (each message's own text), for the exactly-once checks.
+func deliveredByBlob(t *testing.T, mock *dispatchtest.APNs) map[string]int {
+	t.Helper()
+	delivered := map[string]int{}
+	for _, req := range mock.Requests() {
+		if req.Status != 200 {
+			continue
+		}
+		var push struct {
+			Blob string `json:"blob"`
+		}
+		if err := json.Unmarshal(req.Body, &push); err != nil || push.Blob == "" {
+			t.Fatalf("mock push without a blob: %s (%v)", req.Body, err)
+		}
+		delivered[push.Blob]++
+	}
+	return delivered
 }
