@@ -25,7 +25,10 @@ func (sc *scope) id() string { return sc.tenant.ID }
 // through the client-side cache) and its provider clients, built once per
 // credential version and reused.
 func (s *Server) scopeOf(ctx *fasthttp.RequestCtx) (scope, error) {
-	id, _ := ctx.UserValue("tenant_id").(string)
+	id, rerr := pathParam(ctx, "tenant_id")
+	if rerr != nil {
+		return scope{}, rerr
+	}
 	if id == "" {
 		return scope{providers: s.providers}, nil
 	}

@@ -318,9 +318,13 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// clientIDFromPath reads {client_id}, stripping a leading "did:key:".
+// clientIDFromPath reads {client_id}, percent-decoded, stripping a leading
+// "did:key:".
 func clientIDFromPath(ctx *fasthttp.RequestCtx) (string, error) {
-	raw, _ := ctx.UserValue("client_id").(string)
+	raw, rerr := pathParam(ctx, "client_id")
+	if rerr != nil {
+		return "", rerr
+	}
 	id := strings.TrimPrefix(raw, didKeyPrefix)
 	if why := checkClientID(id); why != "" {
 		return "", badFields(fieldError{"client_id", why, inPath})
@@ -329,6 +333,49 @@ func clientIDFromPath(ctx *fasthttp.RequestCtx) (string, error) {
 }
 
 const didKeyPrefix = "did:key:"
+
+// pathParam returns the route parameter name percent-decoded exactly once
+// (RFC 3986 §2.1). fasthttp/router matches on the raw request path, so its
+// values are still encoded: a wallet that sends did%3Akey%3Az6Mk… means
+// did:key:z6Mk…, and an encoded "/" (%2F) stays inside its segment. A "%"
+// not followed by two hex digits is a 400 naming the parameter. A value
+// without "%" is returned as it is, without allocating (the send path).
+func pathParam(ctx *fasthttp.RequestCtx, name string) (string, *requestError) {
+	raw, _ := ctx.UserValue(name).(string)
+	if strings.IndexByte(raw, '%') < 0 {
+		return raw, nil
+	}
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '%' {
+			out = append(out, raw[i])
+			continue
+		}
+		hi, okHi := unhex(raw, i+1)
+		lo, okLo := unhex(raw, i+2)
+		if !okHi || !okLo {
+			return "", badFieldAt(name, "invalid percent-encoding: % must be followed by two hex digits (RFC 3986)", inPath)
+		}
+		out = append(out, hi<<4|lo)
+		i += 2
+	}
+	return string(out), nil
+}
+
+func unhex(s string, i int) (byte, bool) {
+	if i >= len(s) {
+		return 0, false
+	}
+	switch c := s[i]; {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
 
 // checkClientID says why id (already stripped of did:key:) is unacceptable,
 // or "" when it is fine.
