@@ -23,6 +23,12 @@ type scanError struct {
 
 func (e *scanError) Error() string { return e.what }
 
+// Scan errors that callers tell apart.
+const (
+	errNotUTF8           = "string is not valid UTF-8"
+	errUnpairedSurrogate = "unpaired surrogate escape in a string"
+)
+
 // maxDepth bounds nesting, so that a hostile body cannot recurse deeply.
 const maxDepth = 32
 
@@ -41,6 +47,9 @@ type scanner struct {
 	// strict refuses \u escapes of unpaired surrogates instead of reading
 	// them as U+FFFD: ids and tokens must be exactly what the client sent.
 	strict bool
+	// anyBytes accepts strings that are not valid UTF-8, for a pass that
+	// checks only structure and leaves the refusal to the field's reader.
+	anyBytes bool
 }
 
 func (s *scanner) fail(what string) {
@@ -143,8 +152,8 @@ func (s *scanner) str() []byte {
 		case c == '"':
 			v := s.data[start:s.pos]
 			s.pos++
-			if !utf8.Valid(v) {
-				s.fail("string is not valid UTF-8")
+			if !s.anyBytes && !utf8.Valid(v) {
+				s.fail(errNotUTF8)
 			}
 			return v
 		case c == '\\':
@@ -170,8 +179,8 @@ func (s *scanner) escapedStr(start int) []byte {
 		case c == '"':
 			s.pos++
 			v := s.scratch[out:]
-			if !utf8.Valid(v) {
-				s.fail("string is not valid UTF-8")
+			if !s.anyBytes && !utf8.Valid(v) {
+				s.fail(errNotUTF8)
 			}
 			return v
 		case c < 0x20:
@@ -218,7 +227,7 @@ func (s *scanner) escapedStr(start int) []byte {
 					r = pair
 					s.pos += 6
 				} else if s.strict {
-					s.fail("unpaired surrogate escape in a string")
+					s.fail(errUnpairedSurrogate)
 					return nil
 				} else {
 					r = utf8.RuneError
