@@ -1,6 +1,7 @@
 package router
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -61,4 +62,42 @@ func TestRegisterInvalidUTF8OverHTTP(t *testing.T) {
 	h.do("POST", "/clients", `{"client_id":"c1","type":"noop","token":"a","token":"b"}`, nil).expectError(t, 400, "", "token")
 	h.register("c1", "noop", "tok", false)
 	h.send("c1", `{"topic":"t","tag":4000,"message":"m"}`).expectOK(t, 202)
+}
+
+// FuzzRegisterAgrees holds parseRegister to encoding/json as FuzzSendParse
+// holds the send parser: a registration it accepts reads the same id, type
+// and token with encoding/json, so the client stored is the one the wallet
+// sent (make fuzz; make test runs the seeds).
+func FuzzRegisterAgrees(f *testing.F) {
+	for _, seed := range []string{
+		`{"client_id":"did:key:z6Mk","type":"APNS","token":"abcd","always_raw":true}`,
+		`{"client_id":"c\u00e9","type":"noop","token":"t\ud83d\ude00"}`,
+		`{"client_id":"c","type":"noop","token":"a\ud800"}`,
+		`{"client_id":"c","type":"noop","token":"a","token":"b"}`,
+		`{"client_id":"c","type":"noop","TOKEN":"b"}`,
+		"{\"client_id\":\"c\",\"type\":\"noop\",\"to\u212aen\":\"kelvin\"}",
+		"{\"client_id\":\"c\",\"type\":\"noop\",\"token\":\"t\",\"x\":\"\xff\"}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		c, err := parseRegister(body)
+		if err != nil {
+			return
+		}
+		var ref struct {
+			ClientID  *string `json:"client_id"`
+			Type      *string `json:"type"`
+			Token     *string `json:"token"`
+			AlwaysRaw *bool   `json:"always_raw"`
+		}
+		if err := json.Unmarshal(body, &ref); err != nil {
+			t.Fatalf("parseRegister(%q) accepted %+v; encoding/json refuses it: %v", body, c, err)
+		}
+		if ref.ClientID == nil || ref.Type == nil || ref.Token == nil ||
+			strings.TrimPrefix(*ref.ClientID, didKeyPrefix) != c.ID || strings.ToLower(*ref.Type) != c.Type ||
+			*ref.Token != c.Token || (ref.AlwaysRaw != nil && *ref.AlwaysRaw) != c.AlwaysRaw {
+			t.Fatalf("parseRegister(%q) = %+v; encoding/json reads %s %s %s %v", body, c, show(ref.ClientID), show(ref.Type), show(ref.Token), show(ref.AlwaysRaw))
+		}
+	})
 }
