@@ -232,3 +232,17 @@ func FuzzSendParse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) { checkSendParseAgrees(t, body) })
 }
+
+// BenchmarkSendParse is the send body parse alone, on the relay's usual
+// body: the duplicate-member check must stay cheap here.
+func BenchmarkSendParse(b *testing.B) {
+	body := []byte(`{"topic":"0b7a6e4d3c2f1e0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a","tag":1108,"message":"Y2lwaGVydGV4dA==","ttl":300,"prompt":true}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		r := acquireSendRequest()
+		if rerr := r.parse(body); rerr != nil {
+			b.Fatal(rerr)
+		}
+		releaseSendRequest(r)
+	}
+}
