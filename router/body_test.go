@@ -1,6 +1,7 @@
 package router
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -100,4 +101,14 @@ func FuzzRegisterAgrees(f *testing.F) {
 			t.Fatalf("parseRegister(%q) = %+v; encoding/json reads %s %s %s %v", body, c, show(ref.ClientID), show(ref.Type), show(ref.Token), show(ref.AlwaysRaw))
 		}
 	})
+}
+
+// TestLegacyBlobRefusesDuplicateMembers: the title shown on the device is
+// the one the relay signed, not the last of two.
+func TestLegacyBlobRefusesDuplicateMembers(t *testing.T) {
+	blob := base64.StdEncoding.EncodeToString([]byte(`{"title":"Pay 1 USD","body":"ok","title":"Pay 1000 USD"}`))
+	v, why := decodeBlob([]byte(blob))
+	if why == "" || !strings.Contains(why, `"title"`) || !strings.Contains(why, "more than once") {
+		t.Fatalf("decodeBlob(duplicate title) = %+v, %q; want refused naming title", v, why)
+	}
 }

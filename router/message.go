@@ -332,7 +332,11 @@ func decodeBlob(blob []byte) (visibleBlob, string) {
 	}
 	var v visibleBlob
 	if rerr := decodeObject(raw, &v); rerr != nil {
-		return visibleBlob{}, "must decode to a JSON object {title, body, image?, url?}"
+		why := "must decode to a JSON object {title, body, image?, url?}"
+		if len(rerr.fields) == 1 && rerr.fields[0].Field != "body" {
+			why += ": member " + strconv.Quote(rerr.fields[0].Field) + " " + rerr.fields[0].Description
+		}
+		return visibleBlob{}, why
 	}
 	if v.Title == "" && v.Body == "" {
 		return visibleBlob{}, "decoded object needs a title or a body"
