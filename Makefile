@@ -59,8 +59,10 @@ bench: bench-compare
 
 # fuzz runs every fuzz target for FUZZTIME each (make test runs only their
 # seed corpora). Crashers land in testdata/fuzz/ and become regression seeds.
+# FuzzSendParse and FuzzRegisterAgrees are differential: the parsers against
+# encoding/json.
 FUZZTIME ?= 60s
-FUZZ_TARGETS := ./router:FuzzSendParse ./router:FuzzRegisterParse ./router:FuzzDecodeBlob \
+FUZZ_TARGETS := ./router:FuzzSendParse ./router:FuzzRegisterAgrees ./router:FuzzRegisterParse ./router:FuzzDecodeBlob \
 	./verify:FuzzVerify ./verify:FuzzClientAuth ./dispatch:FuzzAppendJSONString
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bytes"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/goccy/go-json"
@@ -29,12 +30,21 @@ func (f jsonField) string(errs *[]fieldError) (string, bool) {
 		*errs = append(*errs, fieldError{f.name, "must be a string", inBody})
 		return "", false
 	}
-	var s string
-	if err := json.Unmarshal(f.raw, &s); err != nil {
-		*errs = append(*errs, fieldError{f.name, "must be a valid JSON string", inBody})
+	// Our own scanner, strict: a decoder that reads invalid UTF-8 or an
+	// unpaired surrogate escape as U+FFFD would store two different ids
+	// or tokens as one, and one client would retire the other.
+	s := scanner{data: f.raw, strict: true}
+	v := s.str()
+	s.end()
+	if s.err != nil {
+		why := "must be a valid JSON string"
+		if s.err.what == errNotUTF8 || s.err.what == errUnpairedSurrogate {
+			why = "must be valid UTF-8 (no invalid bytes, no unpaired \\uD800-\\uDFFF escape)"
+		}
+		*errs = append(*errs, fieldError{f.name, why, inBody})
 		return "", false
 	}
-	return s, true
+	return string(v), true
 }
 
 func (f jsonField) bool(errs *[]fieldError) (bool, bool) {
@@ -52,7 +62,10 @@ func (f jsonField) bool(errs *[]fieldError) (bool, bool) {
 }
 
 // decodeObject decodes body, which must be one JSON object, into dst (a
-// struct of json.RawMessage members).
+// struct of json.RawMessage members). A member name given twice in any
+// object, also in another case (the decoder matches names as encoding/json
+// does, case-insensitively), is refused naming it: which one wins would
+// differ from one JSON reader to the next.
 func decodeObject(body []byte, dst any) *requestError {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 {
@@ -60,6 +73,17 @@ func decodeObject(body []byte, dst any) *requestError {
 	}
 	if body[0] != '{' {
 		return badFields(fieldError{"body", "must be a JSON object", inBody})
+	}
+	// Invalid UTF-8 is left to jsonField.string, which names the field.
+	s := scanner{data: body, keys: &keySet{fold: true}, anyBytes: true}
+	s.keys.reset()
+	s.skip(0)
+	s.end()
+	if s.err != nil {
+		return badFields(fieldError{"body", "malformed JSON: " + s.err.what + " at byte " + strconv.Itoa(s.err.offset), inBody})
+	}
+	if s.dup != "" {
+		return badFields(fieldError{s.dup, "appears more than once (member names match case-insensitively); a member may be given only once", inBody})
 	}
 	if err := json.Unmarshal(body, dst); err != nil {
 		return badFields(fieldError{"body", "malformed JSON: " + err.Error(), inBody})

@@ -38,7 +38,11 @@ func (s *Server) register(ctx *fasthttp.RequestCtx) error {
 	}
 	// A registration that proves the key binds the id to it (README).
 	c.Bound = proved
-	if err := s.rateLimit(ctx, pathTenant(ctx), c.ID); err != nil {
+	tenant, err := pathTenant(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.rateLimit(ctx, tenant, c.ID); err != nil {
 		return err
 	}
 	sc, err := s.recordScope(ctx)
@@ -147,7 +151,11 @@ func (s *Server) unregister(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	if err := s.rateLimit(ctx, pathTenant(ctx), id); err != nil {
+	tenant, err := pathTenant(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.rateLimit(ctx, tenant, id); err != nil {
 		return err
 	}
 	sc, err := s.recordScope(ctx)

@@ -36,6 +36,7 @@ type sendRequest struct {
 	flags                       uint64
 	scratch                     []byte // unescaped strings
 	errs                        []fieldError
+	keys                        keySet // member names seen, for duplicates
 }
 
 var sendRequestPool = sync.Pool{New: func() any { return new(sendRequest) }}
@@ -45,20 +46,32 @@ var sendRequestPool = sync.Pool{New: func() any { return new(sendRequest) }}
 func acquireSendRequest() *sendRequest { return sendRequestPool.Get().(*sendRequest) }
 
 func releaseSendRequest(r *sendRequest) {
-	scratch, errs := r.scratch[:0], r.errs[:0]
+	scratch, errs, keys := r.scratch[:0], r.errs[:0], r.keys
 	if cap(scratch) > 64<<10 {
 		scratch = nil // one huge body must not stay pinned in the pool
 	}
-	*r = sendRequest{scratch: scratch, errs: errs}
+	keys.reset() // nor the body its names point into
+	*r = sendRequest{scratch: scratch, errs: errs, keys: keys}
 	sendRequestPool.Put(r)
 }
 
+// Member names of the send body, as parse reads them.
+var (
+	sendMembers    = [...]string{"topic", "tag", "message", "id", "payload"}
+	payloadMembers = [...]string{"topic", "flags", "blob"}
+)
+
 // parse reads body into r, checking the type of every member it knows and
-// reporting all bad members at once. Unknown members are skipped; member
-// names match exactly (relays send them lowercase). The valid path does not
-// allocate.
+// reporting all bad members at once. Unknown members are skipped. The body
+// must mean the same to every JSON reader, so that what the relay signed
+// is what is pushed and deduplicated: a duplicate member name, in any
+// object, is refused; member names match exactly (relays send them
+// lowercase), and a name that encoding/json would match case-insensitively
+// to one of ours ("TOPIC", "Payload") is refused rather than ignored. The
+// valid path does not allocate.
 func (r *sendRequest) parse(body []byte) *requestError {
-	s := scanner{data: body, scratch: r.scratch[:0]}
+	r.keys.reset()
+	s := scanner{data: body, scratch: r.scratch[:0], keys: &r.keys}
 	if s.peek() != '{' {
 		return badFields(fieldError{"body", "must be a JSON object", inBody})
 	}
@@ -75,6 +88,7 @@ func (r *sendRequest) parse(body []byte) *requestError {
 		case "payload":
 			r.readPayload(&s)
 		default:
+			r.refuseFolded(key, sendMembers[:], "")
 			s.skip(1)
 		}
 	})
@@ -82,6 +96,9 @@ func (r *sendRequest) parse(body []byte) *requestError {
 	r.scratch = s.scratch
 	if s.err != nil {
 		return badFields(fieldError{"body", "malformed JSON: " + s.err.what + " at byte " + strconv.Itoa(s.err.offset), inBody})
+	}
+	if s.dup != "" {
+		r.errs = append(r.errs, fieldError{s.dup, "appears more than once; a member may be given only once", inBody})
 	}
 	if len(r.errs) > 0 {
 		return badFields(r.errs...)
@@ -110,9 +127,23 @@ func (r *sendRequest) readPayload(s *scanner) {
 		case "blob":
 			r.blob, r.hasBlob = r.readString(s, "payload.blob")
 		default:
+			r.refuseFolded(key, payloadMembers[:], "payload.")
 			s.skip(2)
 		}
 	})
+}
+
+// refuseFolded reports key when it is not one of names but encoding/json
+// would take it for one (it matches member names case-insensitively): such
+// a body means one thing to us and another to a case-folding reader.
+func (r *sendRequest) refuseFolded(key []byte, names []string, prefix string) {
+	for _, name := range names {
+		if foldsTo(key, name) {
+			r.errs = append(r.errs, fieldError{prefix + name,
+				"member names are case-sensitive: " + strconv.Quote(string(key)) + " is not " + strconv.Quote(name), inBody})
+			return
+		}
+	}
 }
 
 // readString reads a string member; null counts as absent.
@@ -301,7 +332,11 @@ func decodeBlob(blob []byte) (visibleBlob, string) {
 	}
 	var v visibleBlob
 	if rerr := decodeObject(raw, &v); rerr != nil {
-		return visibleBlob{}, "must decode to a JSON object {title, body, image?, url?}"
+		why := "must decode to a JSON object {title, body, image?, url?}"
+		if len(rerr.fields) == 1 && rerr.fields[0].Field != "body" {
+			why += ": member " + strconv.Quote(rerr.fields[0].Field) + " " + rerr.fields[0].Description
+		}
+		return visibleBlob{}, why
 	}
 	if v.Title == "" && v.Body == "" {
 		return visibleBlob{}, "decoded object needs a title or a body"

@@ -1,6 +1,9 @@
 package router
 
 import (
+	"bytes"
+	"hash/maphash"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -20,6 +23,12 @@ type scanError struct {
 
 func (e *scanError) Error() string { return e.what }
 
+// Scan errors that callers tell apart.
+const (
+	errNotUTF8           = "string is not valid UTF-8"
+	errUnpairedSurrogate = "unpaired surrogate escape in a string"
+)
+
 // maxDepth bounds nesting, so that a hostile body cannot recurse deeply.
 const maxDepth = 32
 
@@ -29,6 +38,18 @@ type scanner struct {
 	pos     int
 	scratch []byte // unescaped strings are appended here
 	err     *scanError
+	// keys, when set, refuses duplicate member names: object reports the
+	// first one in dup (its dotted path) and skips its value, so that a
+	// second "topic" or "payload" is never read over or merged into the
+	// first. A duplicate is not malformed JSON, so it does not set err.
+	keys *keySet
+	dup  string
+	// strict refuses \u escapes of unpaired surrogates instead of reading
+	// them as U+FFFD: ids and tokens must be exactly what the client sent.
+	strict bool
+	// anyBytes accepts strings that are not valid UTF-8, for a pass that
+	// checks only structure and leaves the refusal to the field's reader.
+	anyBytes bool
 }
 
 func (s *scanner) fail(what string) {
@@ -73,6 +94,8 @@ func (s *scanner) object(depth int, member func(key []byte)) {
 		s.pos++
 		return
 	}
+	obj := s.keys.open()
+	defer s.keys.close()
 	for s.err == nil {
 		if s.peek() != '"' {
 			s.fail("want a member name")
@@ -84,7 +107,16 @@ func (s *scanner) object(depth int, member func(key []byte)) {
 			return
 		}
 		s.pos++
-		member(key)
+		if s.keys != nil && s.err == nil && !s.keys.add(obj, key) {
+			if s.dup == "" {
+				s.dup = s.keys.path(key)
+			}
+			s.skip(depth + 1)
+		} else {
+			s.keys.enter(key)
+			member(key)
+			s.keys.leave()
+		}
 		switch s.peek() {
 		case ',':
 			s.pos++
@@ -120,8 +152,8 @@ func (s *scanner) str() []byte {
 		case c == '"':
 			v := s.data[start:s.pos]
 			s.pos++
-			if !utf8.Valid(v) {
-				s.fail("string is not valid UTF-8")
+			if !s.anyBytes && !utf8.Valid(v) {
+				s.fail(errNotUTF8)
 			}
 			return v
 		case c == '\\':
@@ -147,8 +179,8 @@ func (s *scanner) escapedStr(start int) []byte {
 		case c == '"':
 			s.pos++
 			v := s.scratch[out:]
-			if !utf8.Valid(v) {
-				s.fail("string is not valid UTF-8")
+			if !s.anyBytes && !utf8.Valid(v) {
+				s.fail(errNotUTF8)
 			}
 			return v
 		case c < 0x20:
@@ -184,15 +216,22 @@ func (s *scanner) escapedStr(start int) []byte {
 				return nil
 			}
 			if utf16.IsSurrogate(r) {
+				// As encoding/json: the next escape is taken as the low
+				// half only when the two make a pair; otherwise this one
+				// alone reads as U+FFFD and the next is read on its own.
 				r2 := rune(-1)
 				if s.pos+1 < len(s.data) && s.data[s.pos] == '\\' && s.data[s.pos+1] == 'u' {
-					s.pos += 2
-					if r2, ok = s.hex4(); !ok {
-						s.fail("bad \\u escape")
-						return nil
-					}
+					r2, _ = s.hex4At(s.pos + 2)
 				}
-				r = utf16.DecodeRune(r, r2) // U+FFFD when unpaired, as encoding/json does
+				if pair := utf16.DecodeRune(r, r2); pair != utf8.RuneError {
+					r = pair
+					s.pos += 6
+				} else if s.strict {
+					s.fail(errUnpairedSurrogate)
+					return nil
+				} else {
+					r = utf8.RuneError
+				}
 			}
 			s.scratch = utf8.AppendRune(s.scratch, r)
 		default:
@@ -205,11 +244,20 @@ func (s *scanner) escapedStr(start int) []byte {
 }
 
 func (s *scanner) hex4() (rune, bool) {
-	if s.pos+4 > len(s.data) {
+	r, ok := s.hex4At(s.pos)
+	if ok {
+		s.pos += 4
+	}
+	return r, ok
+}
+
+// hex4At reads the four hex digits at i without consuming them.
+func (s *scanner) hex4At(i int) (rune, bool) {
+	if i+4 > len(s.data) {
 		return 0, false
 	}
 	var r rune
-	for _, c := range s.data[s.pos : s.pos+4] {
+	for _, c := range s.data[i : i+4] {
 		switch {
 		case c >= '0' && c <= '9':
 			r = r<<4 | rune(c-'0')
@@ -221,7 +269,6 @@ func (s *scanner) hex4() (rune, bool) {
 			return 0, false
 		}
 	}
-	s.pos += 4
 	return r, true
 }
 
@@ -332,4 +379,189 @@ func (s *scanner) end() {
 	if s.skipSpace(); s.pos < len(s.data) && s.err == nil {
 		s.fail("unexpected data after the JSON value")
 	}
+}
+
+// keySet remembers the member names of every object of one JSON text, so
+// that object can refuse a duplicate in constant time per member (a
+// quadratic scan would let one body of many members cost seconds). It is
+// an open-addressing table keyed by (object number, name), reused from
+// request to request: the valid path does not allocate once it has grown
+// to the size of a typical body.
+type keySet struct {
+	slots   []keySlot
+	used    int
+	objects uint32   // numbers the objects of the current text, from 1
+	stack   []uint32 // the objects being read, innermost last
+	names   [][]byte // the member names leading to the current value
+	seed    maphash.Seed
+	fold    bool // compare names as encoding/json matches them (case-folded)
+	folded  []byte
+}
+
+type keySlot struct {
+	obj uint32 // 0: empty
+	key []byte
+}
+
+// maxKeySlots is the largest table kept for the next request; a bigger
+// one (a body of thousands of members) is dropped.
+const maxKeySlots = 1024
+
+func (k *keySet) reset() {
+	if len(k.slots) > maxKeySlots {
+		k.slots = nil
+	}
+	if k.used > 0 {
+		clear(k.slots)
+	}
+	if k.seed == (maphash.Seed{}) {
+		k.seed = maphash.MakeSeed()
+	}
+	k.used, k.objects, k.stack, k.names, k.folded = 0, 0, k.stack[:0], k.names[:0], k.folded[:0]
+}
+
+// open starts a new object and returns its number.
+func (k *keySet) open() uint32 {
+	if k == nil {
+		return 0
+	}
+	k.objects++
+	k.stack = append(k.stack, k.objects)
+	return k.objects
+}
+
+func (k *keySet) close() {
+	if k != nil {
+		k.stack = k.stack[:len(k.stack)-1]
+	}
+}
+
+// enter and leave track the member whose value is being read, for path.
+func (k *keySet) enter(key []byte) {
+	if k != nil {
+		k.names = append(k.names, key)
+	}
+}
+
+func (k *keySet) leave() {
+	if k != nil {
+		k.names = k.names[:len(k.names)-1]
+	}
+}
+
+// path is the dotted name of member key of the current object, for the
+// field error (array positions are not counted).
+func (k *keySet) path(key []byte) string {
+	var b []byte
+	for _, n := range k.names {
+		b = append(append(b, n...), '.')
+	}
+	return string(append(b, key...))
+}
+
+// add records key as a member of object obj; false when obj has it already.
+func (k *keySet) add(obj uint32, key []byte) bool {
+	if k.fold {
+		start := len(k.folded)
+		k.folded = appendFoldedName(k.folded, key)
+		key = k.folded[start:len(k.folded):len(k.folded)]
+	}
+	if 2*(k.used+1) > len(k.slots) {
+		k.grow()
+	}
+	mask := uint64(len(k.slots) - 1)
+	for i := (maphash.Bytes(k.seed, key) ^ uint64(obj)*0x9e3779b97f4a7c15) & mask; ; i = (i + 1) & mask {
+		sl := &k.slots[i]
+		if sl.obj == 0 {
+			*sl = keySlot{obj: obj, key: key}
+			k.used++
+			return true
+		}
+		if sl.obj == obj && bytes.Equal(sl.key, key) {
+			return false
+		}
+	}
+}
+
+func (k *keySet) grow() {
+	old := k.slots
+	n := 2 * len(old)
+	if n < 32 {
+		n = 32
+	}
+	k.slots, k.used = make([]keySlot, n), 0
+	fold := k.fold
+	k.fold = false // the names in old are folded already
+	for _, sl := range old {
+		if sl.obj != 0 {
+			k.add(sl.obj, sl.key)
+		}
+	}
+	k.fold = fold
+}
+
+// appendFoldedName appends name folded as encoding/json folds member names
+// when it matches them to struct fields: ASCII letters to upper case, any
+// other rune to the smallest rune of its Unicode fold set (so the Kelvin
+// sign K folds to K and the long s ſ to S).
+func appendFoldedName(dst, name []byte) []byte {
+	for i := 0; i < len(name); {
+		c := name[i]
+		if c < utf8.RuneSelf {
+			if 'a' <= c && c <= 'z' {
+				c -= 'a' - 'A'
+			}
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(name[i:])
+		dst = utf8.AppendRune(dst, foldRune(r))
+		i += n
+	}
+	return dst
+}
+
+func foldRune(r rune) rune {
+	for {
+		r2 := unicode.SimpleFold(r)
+		if r2 <= r {
+			return r2
+		}
+		r = r2
+	}
+}
+
+// foldsTo reports whether encoding/json would match key to the member
+// name (lower-case ASCII) without key being name itself.
+func foldsTo(key []byte, name string) bool {
+	if string(key) == name {
+		return false
+	}
+	j := 0
+	for i := 0; i < len(key); {
+		c := key[i]
+		var f rune
+		if c < utf8.RuneSelf {
+			f, i = rune(c), i+1
+		} else {
+			r, n := utf8.DecodeRune(key[i:])
+			f, i = foldRune(r), i+n
+		}
+		n := rune(-1)
+		if j < len(name) {
+			n = rune(name[j])
+		}
+		if 'a' <= f && f <= 'z' {
+			f -= 'a' - 'A'
+		}
+		if 'a' <= n && n <= 'z' {
+			n -= 'a' - 'A'
+		}
+		if f != n {
+			return false
+		}
+		j++
+	}
+	return j == len(name)
 }

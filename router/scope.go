@@ -52,7 +52,10 @@ func (s *Server) scopeOf(ctx *fasthttp.RequestCtx) (scope, error) {
 // credentials nobody may push with any more. (A tenant created again is a
 // new incarnation, which Pool.Get never matches to the old clients.)
 func (s *Server) recordScope(ctx *fasthttp.RequestCtx) (scope, error) {
-	id := pathTenant(ctx)
+	id, err := pathTenant(ctx)
+	if err != nil {
+		return scope{}, err
+	}
 	if id == "" {
 		return scope{providers: s.providers}, nil
 	}
@@ -90,9 +93,13 @@ func (s *Server) watchStaleTenants() {
 }
 
 // pathTenant is the route's {tenant_id}, "" on single-tenant routes.
-func pathTenant(ctx *fasthttp.RequestCtx) string {
-	id, _ := ctx.UserValue("tenant_id").(string)
-	return id
+// It is percent-decoded like every path id (pathParam).
+func pathTenant(ctx *fasthttp.RequestCtx) (string, error) {
+	id, err := pathParam(ctx, "tenant_id")
+	if err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 // available reports whether clients of type typ may register here: for a

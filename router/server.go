@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -378,9 +379,13 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// clientIDFromPath reads {client_id}, stripping a leading "did:key:".
+// clientIDFromPath reads {client_id}, percent-decoded, stripping a leading
+// "did:key:".
 func clientIDFromPath(ctx *fasthttp.RequestCtx) (string, error) {
-	raw, _ := ctx.UserValue("client_id").(string)
+	raw, rerr := pathParam(ctx, "client_id")
+	if rerr != nil {
+		return "", rerr
+	}
 	id := strings.TrimPrefix(raw, didKeyPrefix)
 	if why := checkClientID(id); why != "" {
 		return "", badFields(fieldError{"client_id", why, inPath})
@@ -389,6 +394,26 @@ func clientIDFromPath(ctx *fasthttp.RequestCtx) (string, error) {
 }
 
 const didKeyPrefix = "did:key:"
+
+// pathParam returns the route parameter name percent-decoded exactly once
+// (RFC 3986 §2.1). fasthttp/router matches on the raw request path, so its
+// values are still encoded: a wallet that sends did%3Akey%3Az6Mk… means
+// did:key:z6Mk…, and an encoded "/" (%2F) stays inside its segment. A "%"
+// not followed by two hex digits is a 400 naming the parameter. A value
+// without "%" is returned as it is, without allocating (the send path).
+func pathParam(ctx *fasthttp.RequestCtx, name string) (string, *requestError) {
+	raw, _ := ctx.UserValue(name).(string)
+	if strings.IndexByte(raw, '%') < 0 {
+		return raw, nil
+	}
+	// url.PathUnescape decodes %XX only (a "+" stays a "+", as in a path)
+	// and refuses a "%" without two hex digits after it.
+	id, err := url.PathUnescape(raw)
+	if err != nil {
+		return "", badFieldAt(name, "invalid percent-encoding: % must be followed by two hex digits (RFC 3986)", inPath)
+	}
+	return id, nil
+}
 
 // checkClientID says why id (already stripped of did:key:) is unacceptable,
 // or "" when it is fine.

@@ -51,7 +51,10 @@ func (s *Server) tenantAuth(ctx *fasthttp.RequestCtx, id string) error {
 // tenantFromPath authenticates the request for {tenant_id} and loads the
 // tenant.
 func (s *Server) tenantFromPath(ctx *fasthttp.RequestCtx) (cache.Tenant, error) {
-	id, _ := ctx.UserValue("tenant_id").(string)
+	id, rerr := pathParam(ctx, "tenant_id")
+	if rerr != nil {
+		return cache.Tenant{}, rerr
+	}
 	if err := s.tenantAuth(ctx, id); err != nil {
 		return cache.Tenant{}, err
 	}
@@ -141,7 +144,10 @@ func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
 }
 
 func (s *Server) deleteTenant(ctx *fasthttp.RequestCtx) error {
-	id, _ := ctx.UserValue("tenant_id").(string)
+	id, rerr := pathParam(ctx, "tenant_id")
+	if rerr != nil {
+		return rerr
+	}
 	if err := s.tenantAuth(ctx, id); err != nil {
 		return err
 	}
