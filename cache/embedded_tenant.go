@@ -67,22 +67,27 @@ func (e *Embedded) Tenant(ctx context.Context, id string) (Tenant, error) {
 	return t, nil
 }
 
-// UpdateTenant implements Tenants in one transaction.
+// UpdateTenant implements Tenants in one transaction, which also checks
+// change.If.
 func (e *Embedded) UpdateTenant(ctx context.Context, id string, change TenantChange) error {
 	if err := e.check(ctx); err != nil {
 		return err
 	}
-	var notFound, decErr error
+	var refused, decErr error
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketTenants)
 		v := b.Get([]byte(id))
 		if v == nil {
-			notFound = ErrTenantNotFound
+			refused = ErrTenantNotFound
 			return nil
 		}
 		t, err := decodeTenantRecord(id, v)
 		if err != nil {
 			decErr = err
+			return nil
+		}
+		if !change.holds(&t) {
+			refused = ErrTenantChanged
 			return nil
 		}
 		change.apply(&t)
@@ -91,8 +96,8 @@ func (e *Embedded) UpdateTenant(ctx context.Context, id string, change TenantCha
 	switch {
 	case err != nil:
 		return dbError(fmt.Sprintf("update tenant %q", id), err)
-	case notFound != nil:
-		return notFound
+	case refused != nil:
+		return refused
 	case decErr != nil:
 		return fmt.Errorf("cannot update tenant %q: %w", id, decErr)
 	}

@@ -29,12 +29,21 @@ var (
 
 var (
 	// updateTenantScript applies a TenantChange to KEYS[1] and returns the
-	// new version, or false when the tenant does not exist. ARGV: clear
-	// APNs, clear FCM, set APNs, topic, type, sealed APNs, set FCM, sealed
-	// FCM, APNs suspension, FCM suspension, APNs sandbox suspension; flags
-	// are "1" or "0". Order as in TenantChange.apply: clears, sets (lifting
-	// suspensions), suspensions.
+	// new version, false when the tenant does not exist, or -1 when the
+	// change's condition does not hold (then it changes nothing). ARGV:
+	// clear APNs, clear FCM, set APNs, topic, type, sealed APNs, set FCM,
+	// sealed FCM, APNs suspension, FCM suspension, APNs sandbox suspension,
+	// conditional, incarnation, sealed APNs and sealed FCM of the
+	// condition; flags are "1" or "0". The condition is
+	// TenantChange.holds (an absent i is incarnation 0, an absent a or f
+	// never matches); the rest goes in the order of TenantChange.apply:
+	// clears, sets (lifting suspensions), suspensions.
 	updateTenantScript = rueidis.NewLuaScript(`if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if ARGV[12] == '1' then
+  if (redis.call('HGET', KEYS[1], 'i') or '0') ~= ARGV[13] then return -1 end
+  if (ARGV[9] ~= '' or ARGV[11] ~= '') and redis.call('HGET', KEYS[1], 'a') ~= ARGV[14] then return -1 end
+  if ARGV[10] ~= '' and redis.call('HGET', KEYS[1], 'f') ~= ARGV[15] then return -1 end
+end
 if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'at', 'aty', 'a', 'as', 'ass') end
 if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'f', 'fs') end
 if ARGV[3] == '1' then
@@ -168,7 +177,8 @@ func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
 	return t, nil
 }
 
-// UpdateTenant implements Tenants with one script on the tenant's key.
+// UpdateTenant implements Tenants with one script on the tenant's key,
+// which also checks change.If.
 func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange) error {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
@@ -178,18 +188,26 @@ func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange
 		}
 		return "0"
 	}
+	var cond TenantCondition
+	if change.If != nil {
+		cond = *change.If
+	}
 	k := r.tenantKey(id)
-	err := updateTenantScript.Exec(ctx, r.c, []string{k}, []string{
+	v, err := updateTenantScript.Exec(ctx, r.c, []string{k}, []string{
 		flag(change.ClearAPNS), flag(change.ClearFCM),
 		flag(change.SetAPNS), change.APNSTopic, change.APNSType, rueidis.BinaryString(change.APNS),
 		flag(change.SetFCM), rueidis.BinaryString(change.FCM),
 		change.SuspendAPNS, change.SuspendFCM, change.SuspendAPNSSandbox,
-	}).Error()
+		flag(change.If != nil), strconv.FormatUint(cond.Incarnation, 10), rueidis.BinaryString(cond.APNS), rueidis.BinaryString(cond.FCM),
+	}).AsInt64()
 	if rueidis.IsRedisNil(err) {
 		return ErrTenantNotFound
 	}
 	if err != nil {
 		return unavailable(fmt.Sprintf("update tenant %q", id), err)
+	}
+	if v < 0 {
+		return ErrTenantChanged
 	}
 	r.settle(ctx, []string{k})
 	return nil

@@ -54,7 +54,35 @@ type TenantChange struct {
 	// SuspendAPNS, SuspendAPNSSandbox and SuspendFCM, when not "", suspend
 	// that host with that reason.
 	SuspendAPNS, SuspendAPNSSandbox, SuspendFCM string
+
+	// If, when not nil, makes the change conditional on the tenant being
+	// the one it was decided from (see TenantCondition); when it is not,
+	// nothing changes, Version included, and UpdateTenant returns
+	// ErrTenantChanged.
+	If *TenantCondition
 }
+
+// TenantCondition is what a conditional TenantChange requires of the
+// tenant: its Incarnation, and for each provider the change suspends, the
+// very sealed credentials given here (APNS for either APNs host, FCM for
+// FCM), set up and equal byte for byte.
+//
+// A send reads the tenant when it starts and may hear its provider's
+// refusal seconds later: the suspension it then writes must not fall on
+// credentials uploaded in between, nor on a tenant created again under the
+// same id. The sealed bytes serve as the provider's credential generation:
+// every upload seals with a fresh nonce, so no two uploads store the same
+// bytes, while Version also moves for the other provider's changes and
+// for suspensions, which say nothing about these credentials.
+type TenantCondition struct {
+	Incarnation uint64
+	APNS, FCM   []byte
+}
+
+// ErrTenantChanged means a conditional TenantChange was not applied: the
+// tenant is no longer the one the change was decided from. It is an
+// outcome, not a failure: the change is moot.
+var ErrTenantChanged = errors.New("cache: tenant changed since it was read")
 
 // Tenants stores tenants. Like Store, it is safe for concurrent use, and
 // cachetest.RunTenants checks every promise below for each implementation.
@@ -67,7 +95,8 @@ type Tenants interface {
 	// change made through any instance within about a second.
 	Tenant(ctx context.Context, id string) (Tenant, error)
 	// UpdateTenant applies change atomically and bumps Version; it returns
-	// ErrTenantNotFound for an unknown tenant.
+	// ErrTenantNotFound for an unknown tenant, and ErrTenantChanged (having
+	// changed nothing) when change.If does not hold.
 	UpdateTenant(ctx context.Context, id string, change TenantChange) error
 	// DeleteTenant removes the tenant with its clients, token index entries
 	// and dedup records. Deleting an unknown tenant is not an error.

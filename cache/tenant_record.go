@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 )
@@ -125,4 +126,22 @@ func (c *TenantChange) apply(t *Tenant) {
 		t.FCMSuspended = c.SuspendFCM
 	}
 	t.Version++
+}
+
+// holds reports whether t meets c.If (true without one). The Redis update
+// script makes the same check.
+func (c *TenantChange) holds(t *Tenant) bool {
+	if c.If == nil {
+		return true
+	}
+	if t.Incarnation != c.If.Incarnation {
+		return false
+	}
+	if (c.SuspendAPNS != "" || c.SuspendAPNSSandbox != "") && (t.APNS == nil || !bytes.Equal(t.APNS, c.If.APNS)) {
+		return false
+	}
+	if c.SuspendFCM != "" && (t.FCM == nil || !bytes.Equal(t.FCM, c.If.FCM)) {
+		return false
+	}
+	return true
 }

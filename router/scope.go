@@ -165,7 +165,8 @@ func (sc *scope) suspended(typ string) string {
 // credentials (cause is a dispatch.ErrCredentialsRejected), so that later
 // sends to that host answer at once instead of hammering it. Only that
 // host: a sandbox refusal, which any client can provoke by registering as
-// apns-sandbox, leaves production pushes running.
+// apns-sandbox, leaves production pushes running. Only the credentials the
+// send used: see the condition below.
 func (s *Server) suspend(ctx *fasthttp.RequestCtx, sc *scope, typ string, cause error) {
 	if sc.id() == "" || sc.suspended(typ) != "" {
 		return
@@ -181,7 +182,17 @@ func (s *Server) suspend(ctx *fasthttp.RequestCtx, sc *scope, typ string, cause 
 	default:
 		return
 	}
-	if err := s.deps.Tenants.UpdateTenant(context.Background(), sc.id(), change); err != nil {
+	// The send read the tenant when it started, and the refusal may come
+	// up to a provider timeout later: by then the operator may have
+	// uploaded new credentials or deleted and re-created the tenant, which
+	// this refusal says nothing about.
+	change.If = &cache.TenantCondition{Incarnation: sc.tenant.Incarnation, APNS: sc.tenant.APNS, FCM: sc.tenant.FCM}
+	err := s.deps.Tenants.UpdateTenant(context.Background(), sc.id(), change)
+	if errors.Is(err, cache.ErrTenantChanged) || errors.Is(err, cache.ErrTenantNotFound) {
+		s.log.Info("tenant provider not suspended: the tenant or its credentials changed since the send read them", "tenant", sc.id(), "provider", typ, "request_id", requestID(ctx), "reason", cause.Error())
+		return
+	}
+	if err != nil {
 		s.log.Warn("cannot suspend a tenant's provider", "tenant", sc.id(), "provider", typ, "request_id", requestID(ctx), "error", err.Error())
 		return
 	}

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -198,6 +199,66 @@ func TestRecreatedTenantOnOneInstance(t *testing.T) {
 				t.Fatalf("the re-created tenant pushed with %q; want its own topic", r[0].Header.Get("apns-topic"))
 			}
 		})
+	}
+}
+
+// A send reads the tenant when it starts and may hear Apple refuse its key
+// up to a provider timeout later. If the operator uploaded a new key in
+// between, or deleted the tenant and created it again, that late refusal
+// is about credentials nobody uses any more: it must not suspend the new
+// ones.
+func TestLateRefusalSuspendsNotTheTenantsNewCredentials(t *testing.T) {
+	for _, st := range stores {
+		for _, c := range []struct {
+			name    string
+			replace func(h *tenantHarness, token string)
+		}{
+			{"new key", func(h *tenantHarness, _ string) {
+				h.setAPNS("late", "com.example.late", "KEYNEW0003", true)
+			}},
+			{"re-created", func(h *tenantHarness, token string) {
+				if r := h.do("DELETE", "/tenants/late", "", bearer("late", time.Hour)); r.status != 200 {
+					t.Fatalf("DELETE: %d %s", r.status, r.body)
+				}
+				h.createTenant("late")
+				h.setAPNS("late", "com.example.late", "KEYNEW0003", true)
+				h.registerIn("late", "ios", "apns", token)
+			}},
+		} {
+			t.Run(st.name+"/"+c.name, func(t *testing.T) {
+				h := newTenantHarness(t, st.open)
+				h.createTenant("late")
+				h.setAPNS("late", "com.example.late", "KEYOLD0003", true)
+				token := strings.Repeat("a", 64)
+				h.registerIn("late", "ios", "apns", token)
+
+				arrived, release := make(chan struct{}), make(chan struct{})
+				h.apns.Script(token, dispatchtest.Answer{Reason: "InvalidProviderToken", Hold: func(ctx context.Context) bool {
+					close(arrived)
+					select {
+					case <-release:
+						return true
+					case <-ctx.Done():
+						return false
+					}
+				}}, dispatchtest.Answer{})
+				done := make(chan reply, 1)
+				go func() { done <- h.sendIn("late", "ios", "m1") }()
+				select {
+				case <-arrived:
+				case <-time.After(10 * time.Second):
+					t.Fatal("the push never reached APNs")
+				}
+				c.replace(h, token)
+				close(release)
+				(<-done).expectError(t, 502, "provider_misconfigured")
+
+				if suspended, by := h.suspensions("late"); suspended || len(by) != 0 {
+					t.Fatalf("the old key's late refusal suspended the new credentials: %v", by)
+				}
+				h.sendIn("late", "ios", "m2").expectOK(t, 202)
+			})
+		}
 	}
 }
 

@@ -37,7 +37,12 @@ type RawTenantReader interface {
 //   - DeleteTenant removes clients and dedup records of that tenant only
 //     (not of a tenant whose id it prefixes), and a re-created tenant starts
 //     empty;
-//   - a Tenant read right after a write on the same store sees the write.
+//   - a Tenant read right after a write on the same store sees the write;
+//   - a conditional suspension (TenantChange.If) lands only while the
+//     tenant has the incarnation and the suspended provider's credentials
+//     it was decided from: not on credentials uploaded since, nor on a
+//     tenant created again; other changes since (the other provider's
+//     credentials, other suspensions) do not stop it.
 func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 	tests := []struct {
 		name string
@@ -49,6 +54,7 @@ func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 		{"SetLiftsOnlyItsSuspension", testSetLiftsOnlyItsSuspension},
 		{"APNSHostsSuspendApart", testAPNSHostsSuspendApart},
 		{"IncarnationNewOnRecreate", testIncarnationNewOnRecreate},
+		{"ConditionalSuspension", testConditionalSuspension},
 		{"DeleteRemovesClients", testDeleteTenantRemovesClients},
 		{"SealedBytesStoredAsGiven", testSealedBytesStoredAsGiven},
 	}
@@ -231,6 +237,62 @@ func testIncarnationNewOnRecreate(t *testing.T, s TenantStore) {
 		if err := s.DeleteTenant(ctx(t), "a"); err != nil {
 			t.Fatalf("DeleteTenant: %v", err)
 		}
+	}
+}
+
+// A send read the tenant, then its provider refused the credentials: its
+// suspension carries what it read as the condition.
+func testConditionalSuspension(t *testing.T, s TenantStore) {
+	mustCreateTenant(t, s, "a", true)
+	mustUpdateTenant(t, s, "a", cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: sealedAPNS, SetFCM: true, FCM: sealedFCM})
+	read := mustTenant(t, s, "a")
+	used := func(tn cache.Tenant) *cache.TenantCondition {
+		return &cache.TenantCondition{Incarnation: tn.Incarnation, APNS: tn.APNS, FCM: tn.FCM}
+	}
+	wantChanged := func(c cache.TenantChange) {
+		t.Helper()
+		before := mustTenant(t, s, "a")
+		if err := s.UpdateTenant(ctx(t), "a", c); !errors.Is(err, cache.ErrTenantChanged) {
+			t.Fatalf("UpdateTenant(%+v) = %v; want ErrTenantChanged", c, err)
+		}
+		if after := mustTenant(t, s, "a"); !tenantEqual(after, before) {
+			t.Fatalf("a refused conditional change changed the tenant: %+v; want %+v", after, before)
+		}
+	}
+
+	// New APNs credentials since the read: the late refusal of the old ones
+	// suspends neither APNs host.
+	newAPNS := []byte("\x00sealed-apns-2")
+	want := cache.Tenant{APNSTopic: "t", APNSType: "token", APNS: newAPNS, FCM: sealedFCM}
+	tn := updateAndCheck(t, s, read, cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: newAPNS}, want)
+	wantChanged(cache.TenantChange{SuspendAPNS: "InvalidProviderToken", If: used(read)})
+	wantChanged(cache.TenantChange{SuspendAPNSSandbox: "InvalidProviderToken", If: used(read)})
+	// FCM did not change since that read, and an APNs change says nothing
+	// about it.
+	want.FCMSuspended = "UNAUTHENTICATED"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendFCM: want.FCMSuspended, If: used(read)}, want)
+	// A suspension of the other provider or the other host since the read
+	// does not stop one decided from the current credentials.
+	cur := used(tn)
+	want.APNSSandboxSuspended = "BadEnvironmentKeyInToken"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendAPNSSandbox: want.APNSSandboxSuspended, If: cur}, want)
+	want.APNSSuspended = "ExpiredProviderToken"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendAPNS: want.APNSSuspended, If: cur}, want)
+	// Cleared since: nothing left to suspend.
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{ClearFCM: true}, cache.Tenant{APNSTopic: "t", APNSType: "token", APNS: newAPNS, APNSSuspended: want.APNSSuspended, APNSSandboxSuspended: want.APNSSandboxSuspended})
+	wantChanged(cache.TenantChange{SuspendFCM: "UNAUTHENTICATED", If: cur})
+
+	// Deleted and created again with the very same sealed bytes: still not
+	// the tenant the send read.
+	if err := s.DeleteTenant(ctx(t), "a"); err != nil {
+		t.Fatalf("DeleteTenant: %v", err)
+	}
+	mustCreateTenant(t, s, "a", true)
+	mustUpdateTenant(t, s, "a", cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: newAPNS, SetFCM: true, FCM: sealedFCM})
+	wantChanged(cache.TenantChange{SuspendAPNS: "InvalidProviderToken", If: used(tn)})
+	wantChanged(cache.TenantChange{SuspendFCM: "UNAUTHENTICATED", If: &cache.TenantCondition{Incarnation: tn.Incarnation, FCM: sealedFCM}})
+	if got := mustTenant(t, s, "a"); got.APNSSuspended != "" || got.APNSSandboxSuspended != "" || got.FCMSuspended != "" {
+		t.Fatalf("the re-created tenant got the old tenant's suspensions: %+v", got)
 	}
 }
 

@@ -47,6 +47,11 @@ type Answer struct {
 	// provider. The wait ends early when the client gives up (request
 	// context), and then nothing is answered.
 	Delay time.Duration
+	// Hold, when set, is called after Delay with the request's context,
+	// before answering: the mock answers once it returns true, and answers
+	// nothing when it returns false (the client gave up). It lets a test act
+	// while a push is in flight without guessing a delay.
+	Hold func(ctx context.Context) bool
 }
 
 // script holds the scripted answers per device token. It is safe for
@@ -102,6 +107,12 @@ func (s *script) reset() {
 	defer s.mu.Unlock()
 	clear(s.m)
 	s.n.Store(0)
+}
+
+// wait plays a's Delay, then its Hold; it reports whether the mock should
+// answer.
+func (a *Answer) wait(ctx context.Context) bool {
+	return wait(ctx, a.Delay) && (a.Hold == nil || a.Hold(ctx))
 }
 
 // wait sleeps for d unless ctx ends first; it reports whether the full d
