@@ -837,10 +837,18 @@ func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id stri
 // its record, re-stamped, and its token entry, each only while it is still
 // the registration rec was read from. It writes to the primary, also when
 // rec came from a replica, and not while the primary is known down (a
-// send should not wait a timeout for it). Errors are ignored: the look-up
-// stands, and a registration not refreshed only expires sooner.
+// send should not wait a timeout for it). The token entry goes first and
+// the record is re-stamped only once the entry was extended: a record
+// must never outlive its entry, or, re-stamped, it would not be refreshed
+// again before the entry expired. Errors are ignored: the look-up stands,
+// and a registration not refreshed only expires sooner.
 func (r *Redis) refresh(ctx context.Context, tenant, id string, rec *record, now int64) {
 	if time.Now().UnixNano() < r.primaryDownUntil.Load() {
+		return
+	}
+	extended, err := refreshOwnerScript.Exec(ctx, r.c, []string{r.tokenKey(tenant, &rec.hash)},
+		[]string{ownerValue(rec.nonce, id), r.clientTTLArg}).AsInt64()
+	if err != nil || extended != 1 {
 		return
 	}
 	var nonce, stamp [8]byte
@@ -848,8 +856,6 @@ func (r *Redis) refresh(ctx context.Context, tenant, id string, rec *record, now
 	binary.BigEndian.PutUint64(stamp[:], uint64(now))
 	_ = refreshRecordScript.Exec(ctx, r.c, []string{r.clientKey(tenant, id)},
 		[]string{string(nonce[:]), string(stamp[:]), r.clientTTLArg}).Error()
-	_ = refreshOwnerScript.Exec(ctx, r.c, []string{r.tokenKey(tenant, &rec.hash)},
-		[]string{ownerValue(rec.nonce, id), r.clientTTLArg}).Error()
 }
 
 // Dedup values. A reservation holds "p:<nonce>" with the lease as expiry.

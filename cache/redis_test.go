@@ -393,3 +393,47 @@ func TestRedisRefusedRegisterWritesNothing(t *testing.T) {
 		}
 	}
 }
+
+// A refresh whose token entry could not be extended leaves the record as it
+// was: a re-stamped record outliving its token entry would answer 404 while
+// its stamp said no refresh was due yet.
+func TestRedisRefreshNeedsTheTokenEntry(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	s := newRedis(t, cache.RedisConfig{URL: "redis://" + addr, KeyPrefix: randomPrefix(), ClientTTL: time.Hour})
+	ctx := context.Background()
+	c := cache.Client{ID: "wallet", Type: cache.TypeAPNS, Token: "tok"}
+	if err := s.Register(ctx, "", c); err != nil {
+		t.Fatal(err)
+	}
+	ck, _, tk := s.KeysForTest("", c.ID, "", c.Token)
+	record := func() string {
+		t.Helper()
+		v, err := cachetest.Command(addr, "GET", ck)
+		if err != nil || v == "" {
+			t.Fatalf("GET the record: %q, %v", v, err)
+		}
+		return v
+	}
+	later := time.Now().Add(30 * time.Minute).UnixMilli()
+
+	// With its entry the refresh re-stamps the record (the check's check).
+	before := record()
+	if err := s.RefreshForTest(ctx, "", c.ID, later); err != nil {
+		t.Fatal(err)
+	}
+	if record() == before {
+		t.Fatal("a refresh with the token entry in place left the record unstamped")
+	}
+	// Without it (gone, as when its PEXPIRE failed or it expired first),
+	// nothing is extended.
+	if _, err := cachetest.Command(addr, "DEL", tk); err != nil {
+		t.Fatal(err)
+	}
+	before = record()
+	if err := s.RefreshForTest(ctx, "", c.ID, later+60_000); err != nil {
+		t.Fatal(err)
+	}
+	if record() != before {
+		t.Error("the record was re-stamped although its token entry was not extended")
+	}
+}
