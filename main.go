@@ -163,8 +163,10 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	}
 	c.dataDir = env("DATA_DIR", "./data")
 	if v := strings.TrimSpace(getenv("CLIENT_TTL")); v != "" {
-		if c.clientTTL, err = parseDurationOrSeconds(v); err != nil || c.clientTTL < 0 {
-			return nil, fmt.Errorf("CLIENT_TTL=%q: want a duration like 720h or whole seconds (0 turns expiry off)", v)
+		// Below a minute every send would refresh and idle clients would
+		// vanish between a wallet's registration and its first push.
+		if c.clientTTL, err = parseDurationOrSeconds(v); err != nil || c.clientTTL < 0 || c.clientTTL > 0 && c.clientTTL < time.Minute {
+			return nil, fmt.Errorf("CLIENT_TTL=%q: want a duration of at least 1m like 720h, or whole seconds (0 turns expiry off)", v)
 		}
 	}
 	if c.router.DedupTTL, err = envDuration(getenv, "DEDUP_TTL", 24*time.Hour); err != nil {

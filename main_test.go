@@ -59,6 +59,8 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	f(map[string]string{"DEDUP_TTL": "forever"}, "DEDUP_TTL")
 	f(map[string]string{"CLIENT_TTL": "-1s"}, "CLIENT_TTL")
 	f(map[string]string{"CLIENT_TTL": "a month"}, "CLIENT_TTL")
+	f(map[string]string{"CLIENT_TTL": "59s"}, "CLIENT_TTL")
+	f(map[string]string{"CLIENT_TTL": "30"}, "CLIENT_TTL")
 	f(map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL")
 	f(map[string]string{"MAX_BODY_SIZE": "-1"}, "MAX_BODY_SIZE")
 	f(map[string]string{"JWT_SECRET": "x"}, "JWT_SECRET")
@@ -429,4 +431,16 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// CLIENT_TTL's floor is one minute; 0 still turns expiry off.
+func TestClientTTLFloor(t *testing.T) {
+	for v, want := range map[string]time.Duration{"1m": time.Minute, "60": time.Minute, "0": 0, "720h": 720 * time.Hour} {
+		c, err := parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey, "CLIENT_TTL": v}))
+		if err != nil {
+			t.Errorf("CLIENT_TTL=%s: %v", v, err)
+		} else if c.clientTTL != want {
+			t.Errorf("CLIENT_TTL=%s: %v; want %v", v, c.clientTTL, want)
+		}
+	}
 }

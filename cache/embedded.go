@@ -186,7 +186,12 @@ func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error 
 			return ErrClientBound
 		}
 		if prev := tokens.Get(tk); prev != nil && string(prev) != c.ID {
-			if err := clients.Delete(embeddedClientKey(tenant, string(prev))); err != nil {
+			pk := embeddedClientKey(tenant, string(prev))
+			// A bound client's token moves only with a proof.
+			if !c.Bound && e.boundRecord(clients.Get(pk), now) {
+				return errTokenBound
+			}
+			if err := clients.Delete(pk); err != nil {
 				return err
 			}
 		}
@@ -205,6 +210,9 @@ func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error 
 		}
 		return clients.Put(ck, rec)
 	})
+	if errors.Is(err, errTokenBound) {
+		return fmt.Errorf("cannot register client %q with the token of a bound client without proving its key: %w", c.ID, ErrClientBound)
+	}
 	if errors.Is(err, ErrClientBound) {
 		return fmt.Errorf("cannot register client %q without proving its key: %w", c.ID, err)
 	}
@@ -213,6 +221,10 @@ func (e *Embedded) Register(ctx context.Context, tenant string, c Client) error 
 	}
 	return nil
 }
+
+// errTokenBound ends a registration's transaction that would take a bound
+// client's token without a proof; Register answers ErrClientBound.
+var errTokenBound = errors.New("token held by a bound client")
 
 // boundRecord reports whether v is a record of a bound client that has not
 // expired at now (unix ms).

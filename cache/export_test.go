@@ -53,3 +53,18 @@ func (r *Redis) SetKeptMaxForTest(n int) {
 	r.behind.keptMax = n
 	r.behind.mu.Unlock()
 }
+
+// RefreshForTest runs a look-up's refresh of client id as if it were now
+// (unix ms), on the record the primary holds.
+func (r *Redis) RefreshForTest(ctx context.Context, tenant, id string, now int64) error {
+	b, err := r.c.Do(ctx, r.c.B().Get().Key(r.clientKey(tenant, id)).Build()).AsBytes()
+	if err != nil {
+		return err
+	}
+	rec, err := decodeRecord(b)
+	if err != nil {
+		return err
+	}
+	r.refresh(ctx, tenant, id, &rec, now)
+	return nil
+}

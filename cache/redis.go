@@ -106,11 +106,16 @@ const (
 // values is what "still" compares, so an old cleanup never deletes a newer
 // registration's key. A record whose token was taken before the record was
 // written stays behind unreachable until its id registers or unregisters
-// again; it never looks up. The record write is a script that refuses, writing nothing,
-// when the stored record is bound (Client.Bound) and the caller did not
-// prove the key; the token taken just before is then given back to its
-// previous owner if nobody took it since. Unregister checks the same flag
-// in the script that deletes the record.
+// again; it never looks up. A caller that proved no key must not move a
+// bound client's token nor rewrite a bound id: it reads its own record and
+// the token's owner's first, refuses writing nothing when either is bound,
+// and takes the token only while its entry is still the one it read
+// (takeTokenUnproved). The record write is a script that refuses too, when
+// the stored record is bound (Client.Bound) and the caller did not prove
+// the key; that refusal, reached only when the id was bound after the
+// first read, gives the token just taken back to its previous owner if
+// nobody took it since. Unregister checks the same flag in the script that
+// deletes the record.
 //
 // Cache coherence: every connection tracks the keys it read (RESP3 CLIENT
 // TRACKING, OPTIN) and Redis pushes invalidations on change. After a write,
@@ -233,6 +238,12 @@ return v`)
 	// with a client TTL (ARGV[3] ms, "0" for none) it expires after it.
 	restoreOwnerScript = rueidis.NewLuaScript(`if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
+if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1`)
+	// takeOwnerScript sets KEYS[1], a token's owner entry, to ARGV[2] (to
+	// expire after ARGV[3] ms unless that is "0") if it still is ARGV[1]
+	// ("" for no entry), and returns 1; otherwise 0.
+	takeOwnerScript = rueidis.NewLuaScript(`if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
 if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[2]) else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1`)
 	// compareAndDeleteScript deletes KEYS[1] if its value is ARGV[1].
@@ -473,13 +484,18 @@ func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
 	}
 	ck, tk := r.clientKey(tenant, c.ID), r.tokenKey(tenant, &hash)
 
-	takeToken := r.c.B().Set().Key(tk).Value(ownerValue(nonce, c.ID)).Get().Build()
-	if r.clientTTL > 0 {
-		takeToken = r.c.B().Set().Key(tk).Value(ownerValue(nonce, c.ID)).Get().PxMilliseconds(r.clientTTL.Milliseconds()).Build()
-	}
-	prevOwner, err := r.c.Do(ctx, takeToken).AsBytes()
-	if err != nil && !rueidis.IsRedisNil(err) {
-		return unavailable(fmt.Sprintf("take token for client %q", c.ID), err)
+	var prevOwner []byte
+	if c.Bound {
+		takeToken := r.c.B().Set().Key(tk).Value(ownerValue(nonce, c.ID)).Get().Build()
+		if r.clientTTL > 0 {
+			takeToken = r.c.B().Set().Key(tk).Value(ownerValue(nonce, c.ID)).Get().PxMilliseconds(r.clientTTL.Milliseconds()).Build()
+		}
+		prevOwner, err = r.c.Do(ctx, takeToken).AsBytes()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return unavailable(fmt.Sprintf("take token for client %q", c.ID), err)
+		}
+	} else if prevOwner, err = r.takeTokenUnproved(ctx, tenant, c.ID, ck, tk, &hash, nonce); err != nil {
+		return err
 	}
 	prevRec, refused, err := recordReply(writeRecordScript.Exec(ctx, r.c, []string{ck}, []string{rueidis.BinaryString(rec), provedArg(c.Bound), r.clientTTLArg}))
 	if err != nil {
@@ -523,6 +539,77 @@ func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
 	}
 	r.settle(ctx, touched)
 	return nil
+}
+
+// maxTokenTakeTries bounds takeTokenUnproved's compare-and-set tries. A try
+// fails only when another registration of the same token succeeded since
+// the read, so n concurrent registrations of one token need at most n
+// tries each; past this many the caller hears ErrUnavailable (retryable).
+const maxTokenTakeTries = 64
+
+// takeTokenUnproved is Register's token step for a caller that proved no
+// key. It writes nothing when id is bound, or when the token's owner is a
+// bound client that holds it: a bound client's token moves only with a
+// proof (a wallet re-installed under a new key). The owner is checked
+// first and the token is then set only while its entry is still what was
+// checked (a compare-and-set, retried when another registration won);
+// every registration writes a new nonce into the entry, so an owner that
+// became bound since the check has changed it. It returns the entry it
+// replaced. The record write still refuses a bound id atomically; the
+// check here only keeps such a refusal from touching the token at all.
+func (r *Redis) takeTokenUnproved(ctx context.Context, tenant, id, ck, tk string, hash *[sha256.Size]byte, nonce uint64) ([]byte, error) {
+	if bound, err := r.boundRecord(ctx, ck, nil); err != nil {
+		return nil, unavailable(fmt.Sprintf("read client %q", id), err)
+	} else if bound {
+		return nil, fmt.Errorf("cannot register client %q without proving its key: %w", id, ErrClientBound)
+	}
+	owner := ownerValue(nonce, id)
+	for range maxTokenTakeTries {
+		cur, err := r.c.Do(ctx, r.c.B().Get().Key(tk).Build()).AsBytes()
+		if err != nil && !rueidis.IsRedisNil(err) {
+			return nil, unavailable(fmt.Sprintf("read the owner of client %q's token", id), err)
+		}
+		if len(cur) >= 8 && string(cur[8:]) != id {
+			bound, err := r.boundRecord(ctx, r.clientKey(tenant, string(cur[8:])), hash)
+			if err != nil {
+				return nil, unavailable(fmt.Sprintf("read the owner of client %q's token", id), err)
+			}
+			if bound {
+				return nil, fmt.Errorf("cannot register client %q with the token of a bound client without proving its key: %w", id, ErrClientBound)
+			}
+		}
+		took, err := takeOwnerScript.Exec(ctx, r.c, []string{tk}, []string{rueidis.BinaryString(cur), owner, r.clientTTLArg}).AsInt64()
+		if err != nil {
+			return nil, unavailable(fmt.Sprintf("take token for client %q", id), err)
+		}
+		if took == 1 {
+			return cur, nil
+		}
+	}
+	return nil, unavailable(fmt.Sprintf("take token for client %q", id),
+		fmt.Errorf("its owner changed %d times in a row", maxTokenTakeTries))
+}
+
+// boundRecord reads the client record at key past the cache and reports
+// whether it is bound and, when hash is not nil, registered with that
+// token. A record that does not decode counts as bound when its flag says
+// so and hash is nil, as writeRecordScript does; it holds no token.
+func (r *Redis) boundRecord(ctx context.Context, key string, hash *[sha256.Size]byte) (bool, error) {
+	v, err := r.c.Do(ctx, r.c.B().Get().Key(key).Build()).AsBytes()
+	if rueidis.IsRedisNil(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if len(v) < 2 || v[1]&flagBound == 0 {
+		return false, nil
+	}
+	if hash == nil {
+		return true, nil
+	}
+	rec, err := decodeRecord(v)
+	return err == nil && rec.hash == *hash, nil
 }
 
 // settle waits for one reply per written key on the connection that wrote
@@ -750,10 +837,18 @@ func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id stri
 // its record, re-stamped, and its token entry, each only while it is still
 // the registration rec was read from. It writes to the primary, also when
 // rec came from a replica, and not while the primary is known down (a
-// send should not wait a timeout for it). Errors are ignored: the look-up
-// stands, and a registration not refreshed only expires sooner.
+// send should not wait a timeout for it). The token entry goes first and
+// the record is re-stamped only once the entry was extended: a record
+// must never outlive its entry, or, re-stamped, it would not be refreshed
+// again before the entry expired. Errors are ignored: the look-up stands,
+// and a registration not refreshed only expires sooner.
 func (r *Redis) refresh(ctx context.Context, tenant, id string, rec *record, now int64) {
 	if time.Now().UnixNano() < r.primaryDownUntil.Load() {
+		return
+	}
+	extended, err := refreshOwnerScript.Exec(ctx, r.c, []string{r.tokenKey(tenant, &rec.hash)},
+		[]string{ownerValue(rec.nonce, id), r.clientTTLArg}).AsInt64()
+	if err != nil || extended != 1 {
 		return
 	}
 	var nonce, stamp [8]byte
@@ -761,8 +856,6 @@ func (r *Redis) refresh(ctx context.Context, tenant, id string, rec *record, now
 	binary.BigEndian.PutUint64(stamp[:], uint64(now))
 	_ = refreshRecordScript.Exec(ctx, r.c, []string{r.clientKey(tenant, id)},
 		[]string{string(nonce[:]), string(stamp[:]), r.clientTTLArg}).Error()
-	_ = refreshOwnerScript.Exec(ctx, r.c, []string{r.tokenKey(tenant, &rec.hash)},
-		[]string{ownerValue(rec.nonce, id), r.clientTTLArg}).Error()
 }
 
 // Dedup values. A reservation holds "p:<nonce>" with the lease as expiry.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -342,4 +343,97 @@ func TestRedisClientTTL(t *testing.T) {
 	cachetest.RunClientTTL(t, func(t *testing.T, ttl time.Duration) cache.Store {
 		return newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: randomPrefix(), ClientTTL: ttl})
 	})
+}
+
+// A refused registration writes nothing on Redis: not the record, and not
+// the token entry either, which an unproved registration of a bound id used
+// to take and give back, so the token's owner answered 404 in between (for
+// good, had Redis failed before the give-back). Redis' own count of writes
+// is the witness.
+func TestRedisRefusedRegisterWritesNothing(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	s := newRedis(t, cache.RedisConfig{URL: "redis://" + addr, KeyPrefix: randomPrefix()})
+	ctx := context.Background()
+	open := cache.Client{ID: "open", Type: cache.TypeAPNS, Token: "tok-open"}
+	bound := cache.Client{ID: "bound", Type: cache.TypeAPNS, Token: "tok-bound", Bound: true}
+	for _, c := range []cache.Client{open, bound} {
+		if err := s.Register(ctx, "", c); err != nil {
+			t.Fatalf("Register %s: %v", c.ID, err)
+		}
+	}
+	writes := func() string {
+		t.Helper()
+		info, err := cachetest.Command(addr, "INFO", "persistence")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(info) {
+			if v, ok := strings.CutPrefix(line, "rdb_changes_since_last_save:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		t.Fatalf("no rdb_changes_since_last_save in INFO:\n%s", info)
+		return ""
+	}
+	before := writes()
+	for _, c := range []cache.Client{
+		{ID: "bound", Type: cache.TypeAPNS, Token: open.Token},     // a bound id, with another client's token
+		{ID: "squatter", Type: cache.TypeAPNS, Token: bound.Token}, // another id, with a bound client's token
+	} {
+		if err := s.Register(ctx, "", c); !errors.Is(err, cache.ErrClientBound) {
+			t.Fatalf("unproved Register %s with %s: %v; want ErrClientBound", c.ID, c.Token, err)
+		}
+	}
+	if after := writes(); after != before {
+		t.Errorf("refused registrations made %s → %s writes; want none", before, after)
+	}
+	for _, c := range []cache.Client{open, bound} {
+		if got, err := s.Lookup(ctx, "", c.ID); err != nil || got != c {
+			t.Errorf("Lookup %s = %+v, %v; want %+v", c.ID, got, err, c)
+		}
+	}
+}
+
+// A refresh whose token entry could not be extended leaves the record as it
+// was: a re-stamped record outliving its token entry would answer 404 while
+// its stamp said no refresh was due yet.
+func TestRedisRefreshNeedsTheTokenEntry(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	s := newRedis(t, cache.RedisConfig{URL: "redis://" + addr, KeyPrefix: randomPrefix(), ClientTTL: time.Hour})
+	ctx := context.Background()
+	c := cache.Client{ID: "wallet", Type: cache.TypeAPNS, Token: "tok"}
+	if err := s.Register(ctx, "", c); err != nil {
+		t.Fatal(err)
+	}
+	ck, _, tk := s.KeysForTest("", c.ID, "", c.Token)
+	record := func() string {
+		t.Helper()
+		v, err := cachetest.Command(addr, "GET", ck)
+		if err != nil || v == "" {
+			t.Fatalf("GET the record: %q, %v", v, err)
+		}
+		return v
+	}
+	later := time.Now().Add(30 * time.Minute).UnixMilli()
+
+	// With its entry the refresh re-stamps the record (the check's check).
+	before := record()
+	if err := s.RefreshForTest(ctx, "", c.ID, later); err != nil {
+		t.Fatal(err)
+	}
+	if record() == before {
+		t.Fatal("a refresh with the token entry in place left the record unstamped")
+	}
+	// Without it (gone, as when its PEXPIRE failed or it expired first),
+	// nothing is extended.
+	if _, err := cachetest.Command(addr, "DEL", tk); err != nil {
+		t.Fatal(err)
+	}
+	before = record()
+	if err := s.RefreshForTest(ctx, "", c.ID, later+60_000); err != nil {
+		t.Fatal(err)
+	}
+	if record() != before {
+		t.Error("the record was re-stamped although its token entry was not extended")
+	}
 }

@@ -50,8 +50,9 @@ var (
 	// ErrDeliveryInProgress means another request holds the reservation for
 	// the same (client, message id) and has not committed or released it.
 	ErrDeliveryInProgress = errors.New("cache: delivery in progress")
-	// ErrClientBound means the client id is bound to its key (Client.Bound)
-	// and the caller did not prove it: nothing was written.
+	// ErrClientBound means the client id, or the client holding the token
+	// being registered, is bound to its key (Client.Bound) and the caller
+	// did not prove it: nothing was written.
 	ErrClientBound = errors.New("cache: client is bound to its key")
 	// ErrUnavailable means the store could not be reached or did not answer
 	// in time. Nothing is known to have been written.
@@ -83,9 +84,12 @@ type Store interface {
 	// another client id in the same tenant, that other id stops existing.
 	// Concurrent registrations never leave two look-up-able clients on one
 	// token, nor a half-written client. When Register returns nil the
-	// registration is durable. When the id is registered bound and c.Bound
-	// is not set, Register writes nothing and returns ErrClientBound; the
-	// check and the write are one atomic step.
+	// registration is durable. When c.Bound is not set and the id is
+	// registered bound, or c.Token is held by another id registered bound,
+	// Register writes nothing and returns ErrClientBound; the check and the
+	// write are one atomic step. With c.Bound set the token moves from a
+	// bound client as from any other (a wallet re-installed under a new
+	// key keeps its device token).
 	Register(ctx context.Context, tenant string, c Client) error
 	// Unregister removes the client. Removing an unknown id is not an error.
 	// proved says the caller proved the client's key; without it a bound

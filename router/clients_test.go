@@ -92,6 +92,12 @@ func TestBoundClientKeepsItsKey(t *testing.T) {
 			if c, err := h.store.Lookup(t.Context(), "", did[len("did:key:"):]); err != nil || c.Token != "wallet" {
 				t.Fatalf("after refused attempts the client is %+v, %v; want the wallet's registration", c, err)
 			}
+			// Knowing its token is no proof either: another id cannot take it.
+			h.do("POST", "/clients", `{"client_id":"squatter","type":"noop","token":"wallet"}`, nil).
+				expectError(t, 401, "authentication", "authorization")
+			if c, err := h.store.Lookup(t.Context(), "", did[len("did:key:"):]); err != nil || c.Token != "wallet" {
+				t.Fatalf("after a squatter's registration with its token the client is %+v, %v; want the wallet's registration", c, err)
+			}
 			// The key's holder re-registers and unregisters as before.
 			h.do("POST", "/clients", body("wallet-2"), auth).expectOK(t, 200)
 			h.do("POST", "/clients", body("thief"), nil).expectError(t, 401, "authentication", "authorization")

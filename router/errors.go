@@ -99,7 +99,7 @@ var errorNames = [...]errorName{
 	{verify.ErrBadJWT, fasthttp.StatusUnauthorized, "authentication", "client authentication failed",
 		[]fieldError{{"authorization", "invalid client JWT", inHeader}}},
 
-	{cache.ErrClientBound, fasthttp.StatusUnauthorized, "authentication", "this client id is bound to its key: a valid client JWT for it is required",
+	{cache.ErrClientBound, fasthttp.StatusUnauthorized, "authentication", "this client id, or the client holding this token, is bound to its key: a valid client JWT is required",
 		[]fieldError{{"authorization", "required: the client registered with a JWT", inHeader}}},
 	{cache.ErrClientNotFound, fasthttp.StatusNotFound, "client_not_found", "no client is registered under this id", nil},
 	{cache.ErrTenantNotFound, fasthttp.StatusNotFound, "tenant_not_found", "no tenant exists under this id",

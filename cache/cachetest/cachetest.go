@@ -43,6 +43,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"UnregisterIsIdempotent", testUnregisterIsIdempotent},
 		{"UnregisterIfTokenSparesAFreshToken", testUnregisterIfToken},
 		{"BoundClientKeepsItsKey", testBoundClientKeepsItsKey},
+		{"BoundClientKeepsItsToken", testBoundClientKeepsItsToken},
 		{"TokenMovesToNewClient", testTokenMovesToNewClient},
 		{"ReRegisterWithNewTokenFreesOldToken", testReRegisterFreesOldToken},
 		{"TenantsAreIsolated", testTenantsAreIsolated},
@@ -206,6 +207,44 @@ func testBoundClientKeepsItsKey(t *testing.T, s cache.Store) {
 		t.Fatalf("UnregisterIfToken of a bound client = %v, %v; want true, nil", ok, err)
 	}
 	wantNotFound(t, s, "", "dead")
+}
+
+// Knowing a bound client's device token is no proof either: an unproved
+// registration of another id with it is refused and changes nothing, while
+// a proved one (the wallet re-installed under a new key) takes it.
+func testBoundClientKeepsItsToken(t *testing.T, s cache.Store) {
+	bound := cache.Client{ID: "bound", Type: cache.TypeAPNS, Token: "tok-bound", Bound: true}
+	mustRegister(t, s, "", bound)
+	squatter := cache.Client{ID: "squatter", Type: cache.TypeAPNS, Token: bound.Token}
+	if err := s.Register(ctx(t), "", squatter); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Register with a bound client's token: %v; want ErrClientBound", err)
+	}
+	wantClient(t, s, "", bound)
+	wantNotFound(t, s, "", "squatter")
+	// Nor does an id that is itself bound get it without a proof.
+	other := cache.Client{ID: "other-bound", Type: cache.TypeFCM, Token: "tok-other", Bound: true}
+	mustRegister(t, s, "", other)
+	other.Token, other.Bound = bound.Token, false
+	if err := s.Register(ctx(t), "", other); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Register of a bound id with a bound client's token: %v; want ErrClientBound", err)
+	}
+	wantClient(t, s, "", bound)
+
+	moved := cache.Client{ID: "reinstalled", Type: cache.TypeAPNS, Token: bound.Token, Bound: true}
+	mustRegister(t, s, "", moved)
+	wantClient(t, s, "", moved)
+	wantNotFound(t, s, "", "bound")
+	// The proof bound the new owner: the token stays with it.
+	if err := s.Register(ctx(t), "", squatter); !errors.Is(err, cache.ErrClientBound) {
+		t.Fatalf("unproved Register with a re-installed client's token: %v; want ErrClientBound", err)
+	}
+	wantClient(t, s, "", moved)
+	// Once the bound client is unregistered, its token is free.
+	if err := s.Unregister(ctx(t), "", "reinstalled", true); err != nil {
+		t.Fatalf("proved Unregister: %v", err)
+	}
+	mustRegister(t, s, "", squatter)
+	wantClient(t, s, "", squatter)
 }
 
 func testTokenMovesToNewClient(t *testing.T, s cache.Store) {
