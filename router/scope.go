@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
@@ -79,11 +78,7 @@ func (s *Server) recordScope(ctx *fasthttp.RequestCtx) (scope, error) {
 // cache, so a round over a full pool costs little. A read that fails
 // keeps the clients: the tenant may well exist.
 func (s *Server) watchStaleTenants() {
-	every := s.cfg.StaleTenantSweep
-	if every <= 0 {
-		every = 10 * time.Second
-	}
-	s.deps.Pool.WatchStale(every, func(id string, incarnation uint64) bool {
+	s.deps.Pool.WatchStale(s.cfg.StaleTenantSweep, func(id string, incarnation uint64) bool {
 		t, err := s.deps.Tenants.Tenant(context.Background(), id)
 		if errors.Is(err, cache.ErrTenantNotFound) {
 			return true

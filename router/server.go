@@ -54,13 +54,13 @@ type Config struct {
 	// connection's opening (or, on a kept-alive connection, from the
 	// request's first byte), so a connection that never sends anything,
 	// or trickles its headers a byte at a time (slowloris), is cut off
-	// with 408 (HEADER_READ_TIMEOUT). 0 means 5 s; never more than
+	// with 408 (HEADER_READ_TIMEOUT). 0 means DefaultHeaderTimeout; never more than
 	// ReadTimeout.
 	HeaderTimeout time.Duration
 	// MaxConns bounds the connections served at once (MAX_CONNS): past it
 	// a new connection is answered 503 overloaded and closed, so idle
-	// connections cannot grow memory without bound. 0 means 262144
-	// (fasthttp's default).
+	// connections cannot grow memory without bound. 0 means
+	// DefaultMaxConns.
 	MaxConns int
 	// MaxConnsPerIP bounds one peer address's connections at once
 	// (MAX_CONNS_PER_IP), so that one host cannot take all of MaxConns;
@@ -74,7 +74,7 @@ type Config struct {
 	// MaxInFlightSends bounds the sends being handled at once
 	// (MAX_INFLIGHT_SENDS). Past it a send is shed with 503 overloaded and
 	// Retry-After before memory grows: the relay retries later, or another
-	// instance takes it. 0 means 10000.
+	// instance takes it. 0 means DefaultMaxInFlightSends.
 	MaxInFlightSends int
 	// RateLimits bound register and unregister (see RateLimits).
 	RateLimits RateLimits
@@ -86,7 +86,7 @@ type Config struct {
 	ServeMetrics bool
 	// StaleTenantSweep is how often the provider clients of tenants
 	// deleted (or created again) through another instance are looked for
-	// and closed; 0 means 10 s.
+	// and closed; 0 means DefaultStaleTenantSweep.
 	StaleTenantSweep time.Duration
 }
 
@@ -139,40 +139,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.Version == "" {
 		cfg.Version = "0.1.0"
 	}
-	if cfg.MaxBodySize <= 0 {
-		cfg.MaxBodySize = 64 << 10
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.DedupTTL <= 0 {
-		cfg.DedupTTL = 24 * time.Hour
-	}
-	if cfg.SendTimeout <= 0 {
-		cfg.SendTimeout = 10 * time.Second
-	}
-	if cfg.ReadTimeout <= 0 {
-		cfg.ReadTimeout = 10 * time.Second
-	}
-	if cfg.WriteTimeout <= 0 {
-		cfg.WriteTimeout = cfg.SendTimeout + 5*time.Second
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 60 * time.Second
-	}
-	if cfg.HeaderTimeout <= 0 {
-		cfg.HeaderTimeout = 5 * time.Second
-	}
-	cfg.HeaderTimeout = min(cfg.HeaderTimeout, cfg.ReadTimeout)
-	switch rl := &cfg.RateLimits; {
-	case rl.IPv6Prefix == 0:
-		rl.IPv6Prefix = 64
-	case rl.IPv6Prefix < 1 || rl.IPv6Prefix > 128:
-		return nil, fmt.Errorf("router: IPv6Prefix %d is not a prefix length (1..128)", rl.IPv6Prefix)
-	}
-	if cfg.MaxConns <= 0 {
-		cfg.MaxConns = fasthttp.DefaultConcurrency
-	}
-	if cfg.MaxInFlightSends <= 0 {
-		cfg.MaxInFlightSends = 10000
-	}
+	cfg = cfg.withDefaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

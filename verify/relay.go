@@ -83,6 +83,10 @@ type Relay struct {
 	batch batcher
 }
 
+// DefaultMaxAge is how far a signed timestamp may be from the clock
+// (SIGNATURE_MAX_AGE), as echo-server allows.
+const DefaultMaxAge = 300 * time.Second
+
 // NewRelay returns a Relay that accepts signatures made by the private half of
 // key over timestamps at most maxAge away from the clock. maxAge 0 turns the
 // freshness check off (SIGNATURE_MAX_AGE=0). key is copied.
