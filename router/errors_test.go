@@ -34,6 +34,23 @@ func TestErrorNamesArePinned(t *testing.T) {
 		{dispatch.ErrUnavailable, 502, "provider_unavailable"},
 		{dispatch.ErrProviderNotAvailable, 502, "provider_not_available"},
 		{dispatch.ErrTokenURINotAllowed, 400, "bad_fcm_v1_credentials"},
+		{errNotFound, 404, "not_found"},
+		{errMethodNotAllowed, 405, "method_not_allowed"},
+		{errInternal, 500, "internal_error"},
+		{errSendsOverloaded, 503, "overloaded"},
+		{errConnsOverloaded, 503, "overloaded"},
+		{errConnsFromPeer, 429, "rate_limited"},
+		{errRateLimited, 429, "rate_limited"},
+		{errShuttingDown, 503, "shutting_down"},
+		{errBodyTooLarge, 413, "request_too_large"},
+		{errHeadersTooLarge, 431, "headers_too_large"},
+		{errRequestTimeout, 408, "request_timeout"},
+		{errBadHTTP, 400, "bad_request"},
+		{errUnauthenticated, 401, "authentication"},
+		{errProviderNotOffered, 400, "provider_not_available"},
+		{errBadAPNSCredentials, 400, "bad_apns_credentials"},
+		{errBadFCMCredentials, 400, "bad_fcm_v1_credentials"},
+		{errFCMLegacyUnsupported, 410, "fcm_legacy_unsupported"},
 	}
 	if len(want) != len(errorNames) {
 		t.Fatalf("errorNames has %d rows; the pinned list has %d", len(errorNames), len(want))
