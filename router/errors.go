@@ -112,7 +112,7 @@ func badFields(fields ...fieldError) *requestError {
 // providerRefused is a send refused before its provider was asked: the
 // tenant's stored credentials no longer build, or the provider is suspended
 // for this tenant. It is a provider_misconfigured (its row is
-// dispatch.ErrMisconfigured's); reason is for the operator's logs.
+// dispatch.ErrMisconfigured's); reason goes to the operator's log only.
 type providerRefused struct {
 	provider string
 	reason   string
@@ -295,11 +295,17 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 	}
 	row := &errorNames[i]
 	countError(row.err)
-	if row.status >= 500 && !row.quiet {
+	var pr *providerRefused
+	refusedBefore := errors.As(err, &pr)
+	switch {
+	case row.status < 500 || row.quiet:
+	case refusedBefore:
+		// Its description cannot say why; the operator's log does.
+		s.log.Warn("request failed", "request_id", requestID(ctx), "route", routeOf(ctx), "error", err.Error(), "name", row.name, "reason", pr.reason)
+	default:
 		s.log.Warn("request failed", "request_id", requestID(ctx), "route", routeOf(ctx), "error", err.Error(), "name", row.name)
 	}
 	var pe *dispatch.ProviderError
-	var pr *providerRefused
 	switch {
 	case isRequest:
 		desc := re.desc
@@ -311,7 +317,7 @@ func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) {
 		// The provider's own words help the relay operator; they hold
 		// no secret (status, reason, attempts).
 		writeBody(ctx, row.status, mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{row.name, pe.Error()}}, Fields: row.fields}))
-	case errors.As(err, &pr):
+	case refusedBefore:
 		writeBody(ctx, row.status, mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{row.name, pr.Error()}}, Fields: row.fields}))
 	default:
 		writeBody(ctx, row.status, staticErrorBodies[i])

@@ -62,3 +62,20 @@ func TestErrorNamesArePinned(t *testing.T) {
 		}
 	}
 }
+
+// TestProviderRefusedReadsAsBefore: a send refused before its provider was
+// asked (suspended provider, stored credentials that do not build) answers
+// provider_misconfigured with the description it had when the router built
+// a dispatch.ProviderError for it.
+func TestProviderRefusedReadsAsBefore(t *testing.T) {
+	for _, provider := range []string{"tenant", "apns", "fcm"} {
+		was := &dispatch.ProviderError{Provider: provider, Reason: "suspended: InvalidProviderToken", Err: dispatch.ErrMisconfigured}
+		now := &providerRefused{provider: provider, reason: "suspended: InvalidProviderToken"}
+		if now.Error() != was.Error() {
+			t.Errorf("%s: description %q; it was %q", provider, now.Error(), was.Error())
+		}
+		if errorNames[rowOf(now)].name != "provider_misconfigured" || outcomeOf(now) != "provider_misconfigured" {
+			t.Errorf("%s: answered %s (metrics: %s); want provider_misconfigured", provider, errorNames[rowOf(now)].name, outcomeOf(now))
+		}
+	}
+}
