@@ -208,6 +208,16 @@ func rowOf(err error) int {
 	return -1
 }
 
+// nameOf is the contract name err is answered with: its row's, or
+// internal_error's when it has none.
+func nameOf(err error) string {
+	i := rowOf(err)
+	if i < 0 {
+		i = rowOf(errInternal)
+	}
+	return errorNames[i].name
+}
+
 // rowNamed is the router's cause whose row is named name, for callers that
 // pick a name by string; a name without such a row is a bug.
 func rowNamed(name string) error {

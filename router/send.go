@@ -169,10 +169,5 @@ func outcomeOf(err error) string {
 	if err == nil {
 		return "delivered"
 	}
-	for _, row := range errorNames {
-		if errors.Is(err, row.err) {
-			return row.name
-		}
-	}
-	return "internal_error"
+	return nameOf(err)
 }
