@@ -24,7 +24,7 @@ func TestRegisterRefusesInvalidUTF8(t *testing.T) {
 	} {
 		_, err := parseRegister([]byte(body))
 		rerr, ok := err.(*requestError)
-		if !ok || rerr.status != 400 || len(rerr.fields) != 1 || rerr.fields[0].Field != field {
+		if !ok || rerr.status() != 400 || len(rerr.fields) != 1 || rerr.fields[0].Field != field {
 			t.Errorf("parseRegister(%q) = %v; want 400 naming %s", body, err, field)
 		}
 	}
@@ -48,7 +48,7 @@ func TestRegisterRefusesDuplicateMembers(t *testing.T) {
 	} {
 		_, err := parseRegister([]byte(body))
 		rerr, ok := err.(*requestError)
-		if !ok || rerr.status != 400 || len(rerr.fields) != 1 || rerr.fields[0].Field != field ||
+		if !ok || rerr.status() != 400 || len(rerr.fields) != 1 || rerr.fields[0].Field != field ||
 			!strings.Contains(rerr.fields[0].Description, "more than once") {
 			t.Errorf("parseRegister(%s) = %v; want 400 naming %s", body, err, field)
 		}

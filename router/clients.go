@@ -50,9 +50,8 @@ func (s *Server) register(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	if !sc.available(c.Type) {
-		return &requestError{status: fasthttp.StatusBadRequest, name: "provider_not_available",
-			desc:   "provider " + c.Type + " is not configured on this server",
-			fields: []fieldError{{"type", c.Type + " is not configured on this server", inBody}}}
+		return refused(errProviderNotOffered, "provider "+c.Type+" is not configured on this server",
+			fieldError{"type", c.Type + " is not configured on this server", inBody})
 	}
 	if err := s.store.Register(context.Background(), sc.id(), c); err != nil {
 		return err
@@ -191,6 +190,5 @@ func (s *Server) authorize(ctx *fasthttp.RequestCtx, id string) (proved bool, er
 }
 
 func authError(desc, field string) *requestError {
-	return &requestError{status: fasthttp.StatusUnauthorized, name: "authentication", desc: desc,
-		fields: []fieldError{{"authorization", field, inHeader}}}
+	return refused(errUnauthenticated, desc, fieldError{"authorization", field, inHeader})
 }

@@ -189,11 +189,14 @@ func (c *limitedConn) Close() error {
 // The refusals' answers: the envelope, Retry-After and Connection: close
 // (the connection is closed after them), with the Date of the moment.
 var (
-	overloadedConnResponse  = connRefusal(fasthttp.StatusServiceUnavailable, overloadedConnBody)
-	rateLimitedConnResponse = connRefusal(fasthttp.StatusTooManyRequests, rateLimitedConnBody)
+	overloadedConnResponse  = connRefusal(errConnsOverloaded)
+	rateLimitedConnResponse = connRefusal(errConnsFromPeer)
 )
 
-func connRefusal(status int, body []byte) func() []byte {
+// connRefusal writes cause's row of errorNames as a raw HTTP/1.1 response:
+// no request was read, so there is no fasthttp.RequestCtx to answer on.
+func connRefusal(cause error) func() []byte {
+	status, body := staticError(cause)
 	head := "HTTP/1.1 " + strconv.Itoa(status) + " " + fasthttp.StatusMessage(status) + "\r\n" +
 		"Server: push-server\r\n" +
 		"Content-Type: application/json\r\n" +

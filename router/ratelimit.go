@@ -157,8 +157,7 @@ func (s *Server) rateLimit(ctx *fasthttp.RequestCtx, tenant, clientID string) er
 		}
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(secs))
 		rateLimited.Inc()
-		return &requestError{status: fasthttp.StatusTooManyRequests, name: "rate_limited",
-			desc: "too many requests; retry after " + strconv.Itoa(secs) + " s"}
+		return refused(errRateLimited, "too many requests; retry after "+strconv.Itoa(secs)+" s")
 	}
 	if err := check("ip/"+s.clientIP(ctx), rl.PerIP); err != nil {
 		return err

@@ -175,7 +175,7 @@ func TestSendParseRefusesDuplicates(t *testing.T) {
 	} {
 		r := acquireSendRequest()
 		rerr := r.parse([]byte(body))
-		if rerr == nil || len(rerr.fields) != 1 || rerr.fields[0].Field != field || rerr.status != 400 {
+		if rerr == nil || len(rerr.fields) != 1 || rerr.fields[0].Field != field || rerr.status() != 400 {
 			t.Errorf("parse(%s) = %v; want 400 naming %s", body, rerr, field)
 		}
 		releaseSendRequest(r)

@@ -36,7 +36,7 @@ func (s *Server) scopeOf(ctx *fasthttp.RequestCtx) (scope, error) {
 	if err != nil {
 		// Stored credentials that no longer build are the operator's
 		// problem, not the caller's: the provider is misconfigured.
-		return scope{}, &dispatch.ProviderError{Provider: "tenant", Reason: err.Error(), Err: dispatch.ErrMisconfigured}
+		return scope{}, &providerRefused{provider: "tenant", reason: err.Error()}
 	}
 	return scope{tenant: t, providers: d}, nil
 }

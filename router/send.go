@@ -58,7 +58,7 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		return err
 	}
 	if reason := sc.suspended(client.Type); reason != "" {
-		return &dispatch.ProviderError{Provider: client.Type, Reason: "suspended: " + reason, Err: dispatch.ErrMisconfigured}
+		return &providerRefused{provider: client.Type, reason: "suspended: " + reason}
 	}
 
 	claim, err := s.reserve(bg, sc.id(), id, n.MessageID)
@@ -169,10 +169,5 @@ func outcomeOf(err error) string {
 	if err == nil {
 		return "delivered"
 	}
-	for _, row := range errorNames {
-		if errors.Is(err, row.err) {
-			return row.name
-		}
-	}
-	return "internal_error"
+	return nameOf(err)
 }

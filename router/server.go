@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -164,36 +165,38 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
 	r.HandleOPTIONS = false
-	r.NotFound = func(ctx *fasthttp.RequestCtx) { writeBody(ctx, fasthttp.StatusNotFound, notFoundBody) }
-	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) {
-		writeBody(ctx, fasthttp.StatusMethodNotAllowed, methodNotAllowedBody)
-	}
-	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) {
-		s.log.Error("panic while handling a request", "request_id", requestID(ctx), "route", routeOf(ctx), "panic", fmt.Sprint(v))
-		writeBody(ctx, fasthttp.StatusInternalServerError, internalErrorBody)
-	}
+	r.NotFound = func(ctx *fasthttp.RequestCtx) { s.writeError(ctx, errNotFound) }
+	r.MethodNotAllowed = func(ctx *fasthttp.RequestCtx) { s.writeError(ctx, errMethodNotAllowed) }
+	// Only a panic outside a route (in NotFound or MethodNotAllowed) gets
+	// here: the routes recover their own (recoverAs).
+	r.PanicHandler = func(ctx *fasthttp.RequestCtx, v any) { s.panicked(ctx, "unrouted", v) }
 
-	r.GET("/health", s.health)
-	r.GET("/health/ready", instrument("ready", s.handle(s.ready)))
-	r.POST("/clients", instrument("register", s.handle(s.register)))
-	r.DELETE("/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
-	r.POST("/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+	// Every route is registered through on, so that a panic is logged with
+	// the route's pattern (never the request's path: it holds client ids).
+	on := func(method, path string, h fasthttp.RequestHandler) {
+		r.Handle(method, path, s.recoverAs(method+" "+path, h))
+	}
+	on(fasthttp.MethodGet, "/health", s.health)
+	on(fasthttp.MethodGet, "/health/ready", instrument("ready", s.handle(s.ready)))
+	on(fasthttp.MethodPost, "/clients", instrument("register", s.handle(s.register)))
+	on(fasthttp.MethodDelete, "/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
+	on(fasthttp.MethodPost, "/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
 	if cfg.ServeMetrics {
-		r.GET("/metrics", MetricsHandler)
+		on(fasthttp.MethodGet, "/metrics", MetricsHandler)
 	}
 	if deps.Tenants != nil {
-		r.POST("/{tenant_id}/clients", instrument("register", s.handle(s.register)))
-		r.DELETE("/{tenant_id}/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
-		r.POST("/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+		on(fasthttp.MethodPost, "/{tenant_id}/clients", instrument("register", s.handle(s.register)))
+		on(fasthttp.MethodDelete, "/{tenant_id}/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
+		on(fasthttp.MethodPost, "/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
 
-		r.POST("/tenants", instrument("tenants", s.handle(s.createTenant)))
-		r.GET("/tenants/{tenant_id}", instrument("tenants", s.handle(s.getTenant)))
-		r.DELETE("/tenants/{tenant_id}", instrument("tenants", s.handle(s.deleteTenant)))
-		r.POST("/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.putAPNS)))
-		r.DELETE("/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.clearProvider(true))))
-		r.POST("/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.putFCM)))
-		r.DELETE("/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.clearProvider(false))))
-		r.POST("/tenants/{tenant_id}/fcm", instrument("tenants", s.handle(s.legacyFCM)))
+		on(fasthttp.MethodPost, "/tenants", instrument("tenants", s.handle(s.createTenant)))
+		on(fasthttp.MethodGet, "/tenants/{tenant_id}", instrument("tenants", s.handle(s.getTenant)))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}", instrument("tenants", s.handle(s.deleteTenant)))
+		on(fasthttp.MethodPost, "/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.putAPNS)))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.clearProvider(true))))
+		on(fasthttp.MethodPost, "/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.putFCM)))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.clearProvider(false))))
+		on(fasthttp.MethodPost, "/tenants/{tenant_id}/fcm", instrument("tenants", s.handle(s.legacyFCM)))
 		s.watchStaleTenants()
 	}
 	setBuildInfo(cfg.Version)
@@ -279,6 +282,27 @@ func (s *Server) handle(h func(ctx *fasthttp.RequestCtx) error) fasthttp.Request
 	}
 }
 
+// recoverAs answers a panic in h with internal_error and logs it with
+// route and the stack.
+func (s *Server) recoverAs(route string, h fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		defer func() {
+			if v := recover(); v != nil {
+				s.panicked(ctx, route, v)
+			}
+		}()
+		h(ctx)
+	}
+}
+
+// panicked logs a recovered panic and answers internal_error. The log
+// names the route's pattern and holds the stack, never the request's path.
+func (s *Server) panicked(ctx *fasthttp.RequestCtx, route string, v any) {
+	s.log.Error("panic while handling a request", "request_id", requestID(ctx), "route", route,
+		"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+	s.writeError(ctx, errInternal)
+}
+
 // shed admits h's request only while fewer than MaxInFlightSends are being
 // handled, so that a burst beyond what providers absorb is refused at once
 // (cheaply, with Retry-After) instead of queueing goroutines and memory.
@@ -288,7 +312,7 @@ func (s *Server) shed(h func(ctx *fasthttp.RequestCtx) error) func(ctx *fasthttp
 			s.inFlight.Add(-1)
 			sendsShed.Inc()
 			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
-			writeBody(ctx, fasthttp.StatusServiceUnavailable, overloadedBody)
+			s.writeError(ctx, errSendsOverloaded)
 			return nil
 		}
 		defer s.inFlight.Add(-1)
@@ -308,18 +332,14 @@ func (s *Server) transportError(ctx *fasthttp.RequestCtx, err error) {
 	var netErr net.Error
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.writeError(ctx, &requestError{status: fasthttp.StatusRequestEntityTooLarge, name: "request_too_large",
-			desc:   fmt.Sprintf("the request body exceeds %d bytes", s.cfg.MaxBodySize),
-			fields: []fieldError{{"body", fmt.Sprintf("at most %d bytes", s.cfg.MaxBodySize), inBody}}})
+		s.writeError(ctx, refused(errBodyTooLarge, fmt.Sprintf("the request body exceeds %d bytes", s.cfg.MaxBodySize),
+			fieldError{"body", fmt.Sprintf("at most %d bytes", s.cfg.MaxBodySize), inBody}))
 	case errors.As(err, &small):
-		s.writeError(ctx, &requestError{status: fasthttp.StatusRequestHeaderFieldsTooLarge, name: "headers_too_large",
-			desc: "the request headers are too large"})
+		s.writeError(ctx, errHeadersTooLarge)
 	case errors.As(err, &netErr) && netErr.Timeout():
-		s.writeError(ctx, &requestError{status: fasthttp.StatusRequestTimeout, name: "request_timeout",
-			desc: "the request was not received in time"})
+		s.writeError(ctx, errRequestTimeout)
 	default:
-		s.writeError(ctx, &requestError{status: fasthttp.StatusBadRequest, name: "bad_request",
-			desc: "the request could not be parsed as HTTP/1.1"})
+		s.writeError(ctx, errBadHTTP)
 	}
 }
 
@@ -329,16 +349,11 @@ func (s *Server) health(ctx *fasthttp.RequestCtx) {
 	ctx.Response.SetBodyRaw(s.healthBody)
 }
 
-// shuttingDownBody is /health/ready's answer once Drain was called.
-var shuttingDownBody = mustEnvelope(envelope{Status: "FAILED", Errors: []errorEntry{{"shutting_down",
-	"this instance is shutting down; route requests to another one"}}})
-
 // ready answers OK when the store answers, for load balancers that should
 // stop routing to an instance that cannot reach its store or is draining.
 func (s *Server) ready(ctx *fasthttp.RequestCtx) error {
 	if s.draining.Load() {
-		writeBody(ctx, fasthttp.StatusServiceUnavailable, shuttingDownBody)
-		return nil
+		return errShuttingDown
 	}
 	c, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

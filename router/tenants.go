@@ -42,8 +42,8 @@ func checkTenantID(id string) string {
 // tenantAuth checks the tenants API token for tenant id.
 func (s *Server) tenantAuth(ctx *fasthttp.RequestCtx, id string) error {
 	if err := s.deps.TenantAuth.Verify(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization), id); err != nil {
-		return &requestError{status: fasthttp.StatusUnauthorized, name: "authentication", desc: err.Error(),
-			fields: []fieldError{{"authorization", "a Bearer HS256 token signed with JWT_SECRET, sub = the tenant id, exp set", inHeader}}}
+		return refused(errUnauthenticated, err.Error(),
+			fieldError{"authorization", "a Bearer HS256 token signed with JWT_SECRET, sub = the tenant id, exp set", inHeader})
 	}
 	return nil
 }
@@ -65,7 +65,7 @@ func (s *Server) tenantFromPath(ctx *fasthttp.RequestCtx) (cache.Tenant, error) 
 }
 
 func badFieldAt(field, why, location string) *requestError {
-	return &requestError{status: fasthttp.StatusBadRequest, fields: []fieldError{{field, why, location}}}
+	return badFields(fieldError{field, why, location})
 }
 
 // createTenant is POST /tenants {"id"}: idempotent.
@@ -271,8 +271,7 @@ func (s *Server) legacyFCM(ctx *fasthttp.RequestCtx) error {
 	if _, err := s.tenantFromPath(ctx); err != nil {
 		return err
 	}
-	return &requestError{status: fasthttp.StatusGone, name: "fcm_legacy_unsupported",
-		desc: "the legacy FCM API was shut down by Google; upload a service account to /tenants/{id}/fcm_v1"}
+	return errFCMLegacyUnsupported
 }
 
 // clearProvider is DELETE /tenants/{id}/apns and /fcm_v1: 204.
@@ -309,8 +308,7 @@ func formPart(form *multipart.Form, name string) ([]byte, bool) {
 }
 
 func credentialsError(name, part, why string) *requestError {
-	return &requestError{status: fasthttp.StatusBadRequest, name: name, desc: part + ": " + why,
-		fields: []fieldError{{part, why, inBody}}}
+	return refused(rowNamed(name), part+": "+why, fieldError{part, why, inBody})
 }
 
 // credentialError turns a dispatch check's error into the 400 naming the
