@@ -72,13 +72,13 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		// The client was found (replica or cache) but the primary that
 		// holds dedup marks is gone: deliver, deduplicating locally.
 		local = sc.id() + "\x00" + id + "\x00" + n.MessageID
-		switch s.localDedup.reserve(local, s.cfg.SendTimeout+leaseMargin) {
-		case "delivered":
+		switch lerr := s.localDedup.reserve(local, s.cfg.SendTimeout+leaseMargin); {
+		case errors.Is(lerr, cache.ErrAlreadyDelivered):
 			dedupHits.Inc()
 			writeOK(ctx, fasthttp.StatusOK)
 			return nil
-		case "in_progress":
-			return cache.ErrDeliveryInProgress
+		case lerr != nil:
+			return lerr
 		}
 		dedupDegraded.Inc()
 	case err != nil:
