@@ -884,7 +884,22 @@ func durationMs(d time.Duration) int64 {
 // claim's value share one allocation, the only one Reserve makes: rueidis
 // may still hold the command after Do returns (a deadline can end the wait
 // before the write), so neither can come from a reused buffer.
+//
+// A claim found in progress may be a send that is over, its delivered mark
+// still queued behind it on another instance (CommitBehind): Reserve looks
+// again (lookAgain) before it answers ErrDeliveryInProgress.
 func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
+	res, err := r.reserveOnce(ctx, tenant, clientID, messageID, lease)
+	if errors.Is(err, ErrDeliveryInProgress) {
+		return lookAgain(res, err, func() (Reservation, error) {
+			return r.reserveOnce(ctx, tenant, clientID, messageID, lease)
+		})
+	}
+	return res, err
+}
+
+// reserveOnce is one attempt of Reserve, within its own deadline.
+func (r *Redis) reserveOnce(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 
