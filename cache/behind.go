@@ -80,8 +80,8 @@ const keptBatch = 1000
 // crash of a primary that persists what it acknowledges, to expire after
 // the lease, and a retry would then deliver again.
 const keptScript = `local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, 2) ~= 'p:' then return 0 end
-redis.call('SET', KEYS[1], 'd', 'PX', ARGV[1])
+if v and string.sub(v, 1, #'` + dedupPendingPrefix + `') ~= '` + dedupPendingPrefix + `' then return 0 end
+redis.call('SET', KEYS[1], '` + dedupDelivered + `', 'PX', ARGV[1])
 return 1`
 
 // behindQueue holds the delivered marks that Redis.CommitBehind queued.
