@@ -2,6 +2,9 @@ package router
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,5 +48,33 @@ func TestRecheckOfAClaimHeldElsewhereNeverDelivers(t *testing.T) {
 	}
 	if got := h.providers.Noop().Sent(); got != 0 {
 		t.Fatalf("pushed %d times; want none while another sender holds the claim", got)
+	}
+}
+
+// TestEmbeddedClaimInProgressAnswersAtOnce: on the embedded store, whose
+// delivered mark is written before a send answers, a claim in progress is
+// a send really in progress, so the duplicate hears 409 at once rather
+// than after the ~14 ms of looking again that only Redis' write-behind
+// window needs. The fastest of a few tries is compared, so a slow machine
+// does not make it flaky: looking again cannot take less than 14 ms.
+func TestEmbeddedClaimInProgressAnswersAtOnce(t *testing.T) {
+	h := newHarness(t, options{})
+	h.register("c", "noop", "tok", false)
+	fastest := time.Hour
+	for i := range 5 {
+		m := fmt.Sprintf("held-%d", i)
+		sum := sha256.Sum256([]byte(m))
+		if _, err := h.store.Reserve(context.Background(), "", "c", hex.EncodeToString(sum[:]), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		h.send("c", `{"topic":"t","tag":1,"message":"`+m+`"}`).expectError(t, 409, "delivery_in_progress")
+		fastest = min(fastest, time.Since(start))
+	}
+	if fastest >= 14*time.Millisecond {
+		t.Fatalf("the fastest 409 on a held claim took %v; want no waiting (under 14 ms)", fastest)
+	}
+	if got := h.providers.Noop().Sent(); got != 0 {
+		t.Fatalf("pushed %d times; want none while the claims are held", got)
 	}
 }
