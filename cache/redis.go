@@ -887,7 +887,8 @@ func durationMs(d time.Duration) int64 {
 
 // Reserve implements Store with one SET NX GET PX (Redis ≥ 7.0): it claims
 // the key and returns what held it, in one atomic step. The key and the
-// claim's value share one allocation, the only one Reserve makes: rueidis
+// claim's value share one allocation, the only one a Reserve that finds no
+// claim in progress makes: rueidis
 // may still hold the command after Do returns (a deadline can end the wait
 // before the write), so neither can come from a reused buffer.
 //
