@@ -16,6 +16,37 @@ import (
 // on its own.
 const CommitBehindDelay = 2 * time.Millisecond
 
+// inProgressRechecks are the pauses before Redis.Reserve looks again at a
+// claim it found in progress: its send may be over, with the delivered mark
+// still queued on the instance that sent it (written within
+// CommitBehindDelay). A relay retrying right after a 202 then hears 200
+// rather than 409, and one racing a send that just failed gets it
+// delivered. About 14 ms in all; a claim still held after that is a send
+// really in progress. Only the Redis store has this window: the embedded
+// store writes its mark before the send answers, so it never looks again.
+var inProgressRechecks = [...]time.Duration{CommitBehindDelay, 2 * CommitBehindDelay, 4 * CommitBehindDelay}
+
+// lookAgain runs attempt after each of inProgressRechecks while the answer
+// (res, err) is ErrDeliveryInProgress, and returns the last answer. An
+// attempt that fails otherwise (the store stopped answering) keeps the
+// in-progress answer: somebody else holds the claim, and a caller that
+// took ErrUnavailable for "nothing claimed" (the router's in-process
+// fallback) would deliver the message a second time.
+func lookAgain(res Reservation, err error, attempt func() (Reservation, error)) (Reservation, error) {
+	for _, pause := range inProgressRechecks {
+		if !errors.Is(err, ErrDeliveryInProgress) {
+			break
+		}
+		time.Sleep(pause)
+		again, aerr := attempt()
+		if aerr != nil && !errors.Is(aerr, ErrAlreadyDelivered) && !errors.Is(aerr, ErrDeliveryInProgress) {
+			break
+		}
+		res, err = again, aerr
+	}
+	return res, err
+}
+
 // errStoreClosed is why a mark queued after Close is refused.
 var errStoreClosed = errors.New("the store is closed")
 
@@ -49,8 +80,8 @@ const keptBatch = 1000
 // crash of a primary that persists what it acknowledges, to expire after
 // the lease, and a retry would then deliver again.
 const keptScript = `local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, 2) ~= 'p:' then return 0 end
-redis.call('SET', KEYS[1], 'd', 'PX', ARGV[1])
+if v and string.sub(v, 1, #'` + dedupPendingPrefix + `') ~= '` + dedupPendingPrefix + `' then return 0 end
+redis.call('SET', KEYS[1], '` + dedupDelivered + `', 'PX', ARGV[1])
 return 1`
 
 // behindQueue holds the delivered marks that Redis.CommitBehind queued.

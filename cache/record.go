@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -27,7 +29,8 @@ import (
 const (
 	recordVersion   = 1
 	recordStamped   = 2
-	recordNonceOff  = 2
+	recordFlagsOff  = 1
+	recordNonceOff  = recordFlagsOff + 1
 	recordHashOff   = recordNonceOff + 8
 	recordTypeOff   = recordHashOff + sha256.Size
 	recordHeaderLen = recordTypeOff + 1
@@ -36,6 +39,27 @@ const (
 	flagAlwaysRaw = 1
 	flagBound     = 2
 )
+
+// recordLua spells the layout above for the Redis scripts (recordScript),
+// in Lua's terms: string.sub(v, i, j) is Go's v[i-1:j], string.byte(v, i)
+// is v[i-1]. The scripts name the parts, so the offsets are written once.
+var recordLua = strings.NewReplacer(
+	"$VERSION", luaIndex(0),
+	"$FLAGS", luaIndex(recordFlagsOff),
+	"$BOUND", strconv.Itoa(flagBound),
+	"$STAMPEDTAIL", luaIndex(recordTypeOff+recordStampLen), // after a version 2 header
+	"$STAMPED", strconv.Itoa(recordStamped),
+	"$NONCE", luaRange(recordNonceOff, recordHashOff),
+	"$HASH", luaRange(recordHashOff, recordTypeOff),
+	"$HEAD", luaRange(recordFlagsOff, recordTypeOff), // flags, nonce and hash
+	"$TAIL", luaIndex(recordTypeOff), // after a version 1 header
+)
+
+// luaIndex is the Lua position of Go's index i.
+func luaIndex(i int) string { return strconv.Itoa(i + 1) }
+
+// luaRange is the string.sub bounds of Go's [from:to].
+func luaRange(from, to int) string { return luaIndex(from) + ", " + strconv.Itoa(to) }
 
 // errCorruptRecord means a stored record does not decode; it is our bug or a
 // foreign writer, not an outage, so it does not wrap ErrUnavailable.
@@ -103,8 +127,8 @@ func decodeRecordString(s string) (record, error) {
 		r.stamp = int64(binary.BigEndian.Uint64([]byte(s[recordTypeOff : recordTypeOff+recordStampLen])))
 		typeOff += recordStampLen
 	}
-	r.alwaysRaw = s[1]&flagAlwaysRaw != 0
-	r.bound = s[1]&flagBound != 0
+	r.alwaysRaw = s[recordFlagsOff]&flagAlwaysRaw != 0
+	r.bound = s[recordFlagsOff]&flagBound != 0
 	r.nonce = binary.BigEndian.Uint64([]byte(s[recordNonceOff:recordHashOff]))
 	copy(r.hash[:], s[recordHashOff:recordTypeOff])
 	n := int(s[typeOff])

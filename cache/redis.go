@@ -191,36 +191,42 @@ const retryDownAfter = time.Second
 
 var _ Store = (*Redis)(nil)
 
+// recordScript is a script over a client record, with the record's parts
+// named as recordLua spells them.
+func recordScript(src string) *rueidis.Lua {
+	return rueidis.NewLuaScript(recordLua.Replace(src))
+}
+
 // Scripts run on one key each, so they work in any slot of a cluster.
 var (
 	// retireScript deletes KEYS[1], a client record, if its registration
-	// nonce (bytes 3..10, Lua counts from 1) is ARGV[1].
-	retireScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 3, 10) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+	// nonce is ARGV[1].
+	retireScript = recordScript(`local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, $NONCE) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 	// retireTokenScript deletes KEYS[1], a client record, if its token hash
-	// (bytes 11..42) is ARGV[1], and returns the record it deleted.
-	retireTokenScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 11, 42) == ARGV[1] then redis.call('DEL', KEYS[1]) return v end
+	// is ARGV[1], and returns the record it deleted.
+	retireTokenScript = recordScript(`local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, $HASH) == ARGV[1] then redis.call('DEL', KEYS[1]) return v end
 return false`)
 	// writeRecordScript sets KEYS[1], a client record, to ARGV[1] (to
 	// expire after ARGV[3] ms unless that is "0") and returns the record it
-	// replaced, unless that record is bound (flag bit 1 of byte 2) and
-	// ARGV[2] is "0" (the caller did not prove the key): then it writes
-	// nothing and returns 0.
-	writeRecordScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
-if ARGV[2] == '0' and v and string.len(v) > 1 and math.floor(string.byte(v, 2) / 2) % 2 == 1 then return 0 end
+	// replaced, unless that record is bound (flagBound) and ARGV[2] is "0"
+	// (the caller did not prove the key): then it writes nothing and
+	// returns 0.
+	writeRecordScript = recordScript(`local v = redis.call('GET', KEYS[1])
+if ARGV[2] == '0' and v and string.len(v) >= $FLAGS and math.floor(string.byte(v, $FLAGS) / $BOUND) % 2 == 1 then return 0 end
 if ARGV[3] == '0' then redis.call('SET', KEYS[1], ARGV[1]) else redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) end
 return v`)
 	// refreshRecordScript re-stamps KEYS[1], a client record, with ARGV[2]
 	// (8 bytes, see record.go; a version 1 record becomes version 2) and
 	// sets it to expire after ARGV[3] ms, if its registration nonce is
 	// ARGV[1].
-	refreshRecordScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
-if not v or string.sub(v, 3, 10) ~= ARGV[1] then return 0 end
+	refreshRecordScript = recordScript(`local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, $NONCE) ~= ARGV[1] then return 0 end
 local rest
-if string.byte(v, 1) == 2 then rest = string.sub(v, 51) else rest = string.sub(v, 43) end
-redis.call('SET', KEYS[1], string.char(2) .. string.sub(v, 2, 42) .. ARGV[2] .. rest, 'PX', ARGV[3])
+if string.byte(v, $VERSION) == $STAMPED then rest = string.sub(v, $STAMPEDTAIL) else rest = string.sub(v, $TAIL) end
+redis.call('SET', KEYS[1], string.char($STAMPED) .. string.sub(v, $HEAD) .. ARGV[2] .. rest, 'PX', ARGV[3])
 return 1`)
 	// refreshOwnerScript sets KEYS[1], a token's owner entry, to expire
 	// after ARGV[2] ms if it is ARGV[1].
@@ -228,9 +234,9 @@ return 1`)
 return 0`)
 	// deleteRecordScript deletes KEYS[1], a client record, and returns it,
 	// unless it is bound and ARGV[1] is "0"; then it returns 0.
-	deleteRecordScript = rueidis.NewLuaScript(`local v = redis.call('GET', KEYS[1])
+	deleteRecordScript = recordScript(`local v = redis.call('GET', KEYS[1])
 if not v then return false end
-if ARGV[1] == '0' and string.len(v) > 1 and math.floor(string.byte(v, 2) / 2) % 2 == 1 then return 0 end
+if ARGV[1] == '0' and string.len(v) >= $FLAGS and math.floor(string.byte(v, $FLAGS) / $BOUND) % 2 == 1 then return 0 end
 redis.call('DEL', KEYS[1])
 return v`)
 	// restoreOwnerScript sets KEYS[1], a token's owner entry, back to
@@ -881,10 +887,26 @@ func durationMs(d time.Duration) int64 {
 
 // Reserve implements Store with one SET NX GET PX (Redis ≥ 7.0): it claims
 // the key and returns what held it, in one atomic step. The key and the
-// claim's value share one allocation, the only one Reserve makes: rueidis
+// claim's value share one allocation, the only one a Reserve that finds no
+// claim in progress makes: rueidis
 // may still hold the command after Do returns (a deadline can end the wait
 // before the write), so neither can come from a reused buffer.
+//
+// A claim found in progress may be a send that is over, its delivered mark
+// still queued behind it on another instance (CommitBehind): Reserve looks
+// again (lookAgain) before it answers ErrDeliveryInProgress.
 func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
+	res, err := r.reserveOnce(ctx, tenant, clientID, messageID, lease)
+	if errors.Is(err, ErrDeliveryInProgress) {
+		return lookAgain(res, err, func() (Reservation, error) {
+			return r.reserveOnce(ctx, tenant, clientID, messageID, lease)
+		})
+	}
+	return res, err
+}
+
+// reserveOnce is one attempt of Reserve, within its own deadline.
+func (r *Redis) reserveOnce(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
 	ctx, cancel := r.deadlines.within(ctx)
 	defer cancel()
 

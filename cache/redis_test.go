@@ -437,3 +437,35 @@ func TestRedisRefreshNeedsTheTokenEntry(t *testing.T) {
 		t.Error("the record was re-stamped although its token entry was not extended")
 	}
 }
+
+// TestRedisReserveWaitsForAMarkOnItsWay: a duplicate reaching another
+// instance right after the first instance's send ended, while its
+// delivered mark is still queued behind the answer (CommitBehind), hears
+// "delivered", not "in progress": Reserve looks at the claim again before
+// answering. A claim really held still answers in progress.
+func TestRedisReserveWaitsForAMarkOnItsWay(t *testing.T) {
+	srv := cachetest.StartRedisServer(t)
+	prefix := randomPrefix()
+	a := newRedis(t, cache.RedisConfig{URL: "redis://" + srv.Addr, KeyPrefix: prefix})
+	b := newRedis(t, cache.RedisConfig{URL: "redis://" + srv.Addr, KeyPrefix: prefix})
+	ctx := context.Background()
+	for i := range 10 {
+		m := fmt.Sprintf("m%d", i)
+		res, err := a.Reserve(ctx, "", "id", m, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.CommitBehind(ctx, res, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Reserve(ctx, "", "id", m, time.Minute); !errors.Is(err, cache.ErrAlreadyDelivered) {
+			t.Fatalf("Reserve on another instance right after CommitBehind = %v; want ErrAlreadyDelivered", err)
+		}
+	}
+	if _, err := a.Reserve(ctx, "", "id", "held", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reserve(ctx, "", "id", "held", time.Minute); !errors.Is(err, cache.ErrDeliveryInProgress) {
+		t.Fatalf("Reserve of a claim held elsewhere = %v; want ErrDeliveryInProgress", err)
+	}
+}

@@ -114,11 +114,23 @@ type Store interface {
 	// Reserve claims (tenant, clientID, messageID) before a delivery. It
 	// returns ErrAlreadyDelivered when a delivery was committed within the
 	// dedup TTL, ErrDeliveryInProgress when another claim is live. A claim
-	// that is neither committed nor released expires after lease.
+	// that is neither committed nor released expires after lease. A store
+	// whose delivered marks can still be on their way from another
+	// instance (Redis, CommitBehind) looks at a live claim again for a few
+	// milliseconds before it answers ErrDeliveryInProgress, and keeps that
+	// answer if it cannot reach its backend meanwhile; the caller never
+	// retries on it.
 	Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error)
 	// Commit records the reserved message as delivered for ttl. It counts
 	// even when r's lease has run out, and then supersedes any newer claim:
 	// the message was delivered either way.
+	//
+	// The send path calls CommitBehind, not Commit. Commit stays in the
+	// interface as the primitive CommitBehind is defined by: it returns
+	// only once the record is written (nil) or surely not (an error), which
+	// is what the contract suite (cache/cachetest), the crash and hang tests
+	// and any caller that must know the mark landed need, without polling;
+	// the embedded store's CommitBehind is its Commit.
 	Commit(ctx context.Context, r Reservation, ttl time.Duration) error
 	// CommitBehind is Commit for a caller that does not wait for the
 	// record: it may return before the record is written. Until it is, a

@@ -3,6 +3,8 @@ package router
 import (
 	"sync"
 	"time"
+
+	"push-server/cache"
 )
 
 // localDedup stands in for the store's dedup marks while the store's
@@ -29,17 +31,18 @@ func newLocalDedup(max int) *localDedup {
 	return &localDedup{entries: make(map[string]localMark), max: max}
 }
 
-// reserve claims key; it reports "" when claimed, else "delivered" or
-// "in_progress".
-func (d *localDedup) reserve(key string, lease time.Duration) string {
+// reserve claims key for lease, as Store.Reserve does: nil when claimed,
+// else cache.ErrAlreadyDelivered or cache.ErrDeliveryInProgress, so a send
+// answers the same whichever of the two holds its marks.
+func (d *localDedup) reserve(key string, lease time.Duration) error {
 	now := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if m, ok := d.entries[key]; ok && now.Before(m.expires) {
 		if m.delivered {
-			return "delivered"
+			return cache.ErrAlreadyDelivered
 		}
-		return "in_progress"
+		return cache.ErrDeliveryInProgress
 	}
 	if len(d.entries) >= d.max {
 		for k, m := range d.entries { // drop the expired, else an arbitrary half
@@ -52,15 +55,17 @@ func (d *localDedup) reserve(key string, lease time.Duration) string {
 		}
 	}
 	d.entries[key] = localMark{expires: now.Add(lease)}
-	return ""
+	return nil
 }
 
+// commit marks key delivered for ttl, whatever claim it holds.
 func (d *localDedup) commit(key string, ttl time.Duration) {
 	d.mu.Lock()
 	d.entries[key] = localMark{expires: time.Now().Add(ttl), delivered: true}
 	d.mu.Unlock()
 }
 
+// release drops key's claim so that a retry can deliver.
 func (d *localDedup) release(key string) {
 	d.mu.Lock()
 	delete(d.entries, key)

@@ -20,6 +20,20 @@ const leaseMargin = 5 * time.Second
 // product: verify the relay → parse → look up the client → select what is
 // pushed → claim the message id → push → remember it as delivered, or
 // release the claim so the relay's retry goes through.
+//
+// The dedup record of (tenant, client, message id) goes through these
+// states (docs/redis.md, "The dedup protocol"):
+//
+//	claimed   Store.Reserve took it (ErrDeliveryInProgress for others;
+//	          expires after the lease if this instance dies)
+//	pushed    the provider accepted the push; the relay hears 202
+//	marked    Store.CommitBehind wrote "delivered" (ErrAlreadyDelivered,
+//	          200, for DEDUP_TTL)
+//	released  the push failed: Store.Release dropped the claim, so the
+//	          relay's retry is delivered
+//
+// While the store's primary is unreachable, localDedup (fallback.go) holds
+// the same states in this instance, and its marks go to the store too.
 func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	body := ctx.PostBody()
 	if s.cfg.ValidateSignatures {
@@ -61,7 +75,7 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		return &providerRefused{provider: client.Type, reason: "suspended: " + reason}
 	}
 
-	claim, err := s.reserve(bg, sc.id(), id, n.MessageID)
+	claim, err := s.store.Reserve(bg, sc.id(), id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
 	local := ""
 	switch {
 	case errors.Is(err, cache.ErrAlreadyDelivered):
@@ -72,13 +86,13 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		// The client was found (replica or cache) but the primary that
 		// holds dedup marks is gone: deliver, deduplicating locally.
 		local = sc.id() + "\x00" + id + "\x00" + n.MessageID
-		switch s.localDedup.reserve(local, s.cfg.SendTimeout+leaseMargin) {
-		case "delivered":
+		switch lerr := s.localDedup.reserve(local, s.cfg.SendTimeout+leaseMargin); {
+		case errors.Is(lerr, cache.ErrAlreadyDelivered):
 			dedupHits.Inc()
 			writeOK(ctx, fasthttp.StatusOK)
 			return nil
-		case "in_progress":
-			return cache.ErrDeliveryInProgress
+		case lerr != nil:
+			return lerr
 		}
 		dedupDegraded.Inc()
 	case err != nil:
@@ -133,34 +147,6 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	}
 	writeOK(ctx, fasthttp.StatusAccepted)
 	return nil
-}
-
-// inProgressRechecks are the pauses before a claim found in progress is
-// looked at again: its send may be over, with the delivered mark still on
-// its way (Store.CommitBehind writes it within cache.CommitBehindDelay).
-// A relay retrying right after our 202 then hears 200 rather than 409, and
-// one racing a send that just failed gets it delivered. About 14 ms in all;
-// a claim still held after that is a send really in progress: 409.
-var inProgressRechecks = [...]time.Duration{cache.CommitBehindDelay, 2 * cache.CommitBehindDelay, 4 * cache.CommitBehindDelay}
-
-// reserve is Store.Reserve with inProgressRechecks. A recheck that fails
-// (the store stopped answering) keeps the in-progress answer: somebody else
-// holds the claim, and delivering on the local fallback would push twice.
-func (s *Server) reserve(ctx context.Context, tenant, id, messageID string) (cache.Reservation, error) {
-	lease := s.cfg.SendTimeout + leaseMargin
-	claim, err := s.store.Reserve(ctx, tenant, id, messageID, lease)
-	for _, pause := range inProgressRechecks {
-		if !errors.Is(err, cache.ErrDeliveryInProgress) {
-			break
-		}
-		time.Sleep(pause)
-		again, aerr := s.store.Reserve(ctx, tenant, id, messageID, lease)
-		if aerr != nil && !errors.Is(aerr, cache.ErrAlreadyDelivered) && !errors.Is(aerr, cache.ErrDeliveryInProgress) {
-			break
-		}
-		claim, err = again, aerr
-	}
-	return claim, err
 }
 
 // outcomeOf names a provider hand-off's result for metrics: "delivered" or
