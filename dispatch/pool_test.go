@@ -56,9 +56,9 @@ type apnsTenant struct {
 
 func newAPNsTenant(t *testing.T, topic, keyID, teamID string) apnsTenant {
 	key := newAPNsKey(t)
-	return apnsTenant{key, Config{
+	return apnsTenant{key, Config{Credentials: Credentials{
 		APNSType: APNSTypeToken, APNSTopic: topic, APNSPKCS8PEM: key.pem, APNSKeyID: keyID, APNSTeamID: teamID,
-	}}
+	}}}
 }
 
 // credsOf is a Get loader that returns creds.
@@ -107,7 +107,7 @@ func TestPoolAvailability(t *testing.T) {
 			t.Errorf("tenant with APNs only: Available(%q) = %v; want %v", typ, got, want)
 		}
 	}
-	fcmOnly := mustGet(t, p, "fcm-only", 1, Config{FCMCredentials: dispatchtest.StartFCM(t).ServiceAccountJSON(testProject)})
+	fcmOnly := mustGet(t, p, "fcm-only", 1, Config{Credentials: Credentials{FCMCredentials: dispatchtest.StartFCM(t).ServiceAccountJSON(testProject)}})
 	for typ, want := range map[string]bool{TypeAPNS: false, TypeAPNSSandbox: false, TypeFCM: true, TypeNoop: true} {
 		if got := fcmOnly.Available(typ); got != want {
 			t.Errorf("tenant with FCM only: Available(%q) = %v; want %v", typ, got, want)
@@ -131,7 +131,7 @@ func TestPoolIgnoresBaseCredentials(t *testing.T) {
 
 func TestPoolCachesBuildError(t *testing.T) {
 	p := startPool(t, baseConfig(), 10, 0, nil)
-	bad := Config{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: []byte("garbage"), APNSKeyID: testKeyID, APNSTeamID: testTeamID}
+	bad := Config{Credentials: Credentials{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: []byte("garbage"), APNSKeyID: testKeyID, APNSTeamID: testTeamID}}
 	_, err1 := p.Get("t", 0, 1, credsOf(bad))
 	_, err2 := p.Get("t", 0, 1, credsOf(bad))
 	if err1 == nil || !strings.Contains(err1.Error(), "APNS_PKCS8_PEM") {

@@ -22,26 +22,26 @@ func TestVaultSealsPerTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := []byte("-----BEGIN PRIVATE KEY-----\nMIGHAgEA...\n-----END PRIVATE KEY-----\npassword=hunter2")
-	sealed := v.Seal("tenant-a", secret)
+	sealed := v.seal("tenant-a", secret)
 	if bytes.Contains(sealed, []byte("PRIVATE KEY")) || bytes.Contains(sealed, []byte("hunter2")) {
 		t.Fatal("sealed blob contains the plaintext")
 	}
-	if got, err := v.Open("tenant-a", sealed); err != nil || !bytes.Equal(got, secret) {
+	if got, err := v.open("tenant-a", sealed); err != nil || !bytes.Equal(got, secret) {
 		t.Fatalf("Open = %q, %v", got, err)
 	}
-	if _, err := v.Open("tenant-b", sealed); !errors.Is(err, ErrSealed) {
+	if _, err := v.open("tenant-b", sealed); !errors.Is(err, ErrSealed) {
 		t.Fatalf("another tenant's Open = %v; want ErrSealed", err)
 	}
 	tampered := bytes.Clone(sealed)
 	tampered[len(tampered)-1] ^= 1
-	if _, err := v.Open("tenant-a", tampered); !errors.Is(err, ErrSealed) {
+	if _, err := v.open("tenant-a", tampered); !errors.Is(err, ErrSealed) {
 		t.Fatalf("tampered Open = %v; want ErrSealed", err)
 	}
-	if bytes.Equal(v.Seal("tenant-a", secret), sealed) {
+	if bytes.Equal(v.seal("tenant-a", secret), sealed) {
 		t.Fatal("two seals of one plaintext are equal: the nonce is not fresh")
 	}
 	for _, short := range [][]byte{nil, {1, 2}, sealed[:10]} {
-		if _, err := v.Open("tenant-a", short); !errors.Is(err, ErrSealed) {
+		if _, err := v.open("tenant-a", short); !errors.Is(err, ErrSealed) {
 			t.Fatalf("Open(%x) = %v; want ErrSealed", short, err)
 		}
 	}
@@ -50,20 +50,20 @@ func TestVaultSealsPerTenant(t *testing.T) {
 func TestVaultRotation(t *testing.T) {
 	oldKey, newKey := key32(t), key32(t)
 	old, _ := NewVault(oldKey)
-	sealed := old.Seal("t", []byte("secret"))
+	sealed := old.seal("t", []byte("secret"))
 
 	rotated, err := NewVault(newKey, oldKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := rotated.Open("t", sealed); err != nil || string(got) != "secret" {
+	if got, err := rotated.open("t", sealed); err != nil || string(got) != "secret" {
 		t.Fatalf("a blob sealed under the previous key: %q, %v", got, err)
 	}
-	if rotated.Current(sealed) || !rotated.Current(rotated.Seal("t", []byte("x"))) {
+	if rotated.Current(sealed) || !rotated.Current(rotated.seal("t", []byte("x"))) {
 		t.Fatal("Current does not tell old blobs from new ones")
 	}
 	onlyNew, _ := NewVault(newKey)
-	if _, err := onlyNew.Open("t", sealed); !errors.Is(err, ErrSealed) {
+	if _, err := onlyNew.open("t", sealed); !errors.Is(err, ErrSealed) {
 		t.Fatalf("without the previous key: %v; want ErrSealed", err)
 	}
 	if _, err := NewVault(make([]byte, 16)); err == nil {
