@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,6 +127,23 @@ func TestPoolIgnoresBaseCredentials(t *testing.T) {
 	p := startPool(t, base, 10, 0, nil)
 	if d := mustGet(t, p, "t", 1, Config{}); d.Available(TypeAPNS) {
 		t.Fatal("a tenant without credentials got the base Config's APNs")
+	}
+}
+
+// A tenant's Dispatcher is built from every credential field the tenant
+// has and from none of the base's, whatever fields Credentials grows.
+func TestPoolTakesEveryCredentialFromTheTenant(t *testing.T) {
+	base := baseConfig()
+	base.Credentials = everyCredential(t, "base-")
+	base.RetryDelay = nil // DeepEqual never equates funcs
+	tenant := Config{Credentials: everyCredential(t, "tenant-"), Timeout: time.Hour, MaxAttempts: 99}
+	got := withCredentials(base, &tenant)
+	if !reflect.DeepEqual(got.Credentials, tenant.Credentials) {
+		t.Fatalf("built from %+v; want the tenant's %+v", got.Credentials, tenant.Credentials)
+	}
+	got.Credentials = base.Credentials
+	if !reflect.DeepEqual(got, base) {
+		t.Fatal("a tenant's Config changed more than the base's credentials")
 	}
 }
 
