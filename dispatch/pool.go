@@ -73,7 +73,7 @@ type poolEntry struct {
 // NewPool returns an empty Pool. base carries the settings every tenant
 // shares (APNSURL, APNSSandboxURL, FCMURL, FCMTokenURIs, Timeout,
 // MaxAttempts, MaxRetriesPerSecond, RetryDelay, RootCAs, Logger); its
-// credential fields are ignored. Tenants' credentials are untrusted, so a
+// Credentials are ignored. Tenants' credentials are untrusted, so a
 // nil FCMTokenURIs means GoogleTokenURIs, never "any". Each tenant's
 // Dispatcher gets its own retry budget.
 // maxTenants < 1
