@@ -122,8 +122,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "push-server: TENANT_CREDENTIALS_KEY:", err)
 			return 2
 		}
-		shared := cfg.dispatch
-		shared.APNSType, shared.APNSCertificate, shared.APNSPKCS8PEM, shared.FCMCredentials = "", nil, nil, nil
+		shared := cfg.dispatch // NewPool ignores its Credentials
 		shared.FCMTokenURIs = cfg.tenantTokenURIs
 		pool := dispatch.NewPool(shared, dispatch.DefaultPoolSize, tenantClientsIdle)
 		defer pool.Close()

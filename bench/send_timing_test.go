@@ -266,12 +266,14 @@ func apnsMock(b *testing.B) dispatch.Config {
 	}
 	m.TrustKey("BENCHKEY01", "BENCHTEAM1", &key.PublicKey)
 	return dispatch.Config{
-		APNSType:     dispatch.APNSTypeToken,
-		APNSTopic:    "com.example.wallet",
-		APNSPKCS8PEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
-		APNSKeyID:    "BENCHKEY01",
-		APNSTeamID:   "BENCHTEAM1",
-		APNSURL:      m.URL(), APNSSandboxURL: m.URL(),
+		Credentials: dispatch.Credentials{
+			APNSType:     dispatch.APNSTypeToken,
+			APNSTopic:    "com.example.wallet",
+			APNSPKCS8PEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+			APNSKeyID:    "BENCHKEY01",
+			APNSTeamID:   "BENCHTEAM1",
+		},
+		APNSURL: m.URL(), APNSSandboxURL: m.URL(),
 		RootCAs: m.RootCAs(),
 	}
 }

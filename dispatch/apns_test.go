@@ -170,7 +170,7 @@ func TestAPNsHosts(t *testing.T) {
 	}
 
 	// Without overrides the hosts are Apple's.
-	d2 := mustNew(t, Config{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: key.pem, APNSKeyID: testKeyID, APNSTeamID: testTeamID})
+	d2 := mustNew(t, Config{Credentials: Credentials{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: key.pem, APNSKeyID: testKeyID, APNSTeamID: testTeamID}})
 	if d2.apns.client.Host != "https://api.push.apple.com" || d2.apnsSandbox.client.Host != "https://api.sandbox.push.apple.com" {
 		t.Fatalf("default hosts = %q, %q", d2.apns.client.Host, d2.apnsSandbox.client.Host)
 	}

@@ -121,7 +121,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	_, err := New(Config{APNSType: "token"})
+	_, err := New(Config{Credentials: Credentials{APNSType: "token"}})
 	if err == nil || !strings.HasPrefix(err.Error(), "APNS_TOPIC:") {
 		t.Fatalf("New with a bad Config = %v; want the APNS_TOPIC error of Validate", err)
 	}
@@ -146,7 +146,7 @@ func TestDispatcherSenders(t *testing.T) {
 	}
 
 	key := newAPNsKey(t)
-	cfg := Config{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: key.pem, APNSKeyID: testKeyID, APNSTeamID: testTeamID}
+	cfg := Config{Credentials: Credentials{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: key.pem, APNSKeyID: testKeyID, APNSTeamID: testTeamID}}
 	d = mustNew(t, cfg)
 	for typ, want := range map[string]bool{TypeAPNS: true, "APNS-Sandbox": true, TypeFCM: false, TypeNoop: true} {
 		if got := d.Available(typ); got != want {

@@ -28,6 +28,28 @@ const (
 	PartFCMCredentials          = "credentials"
 )
 
+// Credentials are the settings that say who the gateway is to the
+// providers: what a tenant uploads, and what single-tenant mode reads from
+// the environment. A Pool builds a tenant's Dispatcher from these and
+// nothing else, and the Vault seals them for storage (SealAPNS, SealFCM),
+// so a field added here reaches tenants without further wiring.
+//
+// The JSON tags are the stored form of a tenant's sealed APNs blob: blobs
+// sealed since the first multi-tenant release use these names, so they
+// must not change. Fields tagged "-" are stored elsewhere: the topic in
+// the clear beside the blob (the tenants API shows it), FCM's service
+// account in a blob of its own.
+type Credentials struct {
+	APNSType                string `json:"type"`                  // APNS_TYPE: "", "certificate" or "token" (lowercased by main)
+	APNSTopic               string `json:"-"`                     // APNS_TOPIC
+	APNSCertificate         []byte `json:"certificate,omitempty"` // APNS_CERTIFICATE, base64-decoded .p12
+	APNSCertificatePassword string `json:"password,omitempty"`    // APNS_CERTIFICATE_PASSWORD
+	APNSPKCS8PEM            []byte `json:"pkcs8_pem,omitempty"`   // APNS_PKCS8_PEM, PEM text (main decodes a base64 form)
+	APNSKeyID               string `json:"key_id,omitempty"`      // APNS_KEY_ID
+	APNSTeamID              string `json:"team_id,omitempty"`     // APNS_TEAM_ID
+	FCMCredentials          []byte `json:"-"`                     // FCM_V1_CREDENTIALS, service-account JSON
+}
+
 // uploadNames names the inputs of a tenant's credential upload.
 var uploadNames = &partNames{
 	cert: PartAPNSCertificate, password: PartAPNSCertificatePassword, pem: PartAPNSPKCS8PEM,

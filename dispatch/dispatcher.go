@@ -18,14 +18,10 @@ import (
 // Config is what dispatch needs from the environment. main fills it; Validate
 // names the environment variable of the first bad setting.
 type Config struct {
-	APNSType                string // APNS_TYPE: "", "certificate" or "token" (lowercased by main)
-	APNSTopic               string // APNS_TOPIC
-	APNSCertificate         []byte // APNS_CERTIFICATE, base64-decoded .p12
-	APNSCertificatePassword string // APNS_CERTIFICATE_PASSWORD
-	APNSPKCS8PEM            []byte // APNS_PKCS8_PEM, PEM text (main decodes a base64 form)
-	APNSKeyID               string // APNS_KEY_ID
-	APNSTeamID              string // APNS_TEAM_ID
-	FCMCredentials          []byte // FCM_V1_CREDENTIALS, service-account JSON
+	// Credentials are the providers' credentials: the environment's in
+	// single-tenant mode, a tenant's in a Pool (which takes them, and only
+	// them, from the tenant).
+	Credentials
 
 	APNSURL        string // APNS_URL; "" = Apple's production host
 	APNSSandboxURL string // APNS_SANDBOX_URL; "" = Apple's development host

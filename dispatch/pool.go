@@ -73,7 +73,7 @@ type poolEntry struct {
 // NewPool returns an empty Pool. base carries the settings every tenant
 // shares (APNSURL, APNSSandboxURL, FCMURL, FCMTokenURIs, Timeout,
 // MaxAttempts, MaxRetriesPerSecond, RetryDelay, RootCAs, Logger); its
-// credential fields are ignored. Tenants' credentials are untrusted, so a
+// Credentials are ignored. Tenants' credentials are untrusted, so a
 // nil FCMTokenURIs means GoogleTokenURIs, never "any". Each tenant's
 // Dispatcher gets its own retry budget.
 // maxTenants < 1
@@ -128,10 +128,8 @@ func (p *Pool) TokenURIs() *TokenURIs { return p.base.FCMTokenURIs }
 // version. The
 // first Get of a version calls load for the tenant's credentials (the
 // caller decrypts them there, so a push to a built tenant decrypts
-// nothing) and builds the Dispatcher from them: only their credential
-// fields (APNSType, APNSTopic, APNSCertificate, APNSCertificatePassword,
-// APNSPKCS8PEM, APNSKeyID, APNSTeamID, FCMCredentials) are used, over the
-// Pool's base. Concurrent Gets of a version not built yet wait for one
+// nothing) and builds the Dispatcher from them: only the Config's
+// Credentials are used, over the Pool's base. Concurrent Gets of a version not built yet wait for one
 // load and build. When incarnation or version differs from the one held,
 // the held Dispatcher is replaced and closed: pass the tenant's current
 // ones, as they are compared for equality only (callers alternating
@@ -249,16 +247,9 @@ func (p *Pool) fill(e *poolEntry, tenantID string, load func() (Config, error)) 
 	return true
 }
 
-// withCredentials returns base with the credential fields of creds.
+// withCredentials returns base with the Credentials of creds.
 func withCredentials(base Config, creds *Config) Config {
-	base.APNSType = creds.APNSType
-	base.APNSTopic = creds.APNSTopic
-	base.APNSCertificate = creds.APNSCertificate
-	base.APNSCertificatePassword = creds.APNSCertificatePassword
-	base.APNSPKCS8PEM = creds.APNSPKCS8PEM
-	base.APNSKeyID = creds.APNSKeyID
-	base.APNSTeamID = creds.APNSTeamID
-	base.FCMCredentials = creds.FCMCredentials
+	base.Credentials = creds.Credentials
 	return base
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,9 +57,9 @@ type apnsTenant struct {
 
 func newAPNsTenant(t *testing.T, topic, keyID, teamID string) apnsTenant {
 	key := newAPNsKey(t)
-	return apnsTenant{key, Config{
+	return apnsTenant{key, Config{Credentials: Credentials{
 		APNSType: APNSTypeToken, APNSTopic: topic, APNSPKCS8PEM: key.pem, APNSKeyID: keyID, APNSTeamID: teamID,
-	}}
+	}}}
 }
 
 // credsOf is a Get loader that returns creds.
@@ -107,7 +108,7 @@ func TestPoolAvailability(t *testing.T) {
 			t.Errorf("tenant with APNs only: Available(%q) = %v; want %v", typ, got, want)
 		}
 	}
-	fcmOnly := mustGet(t, p, "fcm-only", 1, Config{FCMCredentials: dispatchtest.StartFCM(t).ServiceAccountJSON(testProject)})
+	fcmOnly := mustGet(t, p, "fcm-only", 1, Config{Credentials: Credentials{FCMCredentials: dispatchtest.StartFCM(t).ServiceAccountJSON(testProject)}})
 	for typ, want := range map[string]bool{TypeAPNS: false, TypeAPNSSandbox: false, TypeFCM: true, TypeNoop: true} {
 		if got := fcmOnly.Available(typ); got != want {
 			t.Errorf("tenant with FCM only: Available(%q) = %v; want %v", typ, got, want)
@@ -129,9 +130,26 @@ func TestPoolIgnoresBaseCredentials(t *testing.T) {
 	}
 }
 
+// A tenant's Dispatcher is built from every credential field the tenant
+// has and from none of the base's, whatever fields Credentials grows.
+func TestPoolTakesEveryCredentialFromTheTenant(t *testing.T) {
+	base := baseConfig()
+	base.Credentials = everyCredential(t, "base-")
+	base.RetryDelay = nil // DeepEqual never equates funcs
+	tenant := Config{Credentials: everyCredential(t, "tenant-"), Timeout: time.Hour, MaxAttempts: 99}
+	got := withCredentials(base, &tenant)
+	if !reflect.DeepEqual(got.Credentials, tenant.Credentials) {
+		t.Fatalf("built from %+v; want the tenant's %+v", got.Credentials, tenant.Credentials)
+	}
+	got.Credentials = base.Credentials
+	if !reflect.DeepEqual(got, base) {
+		t.Fatal("a tenant's Config changed more than the base's credentials")
+	}
+}
+
 func TestPoolCachesBuildError(t *testing.T) {
 	p := startPool(t, baseConfig(), 10, 0, nil)
-	bad := Config{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: []byte("garbage"), APNSKeyID: testKeyID, APNSTeamID: testTeamID}
+	bad := Config{Credentials: Credentials{APNSType: APNSTypeToken, APNSTopic: testTopic, APNSPKCS8PEM: []byte("garbage"), APNSKeyID: testKeyID, APNSTeamID: testTeamID}}
 	_, err1 := p.Get("t", 0, 1, credsOf(bad))
 	_, err2 := p.Get("t", 0, 1, credsOf(bad))
 	if err1 == nil || !strings.Contains(err1.Error(), "APNS_PKCS8_PEM") {

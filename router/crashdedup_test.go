@@ -85,8 +85,9 @@ func crashRun(t *testing.T, load crashLoad) {
 		return options{
 			store: store,
 			dispatch: dispatch.Config{
-				APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
-				APNSPKCS8PEM: p8, APNSURL: mock.URL(), APNSSandboxURL: mock.URL(), RootCAs: mock.RootCAs(),
+				Credentials: dispatch.Credentials{APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
+					APNSPKCS8PEM: p8},
+				APNSURL: mock.URL(), APNSSandboxURL: mock.URL(), RootCAs: mock.RootCAs(),
 				Timeout: sendTimeout,
 			},
 			configure: func(c *Config) { c.SendTimeout = sendTimeout },

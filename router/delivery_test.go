@@ -48,10 +48,10 @@ func newProviderHarness(t *testing.T, edit func(*dispatch.Config)) *providerHarn
 	roots.AppendCertsFromPEM(prod.CertPEM())
 	roots.AppendCertsFromPEM(sandbox.CertPEM())
 	cfg := dispatch.Config{
-		APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
-		APNSPKCS8PEM: p8,
-		APNSURL:      prod.URL(), APNSSandboxURL: sandbox.URL(), RootCAs: roots,
-		FCMCredentials: fcm.ServiceAccountJSON(fcmProject), FCMURL: fcm.URL(),
+		Credentials: dispatch.Credentials{APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
+			APNSPKCS8PEM: p8, FCMCredentials: fcm.ServiceAccountJSON(fcmProject)},
+		APNSURL: prod.URL(), APNSSandboxURL: sandbox.URL(), RootCAs: roots,
+		FCMURL:      fcm.URL(),
 		MaxAttempts: 3, RetryDelay: func(int, time.Duration) time.Duration { return 0 },
 	}
 	if edit != nil {

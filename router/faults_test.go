@@ -82,8 +82,9 @@ func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
 			return s
 		},
 		dispatch: dispatch.Config{
-			APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
-			APNSPKCS8PEM: p8, APNSURL: mock.URL(), APNSSandboxURL: mock.URL(), RootCAs: mock.RootCAs(),
+			Credentials: dispatch.Credentials{APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
+				APNSPKCS8PEM: p8},
+			APNSURL: mock.URL(), APNSSandboxURL: mock.URL(), RootCAs: mock.RootCAs(),
 			Timeout: 2 * time.Second,
 		},
 		configure: func(c *Config) { c.SendTimeout = 2 * time.Second },
@@ -307,9 +308,9 @@ func newFaultAPNsHarness(t *testing.T, edit func(*dispatch.Config), configure fu
 	mock := dispatchtest.StartAPNs(t, true)
 	mock.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
 	cfg := dispatch.Config{
-		APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
-		APNSPKCS8PEM: p8,
-		APNSURL:      mock.URL(), APNSSandboxURL: mock.URL(), RootCAs: mock.RootCAs(),
+		Credentials: dispatch.Credentials{APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID,
+			APNSPKCS8PEM: p8},
+		APNSURL: mock.URL(), APNSSandboxURL: mock.URL(), RootCAs: mock.RootCAs(),
 		MaxAttempts: 3, RetryDelay: func(int, time.Duration) time.Duration { return 0 },
 	}
 	if edit != nil {

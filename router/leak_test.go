@@ -123,9 +123,10 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	// (the *url.Error path, token in its URL), sandbox APNs and FCM answer
 	// what they are told.
 	base := dispatch.Config{
-		APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID, APNSPKCS8PEM: p8,
+		Credentials: dispatch.Credentials{APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID, APNSPKCS8PEM: p8,
+			FCMCredentials: fcm.ServiceAccountJSON(fcmProject)},
 		APNSURL: dead, APNSSandboxURL: sandbox.URL(), RootCAs: sandbox.RootCAs(),
-		FCMCredentials: fcm.ServiceAccountJSON(fcmProject), FCMURL: fcm.URL(),
+		FCMURL:      fcm.URL(),
 		MaxAttempts: 2, RetryDelay: noDelay, Logger: logger,
 	}
 	// Tenants' providers: production APNs does not know the tenant's key

@@ -3,9 +3,7 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
 
-	"github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"push-server/cache"
@@ -118,28 +116,8 @@ func (sc *scope) available(typ string) bool {
 // tenantConfig opens a tenant's sealed credentials into the settings its
 // provider clients are built from.
 func (s *Server) tenantConfig(t cache.Tenant) (dispatch.Config, error) {
-	var c dispatch.Config
-	if t.APNS != nil {
-		plain, err := s.deps.Vault.Open(t.ID, t.APNS)
-		if err != nil {
-			return c, fmt.Errorf("cannot open tenant %s's APNs credentials: %w", t.ID, err)
-		}
-		var a apnsSecret
-		if err := json.Unmarshal(plain, &a); err != nil {
-			return c, fmt.Errorf("cannot decode tenant %s's APNs credentials: %w", t.ID, err)
-		}
-		c.APNSType, c.APNSTopic = a.Type, t.APNSTopic
-		c.APNSCertificate, c.APNSCertificatePassword = a.Certificate, a.Password
-		c.APNSPKCS8PEM, c.APNSKeyID, c.APNSTeamID = a.PKCS8PEM, a.KeyID, a.TeamID
-	}
-	if t.FCM != nil {
-		plain, err := s.deps.Vault.Open(t.ID, t.FCM)
-		if err != nil {
-			return c, fmt.Errorf("cannot open tenant %s's FCM credentials: %w", t.ID, err)
-		}
-		c.FCMCredentials = plain
-	}
-	return c, nil
+	creds, err := s.deps.Vault.OpenCredentials(t.ID, t.APNS, t.FCM, t.APNSTopic)
+	return dispatch.Config{Credentials: creds}, err
 }
 
 // suspended returns the reason typ's provider host is suspended for the

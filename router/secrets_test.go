@@ -120,9 +120,9 @@ func TestSecretsNeverLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := dispatch.Config{
-		APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID, APNSPKCS8PEM: envP8,
-		FCMCredentials: untrustedSA,
-		APNSURL:        apns.URL(), APNSSandboxURL: apns.URL(), FCMURL: fcm.URL(), RootCAs: apns.RootCAs(),
+		Credentials: dispatch.Credentials{APNSType: "token", APNSTopic: apnsTopic, APNSKeyID: apnsKeyID, APNSTeamID: apnsTeamID, APNSPKCS8PEM: envP8,
+			FCMCredentials: untrustedSA},
+		APNSURL: apns.URL(), APNSSandboxURL: apns.URL(), FCMURL: fcm.URL(), RootCAs: apns.RootCAs(),
 		MaxAttempts: 2, RetryDelay: func(int, time.Duration) time.Duration { return 0 }, Logger: logger,
 	}
 	shared := base

@@ -168,16 +168,6 @@ func (s *Server) deleteTenant(ctx *fasthttp.RequestCtx) error {
 	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
 }
 
-// apnsSecret is what a tenant's sealed APNs blob holds.
-type apnsSecret struct {
-	Type        string `json:"type"`
-	Certificate []byte `json:"certificate,omitempty"`
-	Password    string `json:"password,omitempty"`
-	PKCS8PEM    []byte `json:"pkcs8_pem,omitempty"`
-	KeyID       string `json:"key_id,omitempty"`
-	TeamID      string `json:"team_id,omitempty"`
-}
-
 // tenantUpload authenticates a credential upload, loads its tenant and
 // parses the multipart body.
 func (s *Server) tenantUpload(ctx *fasthttp.RequestCtx) (cache.Tenant, *multipart.Form, error) {
@@ -201,7 +191,7 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	topic, _ := formPart(form, dispatch.PartAPNSTopic)
 	cert, hasCert := formPart(form, dispatch.PartAPNSCertificate)
 	pemKey, hasKey := formPart(form, dispatch.PartAPNSPKCS8PEM)
-	var secret apnsSecret
+	var creds dispatch.Credentials
 	var cerr error
 	switch {
 	case len(topic) == 0:
@@ -211,12 +201,12 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 			"send either apns_certificate (+ apns_certificate_password) or apns_pkcs8_pem (+ apns_key_id, apns_team_id)")
 	case hasCert:
 		password, _ := formPart(form, dispatch.PartAPNSCertificatePassword)
-		secret = apnsSecret{Type: dispatch.APNSTypeCertificate, Certificate: cert, Password: string(password)}
+		creds = dispatch.Credentials{APNSType: dispatch.APNSTypeCertificate, APNSCertificate: cert, APNSCertificatePassword: string(password)}
 		cerr = dispatch.CheckAPNSCertificate(cert, string(password))
 	default:
 		keyID, _ := formPart(form, dispatch.PartAPNSKeyID)
 		teamID, _ := formPart(form, dispatch.PartAPNSTeamID)
-		secret = apnsSecret{Type: dispatch.APNSTypeToken, PKCS8PEM: pemKey, KeyID: string(keyID), TeamID: string(teamID)}
+		creds = dispatch.Credentials{APNSType: dispatch.APNSTypeToken, APNSPKCS8PEM: pemKey, APNSKeyID: string(keyID), APNSTeamID: string(teamID)}
 		cerr = dispatch.CheckAPNSKey(pemKey, string(keyID), string(teamID))
 	}
 	if cerr == nil {
@@ -225,12 +215,12 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	if cerr != nil {
 		return credentialError("bad_apns_credentials", cerr)
 	}
-	plain, _ := json.Marshal(secret)
-	change := cache.TenantChange{SetAPNS: true, APNSTopic: string(topic), APNSType: secret.Type, APNS: s.deps.Vault.Seal(t.ID, plain)}
+	creds.APNSTopic = string(topic)
+	change := cache.TenantChange{SetAPNS: true, APNSTopic: creds.APNSTopic, APNSType: creds.APNSType, APNS: s.deps.Vault.SealAPNS(t.ID, &creds)}
 	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 		return err
 	}
-	s.log.Info("tenant APNs credentials set", "tenant", t.ID, "apns_type", secret.Type, "request_id", requestID(ctx))
+	s.log.Info("tenant APNs credentials set", "tenant", t.ID, "apns_type", creds.APNSType, "request_id", requestID(ctx))
 	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
 }
 
@@ -243,13 +233,13 @@ func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
-	creds, ok := formPart(form, dispatch.PartFCMCredentials)
-	if !ok || len(creds) == 0 {
+	sa, ok := formPart(form, dispatch.PartFCMCredentials)
+	if !ok || len(sa) == 0 {
 		return credentialsError("bad_fcm_v1_credentials", dispatch.PartFCMCredentials, "required: the service-account JSON, as a file or text")
 	}
 	check, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := dispatch.CheckFCMCredentials(check, creds, s.deps.RootCAs, s.deps.Pool.TokenURIs()); err != nil {
+	if _, err := dispatch.CheckFCMCredentials(check, sa, s.deps.RootCAs, s.deps.Pool.TokenURIs()); err != nil {
 		if errors.Is(err, dispatch.ErrTokenURINotAllowed) {
 			// The error table answers it (bad_fcm_v1_credentials, the field naming token_uri); the
 			// operator hears of it, as it may be a probe or a missing entry.
@@ -258,7 +248,7 @@ func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
 		}
 		return credentialError("bad_fcm_v1_credentials", err)
 	}
-	change := cache.TenantChange{SetFCM: true, FCM: s.deps.Vault.Seal(t.ID, creds)}
+	change := cache.TenantChange{SetFCM: true, FCM: s.deps.Vault.SealFCM(t.ID, &dispatch.Credentials{FCMCredentials: sa})}
 	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 		return err
 	}
