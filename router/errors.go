@@ -218,17 +218,6 @@ func nameOf(err error) string {
 	return errorNames[i].name
 }
 
-// rowNamed is the router's cause whose row is named name, for callers that
-// pick a name by string; a name without such a row is a bug.
-func rowNamed(name string) error {
-	for _, row := range errorNames[rowOf(errNotFound):] {
-		if row.name == name {
-			return row.err
-		}
-	}
-	panic("BUG: no router row named " + name)
-}
-
 // Replies that never change are built once.
 var (
 	okBody            = []byte(`{"status":"OK"}`)

@@ -195,9 +195,9 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	var cerr error
 	switch {
 	case len(topic) == 0:
-		return credentialsError("bad_apns_credentials", dispatch.PartAPNSTopic, "required: the app's bundle id")
+		return credentialsError(errBadAPNSCredentials, dispatch.PartAPNSTopic, "required: the app's bundle id")
 	case hasCert == hasKey:
-		return credentialsError("bad_apns_credentials", dispatch.PartAPNSCertificate,
+		return credentialsError(errBadAPNSCredentials, dispatch.PartAPNSCertificate,
 			"send either apns_certificate (+ apns_certificate_password) or apns_pkcs8_pem (+ apns_key_id, apns_team_id)")
 	case hasCert:
 		password, _ := formPart(form, dispatch.PartAPNSCertificatePassword)
@@ -213,7 +213,7 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 		cerr = dispatch.CheckAPNSTopic(string(topic))
 	}
 	if cerr != nil {
-		return credentialError("bad_apns_credentials", cerr)
+		return credentialError(errBadAPNSCredentials, cerr)
 	}
 	creds.APNSTopic = string(topic)
 	change := cache.TenantChange{SetAPNS: true, APNSTopic: creds.APNSTopic, APNSType: creds.APNSType, APNS: s.deps.Vault.SealAPNS(t.ID, &creds)}
@@ -235,7 +235,7 @@ func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
 	}
 	sa, ok := formPart(form, dispatch.PartFCMCredentials)
 	if !ok || len(sa) == 0 {
-		return credentialsError("bad_fcm_v1_credentials", dispatch.PartFCMCredentials, "required: the service-account JSON, as a file or text")
+		return credentialsError(errBadFCMCredentials, dispatch.PartFCMCredentials, "required: the service-account JSON, as a file or text")
 	}
 	check, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -246,7 +246,7 @@ func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
 			s.log.Warn("tenant FCM upload refused: token_uri not allowed", "tenant", t.ID, "request_id", requestID(ctx), "error", err.Error())
 			return err
 		}
-		return credentialError("bad_fcm_v1_credentials", err)
+		return credentialError(errBadFCMCredentials, err)
 	}
 	change := cache.TenantChange{SetFCM: true, FCM: s.deps.Vault.SealFCM(t.ID, &dispatch.Credentials{FCMCredentials: sa})}
 	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
@@ -297,18 +297,20 @@ func formPart(form *multipart.Form, name string) ([]byte, bool) {
 	return nil, false
 }
 
-func credentialsError(name, part, why string) *requestError {
-	return refused(rowNamed(name), part+": "+why, fieldError{part, why, inBody})
+// credentialsError is the 400 of cause (errBadAPNSCredentials or
+// errBadFCMCredentials) naming the part at fault.
+func credentialsError(cause error, part, why string) *requestError {
+	return refused(cause, part+": "+why, fieldError{part, why, inBody})
 }
 
 // credentialError turns a dispatch check's error into the 400 naming the
 // part; the check's words never hold secret material.
-func credentialError(name string, err error) *requestError {
+func credentialError(cause, err error) *requestError {
 	var ce *dispatch.CredentialError
 	if errors.As(err, &ce) {
-		return credentialsError(name, ce.Part, ce.Err.Error())
+		return credentialsError(cause, ce.Part, ce.Err.Error())
 	}
-	return credentialsError(name, "body", err.Error())
+	return credentialsError(cause, "body", err.Error())
 }
 
 // writeJSON answers v as JSON with status (the tenants API's success
