@@ -11,6 +11,7 @@ import (
 	"github.com/redis/rueidis"
 )
 
+// Dedup values. A reservation holds "p:<nonce>" with the lease as expiry.
 const (
 	dedupDelivered     = "d"
 	dedupPendingPrefix = "p:"
