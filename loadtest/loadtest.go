@@ -1,9 +1,10 @@
 // Package loadtest prepares load for push-server: send requests signed ahead
 // of the measured window (signing costs about as much as the server's own
 // verification, so a generator that signed on the fly would measure itself),
-// the open-loop schedule, and latency percentiles.
+// the open-loop schedule, latency percentiles, and the Generator that sends
+// them in closed and open loops and records each phase's latencies.
 //
-// cmd/loadgen drives the server with them; cmd/signer writes them to a file
+// cmd/loadgen drives the server with them (flags and the report); cmd/signer writes them to a file
 // for the k6 scripts; cmd/mockapns and cmd/fillredis set up the APNs and the
 // one-million-clients runs. See run.sh and ../BENCHMARKS.md.
 package loadtest

@@ -35,7 +35,6 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,49 +195,49 @@ func run(args []string, w io.Writer) error {
 	runtime.GC()
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 
-	g := &generator{hc: hc, host: u.Host, batch: batch}
+	g := loadtest.NewGenerator(hc, u.Host, batch)
 	if o.warmup > 0 {
-		g.closedLoop(o.conns, o.warmup)
+		g.ClosedLoop(o.conns, o.warmup)
 	}
 	cpu0, procs0 := cpuTime(), snapshot(o.watch)
-	closed := g.closedLoop(o.conns, o.closed)
+	closed := g.ClosedLoop(o.conns, o.closed)
 	cpuClosed, procs1 := cpuTime()-cpu0, snapshot(o.watch)
-	closedRate := float64(closed.done) / closed.elapsed.Seconds()
+	closedRate := float64(closed.Done) / closed.Elapsed.Seconds()
 	fmt.Fprintf(w, "closed loop: %d conns, %d requests in %v = %.0f/s; statuses %s%s\n",
-		o.conns, closed.done, closed.elapsed.Round(time.Millisecond), closedRate, closed.statuses, exhausted(closed))
-	fmt.Fprintf(w, "  closed-loop latency p50 %v p90 %v p99 %v p999 %v\n", fmtPercentiles(closed.latencies)...)
+		o.conns, closed.Done, closed.Elapsed.Round(time.Millisecond), closedRate, closed.Statuses, exhausted(closed))
+	fmt.Fprintf(w, "  closed-loop latency p50 %v p90 %v p99 %v p999 %v\n", fmtPercentiles(closed.Latencies)...)
 	fmt.Fprintf(w, "  CPU, share of one core: loadgen %.0f%%; %s\n",
-		100*cpuClosed.Seconds()/closed.elapsed.Seconds(), usage(o.watch, procs0, procs1, closed.elapsed))
+		100*cpuClosed.Seconds()/closed.Elapsed.Seconds(), usage(o.watch, procs0, procs1, closed.Elapsed))
 
 	result := []string{
 		fmt.Sprintf("signed=%d", n), fmt.Sprintf("sign_s=%.2f", signTime.Seconds()),
-		fmt.Sprintf("closed_rps=%.0f", closedRate), fmt.Sprintf("closed_statuses=%s", closed.statuses),
+		fmt.Sprintf("closed_rps=%.0f", closedRate), fmt.Sprintf("closed_statuses=%s", closed.Statuses),
 	}
 	// Each watched process's share of one core in the closed loop, so that
 	// scripts can put rates per CPU-second of the server.
 	for i, p := range o.watch {
-		result = append(result, fmt.Sprintf("closed_cpu_%s=%.3f", p.name, (procs1[i]-procs0[i]).Seconds()/closed.elapsed.Seconds()))
+		result = append(result, fmt.Sprintf("closed_cpu_%s=%.3f", p.name, (procs1[i]-procs0[i]).Seconds()/closed.Elapsed.Seconds()))
 	}
 	if !o.skipOpenLoop {
 		if o.rate <= 0 {
 			openRate = math.Floor(closedRate / 2)
 		}
 		cpu1, procs2 := cpuTime(), snapshot(o.watch)
-		open := g.openLoop(o.openConns, openRate, o.open)
+		open := g.OpenLoop(o.openConns, openRate, o.open)
 		cpuOpen, procs3 := cpuTime()-cpu1, snapshot(o.watch)
-		p := loadtest.Percentiles(open.latencies, 0.5, 0.9, 0.99, 0.999)
+		p := loadtest.Percentiles(open.Latencies, 0.5, 0.9, 0.99, 0.999)
 		fmt.Fprintf(w, "open loop: %.0f/s for %v over %d conns: %d answered (%.0f/s); statuses %s%s\n",
-			openRate, o.open, o.openConns, open.done, float64(open.done)/open.elapsed.Seconds(), open.statuses, exhausted(open))
+			openRate, o.open, o.openConns, open.Done, float64(open.Done)/open.Elapsed.Seconds(), open.Statuses, exhausted(open))
 		fmt.Fprintf(w, "  latency from release: p50 %v p90 %v p99 %v p999 %v\n", fmtDurations(p)...)
-		pd := loadtest.Percentiles(open.fromDue, 0.5, 0.99)
-		pl := loadtest.Percentiles(open.lateness, 0.5, 0.99)
+		pd := loadtest.Percentiles(open.FromDue, 0.5, 0.99)
+		pl := loadtest.Percentiles(open.Lateness, 0.5, 0.99)
 		fmt.Fprintf(w, "  from due time instead: p50 %v p99 %v (the pacer released requests late by p50 %v, p99 %v)\n",
 			append(fmtDurations(pd), fmtDurations(pl)...)...)
 		fmt.Fprintf(w, "  CPU, share of one core: loadgen %.0f%%; %s\n",
-			100*cpuOpen.Seconds()/open.elapsed.Seconds(), usage(o.watch, procs2, procs3, open.elapsed))
+			100*cpuOpen.Seconds()/open.Elapsed.Seconds(), usage(o.watch, procs2, procs3, open.Elapsed))
 		result = append(result,
-			fmt.Sprintf("open_rate=%.0f", openRate), fmt.Sprintf("open_done=%d", open.done),
-			fmt.Sprintf("open_statuses=%s", open.statuses),
+			fmt.Sprintf("open_rate=%.0f", openRate), fmt.Sprintf("open_done=%d", open.Done),
+			fmt.Sprintf("open_statuses=%s", open.Statuses),
 			fmt.Sprintf("p50_us=%d", p[0].Microseconds()), fmt.Sprintf("p90_us=%d", p[1].Microseconds()),
 			fmt.Sprintf("p99_us=%d", p[2].Microseconds()), fmt.Sprintf("p999_us=%d", p[3].Microseconds()),
 			fmt.Sprintf("due_p99_us=%d", pd[1].Microseconds()), fmt.Sprintf("pacer_late_p99_us=%d", pl[1].Microseconds()))
@@ -316,235 +315,8 @@ func registerAll(hc *fasthttp.HostClient, host string, ids []string, typ string,
 	return firstErr
 }
 
-// generator sends the batch's requests in order, each exactly once.
-type generator struct {
-	hc    *fasthttp.HostClient
-	host  string
-	batch *loadtest.Batch
-	next  atomic.Int64 // index of the next unsent request of batch
-}
-
-// phase is what one phase measured.
-type phase struct {
-	done      int64 // requests answered or failed
-	elapsed   time.Duration
-	statuses  statusCounts
-	latencies []time.Duration
-	ranOut    bool // the batch was used up before the window ended
-	// Open loop only: latencies counted from the due time instead (an
-	// upper bound, the generator's lateness included), and that lateness.
-	fromDue, lateness []time.Duration
-}
-
-// statusCounts counts answers by HTTP status; transport errors count under
-// negative keys (see errorCodes).
-type statusCounts map[int]int64
-
-var errorCodes = []struct {
-	code int
-	err  error
-	name string
-}{
-	{-1, fasthttp.ErrTimeout, "timeout"},
-	{-2, fasthttp.ErrNoFreeConns, "no_free_conns"},
-	{-3, fasthttp.ErrConnectionClosed, "conn_closed"},
-	{-9, nil, "other_error"},
-}
-
-func (s statusCounts) add(o statusCounts) {
-	for k, v := range o {
-		s[k] += v
-	}
-}
-
-// String is "202:1000,other_error:2", by status.
-func (s statusCounts) String() string {
-	keys := make([]int, 0, len(s))
-	for k := range s {
-		keys = append(keys, k)
-	}
-	sort.Ints(keys)
-	parts := make([]string, 0, len(keys))
-	for _, k := range keys {
-		name := strconv.Itoa(k)
-		for _, e := range errorCodes {
-			if e.code == k {
-				name = e.name
-			}
-		}
-		parts = append(parts, fmt.Sprintf("%s:%d", name, s[k]))
-	}
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ",")
-}
-
-func codeOf(err error) int {
-	for _, e := range errorCodes {
-		if e.err != nil && errors.Is(err, e.err) {
-			return e.code
-		}
-	}
-	return -9
-}
-
-// worker owns one request and response, reused for every send.
-type worker struct {
-	g         *generator
-	req       *fasthttp.Request
-	resp      *fasthttp.Response
-	buf       []byte
-	statuses  statusCounts
-	latencies []time.Duration
-	fromDue   []time.Duration // open loop only
-}
-
-func (g *generator) newWorker() *worker {
-	return &worker{g: g, req: fasthttp.AcquireRequest(), resp: fasthttp.AcquireResponse(), statuses: statusCounts{}}
-}
-
-func (w *worker) release() {
-	fasthttp.ReleaseRequest(w.req)
-	fasthttp.ReleaseResponse(w.resp)
-}
-
-// send sends request i of the batch and counts its outcome.
-func (w *worker) send(i int) {
-	b, req := w.g.batch, w.req
-	req.Reset()
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.SetHost(w.g.host)
-	w.buf = b.AppendPath(w.buf[:0], i)
-	req.Header.SetRequestURIBytes(w.buf)
-	req.Header.SetContentType("application/json")
-	req.Header.SetBytesV("X-Ed25519-Timestamp", b.Timestamp)
-	w.buf = b.AppendSignature(w.buf[:0], i)
-	req.Header.SetBytesV("X-Ed25519-Signature", w.buf)
-	w.buf = b.AppendBody(w.buf[:0], i)
-	req.SetBodyRaw(w.buf)
-	if err := w.g.hc.Do(req, w.resp); err != nil {
-		w.statuses[codeOf(err)]++
-		return
-	}
-	w.statuses[w.resp.StatusCode()]++
-}
-
-// take returns the index of the next unsent request, or false when the
-// batch is used up.
-func (g *generator) take() (int, bool) {
-	i := int(g.next.Add(1) - 1)
-	return i, i < g.batch.Len()
-}
-
-// closedLoop runs conns workers that each send back to back until d has
-// passed or the batch is used up.
-func (g *generator) closedLoop(conns int, d time.Duration) phase {
-	var mu sync.Mutex
-	res := phase{statuses: statusCounts{}}
-	var done atomic.Int64
-	var ranOut atomic.Bool
-	deadline := time.Now().Add(d)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w := g.newWorker()
-			defer w.release()
-			for time.Now().Before(deadline) {
-				i, ok := g.take()
-				if !ok {
-					ranOut.Store(true)
-					break
-				}
-				t0 := time.Now()
-				w.send(i)
-				w.latencies = append(w.latencies, time.Since(t0))
-				done.Add(1)
-			}
-			mu.Lock()
-			res.statuses.add(w.statuses)
-			res.latencies = append(res.latencies, w.latencies...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.done = done.Load()
-	res.ranOut = ranOut.Load()
-	return res
-}
-
-// openLoop sends rate requests per second for d, on the schedule of
-// loadtest.Due, through conns workers. A request waits in the queue when all
-// workers are busy; its latency still counts from when the pacer released
-// it, so a slow server is not hidden (coordinated omission). The pacer's
-// own lateness (release − due) is kept apart, in phase.lateness: Go rounds
-// an idle process's sub-millisecond sleeps up to a millisecond, so a pacer
-// can release up to ~1 ms late, and counting that against the server would
-// put a ~0.6 ms p50 and ~2.5 ms p99 floor under any server (measured
-// against loadtest/cmd/barehttp at 2,000/s).
-func (g *generator) openLoop(conns int, rate float64, d time.Duration) phase {
-	total := int(rate * d.Seconds())
-	queue := make(chan job, total)
-	res := phase{statuses: statusCounts{}, lateness: make([]time.Duration, 0, total)}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w := g.newWorker()
-			defer w.release()
-			for j := range queue {
-				w.send(j.i)
-				w.latencies = append(w.latencies, time.Since(j.released))
-				w.fromDue = append(w.fromDue, time.Since(j.due))
-			}
-			mu.Lock()
-			res.statuses.add(w.statuses)
-			res.latencies = append(res.latencies, w.latencies...)
-			res.fromDue = append(res.fromDue, w.fromDue...)
-			mu.Unlock()
-		}()
-	}
-	start := time.Now()
-	// Release every request that is due, then sleep until the next one:
-	// sleeping once per request would cost more than the send at 30k/s.
-	for k := 0; k < total; {
-		now := time.Since(start)
-		for ; k < total && loadtest.Due(k, rate) <= now; k++ {
-			i, ok := g.take()
-			if !ok {
-				res.ranOut = true
-				total = k
-				break
-			}
-			due, released := start.Add(loadtest.Due(k, rate)), time.Now()
-			res.lateness = append(res.lateness, released.Sub(due))
-			queue <- job{i: i, due: due, released: released}
-		}
-		if k < total {
-			time.Sleep(max(loadtest.Due(k, rate)-time.Since(start), 20*time.Microsecond))
-		}
-	}
-	close(queue)
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.done = int64(len(res.latencies))
-	return res
-}
-
-type job struct {
-	i        int
-	due      time.Time // on the schedule
-	released time.Time // put in the queue by the pacer
-}
-
-func exhausted(p phase) string {
-	if p.ranOut {
+func exhausted(p loadtest.Phase) string {
+	if p.RanOut {
 		return " (ran out of pre-signed requests before the window ended: raise -max-rate)"
 	}
 	return ""
