@@ -22,10 +22,13 @@ $(DEV_ENV):
 
 # test needs a redis-server binary: the tests start their own throwaway
 # servers on free ports and never touch one they did not start.
+# PUSH_SERVER_FULL_TESTS=1 turns a missing redis-server or SDK into a
+# failure: a plain `go test ./...` skips those tests, saying how to run them;
+# `go test -short ./...` skips every Redis, cluster, binary and SDK test.
 test: redis-server sdk lint
-	$(GO) test -race -count=1 -timeout 10m ./...
+	PUSH_SERVER_FULL_TESTS=1 $(GO) test -race -count=1 -timeout 10m ./...
 	# The allocation tests (…DoesNotAllocate, …AllocatesOnce, …AllocatesOnly…) build only without -race (the race detector allocates).
-	$(GO) test -count=1 -run 'DoesNotAllocate|AllocatesOnce|AllocatesOnly' ./...
+	PUSH_SERVER_FULL_TESTS=1 $(GO) test -count=1 -run 'DoesNotAllocate|AllocatesOnce|AllocatesOnly' ./...
 
 # sdk installs the pinned WalletConnect SDK that the acceptance test drives.
 SDK_DIR := router/testdata/walletconnect-sdk
@@ -86,7 +89,7 @@ clean:
 # sends/s through two instances, the primary SIGKILLed and restarted after
 # 5 s, every 202'd message re-sent after the lease (docs/redis.md).
 faults: redis-server
-	PUSH_FAULTS=full $(GO) test -count=1 -timeout 30m -v -run '^TestDedupSurvivesRedisCrash$$' ./router/
+	PUSH_SERVER_FULL_TESTS=1 PUSH_FAULTS=full $(GO) test -count=1 -timeout 30m -v -run '^TestDedupSurvivesRedisCrash$$' ./router/
 
 # --- measurement harness (bench/, loadtest/; see BENCHMARKS.md) ---
 # bench-compare runs every benchmark BENCH_COUNT times and compares them with

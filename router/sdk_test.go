@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // TestWalletConnectSDKRegisters drives the real @walletconnect/core (pinned
@@ -17,8 +19,12 @@ import (
 // the tenant's own topic and credentials.
 func TestWalletConnectSDKRegisters(t *testing.T) {
 	const dir = "testdata/walletconnect-sdk"
+	testkit.SkipShort(t, "node and the WalletConnect SDK")
+	if _, err := exec.LookPath("node"); err != nil {
+		testkit.Missing(t, "node not found in PATH (%v): install Node.js, then run make sdk (or make test)", err)
+	}
 	if _, err := os.Stat(dir + "/node_modules/@walletconnect/core"); err != nil {
-		t.Fatalf("the SDK is not installed: run `make test` (it runs npm ci --prefix router/%s): %v", dir, err)
+		testkit.Missing(t, "the WalletConnect SDK is not installed: run make sdk (npm ci --prefix router/%s), or make test: %v", dir, err)
 	}
 	h := newTenantHarness(t, redisStore)
 	const project = "c4f79cc821944d9680842e34466bfbd"

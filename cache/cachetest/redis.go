@@ -14,13 +14,11 @@ import (
 // persistence and its working directory in t.TempDir(), and returns its
 // address ("127.0.0.1:port") once it answers PING. args are appended to the
 // command line (e.g. "--maxmemory", "1mb"). The server is killed in
-// t.Cleanup. It never touches any other Redis.
+// t.Cleanup. It never touches any other Redis. Under -short, or with no
+// redis-server on PATH outside `make test`, t is skipped (see redisBin).
 func StartRedis(t testing.TB, args ...string) (addr string) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server not found in PATH (%v); `make test` installs it", err)
-	}
+	bin := redisBin(t, "redis-server")
 	// The free port is found by binding and releasing it, so another process
 	// may grab it in between: then the server fails to start and we retry.
 	for attempt := 0; attempt < 3; attempt++ {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // RedisServer is a private redis-server that a test can crash and restart,
@@ -76,11 +78,16 @@ func StartRedisServer(t testing.TB, args ...string) *RedisServer {
 	return nil
 }
 
+// redisBin is where every Redis a test starts comes from, so it is the one
+// place that skips them: under -short (the fast inner loop), and when the
+// binary is missing on a plain `go test` (under make test that fails
+// instead; see testkit.Missing).
 func redisBin(t testing.TB, name string) string {
 	t.Helper()
+	testkit.SkipShort(t, "a redis-server")
 	bin, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s not found in PATH (%v); `make test` installs it", name, err)
+		testkit.Missing(t, "%s not found in PATH (%v): install redis-server or run make test", name, err)
 	}
 	return bin
 }
