@@ -1,12 +1,10 @@
 package dispatch
 
 import (
-	"fmt"
-	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // TestMain fails the run when HTTP connections outlive the tests: every
@@ -14,14 +12,9 @@ import (
 // goroutine still alive after a grace period is a leak (a transport built
 // per push, say, instead of once).
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitForConnGoroutines(5 * time.Second); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutines leaked by the tests:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testkit.RunCheckingGoroutines(m, 5*time.Second, func(stack string) bool {
+		return testkit.ContainsAny(stack, connMarkers)
+	})
 }
 
 // connMarkers identify goroutines of HTTP/1 and HTTP/2 connections, client
@@ -32,28 +25,4 @@ var connMarkers = []string{
 	"golang.org/x/net/http2.(*clientConnReadLoop)",
 	"net/http.(*conn).serve",
 	"net/http.(*http2serverConn)",
-}
-
-func waitForConnGoroutines(grace time.Duration) string {
-	deadline := time.Now().Add(grace)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var leaked []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			for _, m := range connMarkers {
-				if strings.Contains(g, m) {
-					leaked = append(leaked, g)
-					break
-				}
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

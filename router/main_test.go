@@ -1,12 +1,10 @@
 package router
 
 import (
-	"fmt"
-	"os"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // TestMain fails the run when goroutines outlive the tests, as dispatch's
@@ -18,14 +16,9 @@ import (
 // libraryGoroutines, because router also owns fasthttp servers, Redis
 // clients and its own background loops.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitForLeakedGoroutines(5 * time.Second); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutines leaked by the tests:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testkit.RunCheckingGoroutines(m, 5*time.Second, func(stack string) bool {
+		return !testkit.ContainsAny(stack, libraryGoroutines)
+	})
 }
 
 // libraryGoroutines identify goroutines that a library keeps after the
@@ -39,36 +32,4 @@ var libraryGoroutines = []string{
 	// later. A server left running is still caught: by its Serve
 	// goroutine, blocked in Accept.
 	"github.com/valyala/fasthttp.(*workerPool).Start.func2",
-}
-
-func waitForLeakedGoroutines(grace time.Duration) string {
-	deadline := time.Now().Add(grace)
-	for {
-		buf := make([]byte, 4<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		// The first goroutine is this one.
-		_, others, _ := strings.Cut(string(buf), "\n\n")
-		var leaked []string
-		for _, g := range strings.Split(others, "\n\n") {
-			if g != "" && !isLibraryGoroutine(g) {
-				leaked = append(leaked, g)
-			}
-		}
-		if len(leaked) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(leaked, "\n\n")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func isLibraryGoroutine(stack string) bool {
-	for _, marker := range libraryGoroutines {
-		if strings.Contains(stack, marker) {
-			return true
-		}
-	}
-	return false
 }
