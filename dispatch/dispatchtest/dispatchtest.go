@@ -50,7 +50,8 @@ type Answer struct {
 	// Hold, when set, is called after Delay with the request's context,
 	// before answering: the mock answers once it returns true, and answers
 	// nothing when it returns false (the client gave up). It lets a test act
-	// while a push is in flight without guessing a delay.
+	// while a push is in flight without guessing a delay; Gate.Hold is the
+	// usual one.
 	Hold func(ctx context.Context) bool
 }
 

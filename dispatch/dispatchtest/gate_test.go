@@ -1,0 +1,45 @@
+package dispatchtest_test
+
+import (
+	"testing"
+	"time"
+
+	"push-server/dispatch/dispatchtest"
+)
+
+// TestGateHoldsUntilRelease: a push scripted with a Gate is reported as
+// arrived and left unanswered until the test releases it; then it gets its
+// scripted answer, and later pushes pass the open gate at once.
+func TestGateHoldsUntilRelease(t *testing.T) {
+	m := dispatchtest.StartAPNs(t, false)
+	c := h2cClient(t)
+	g := dispatchtest.NewGate()
+	m.Script(testToken, dispatchtest.Answer{Reason: "Unregistered", Hold: g.Hold})
+
+	done := make(chan apnsReply, 1)
+	go func() { done <- send(t, c, m.URL(), newPush(testToken)) }()
+	g.WaitArrived(t, 10*time.Second)
+	select {
+	case r := <-done:
+		t.Fatalf("a held push was answered %d %q before Release", r.status, r.reason)
+	case <-time.After(50 * time.Millisecond):
+	}
+	g.Release()
+	select {
+	case r := <-done:
+		if r.status != 410 || r.reason != "Unregistered" {
+			t.Fatalf("released push: got %d %q, want 410 Unregistered", r.status, r.reason)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a released push was not answered")
+	}
+
+	if r := send(t, c, m.URL(), newPush(testToken)); r.status != 410 {
+		t.Fatalf("push after Release: got %d, want 410 at once", r.status)
+	}
+	select {
+	case <-g.Arrived():
+	default:
+		t.Fatal("a push after Release was not reported as arrived")
+	}
+}
