@@ -202,13 +202,16 @@ func TestProviderErrorRows(t *testing.T) {
 	})
 	t.Run("in-flight duplicate is 409, not a false success", func(t *testing.T) {
 		p.prod.Reset()
-		p.prod.Script(tokProd, dispatchtest.Answer{Delay: 500 * time.Millisecond, Status: 503})
+		gate := dispatchtest.NewGate()
+		defer gate.Release()
+		p.prod.Script(tokProd, dispatchtest.Answer{Status: 503, Hold: gate.Hold})
 		var first reply
 		var wg sync.WaitGroup
 		wg.Add(1)
 		go func() { defer wg.Done(); first = p.send("prod", body("slow")) }()
-		time.Sleep(150 * time.Millisecond)
+		gate.WaitArrived(t, 10*time.Second) // the first send holds the claim
 		p.send("prod", body("slow")).expectError(t, 409, "delivery_in_progress")
+		gate.Release()
 		wg.Wait()
 		first.expectError(t, 502, "provider_unavailable")
 		p.prod.Script(tokProd)
@@ -233,12 +236,15 @@ func TestBadCredentialsAreMisconfigured(t *testing.T) {
 // being refused keeps the fresh registration.
 func TestDeadTokenDoesNotRemoveAFreshRegistration(t *testing.T) {
 	p := newProviderHarness(t, nil)
-	p.prod.Script(tokProd, dispatchtest.Answer{Status: 410, Reason: "Unregistered", Delay: 300 * time.Millisecond})
+	gate := dispatchtest.NewGate()
+	defer gate.Release()
+	p.prod.Script(tokProd, dispatchtest.Answer{Status: 410, Reason: "Unregistered", Hold: gate.Hold})
 	done := make(chan reply, 1)
 	go func() { done <- p.send("prod", `{"topic":"tp","tag":4000,"message":"old"}`) }()
-	time.Sleep(100 * time.Millisecond)
+	gate.WaitArrived(t, 10*time.Second) // the push to the old token is in flight
 	fresh := "dddd000000000000000000000000000000000000000000000000000000000004"
 	p.register("prod", "apns", fresh, false)
+	gate.Release()
 	(<-done).expectError(t, 410, "client_deleted")
 	p.send("prod", `{"topic":"tp","tag":4000,"message":"new"}`).expectOK(t, 202)
 	if reqs := p.prod.Requests(); reqs[len(reqs)-1].Token != fresh {
