@@ -1,7 +1,6 @@
 package router
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -232,25 +231,14 @@ func TestLateRefusalSuspendsNotTheTenantsNewCredentials(t *testing.T) {
 				token := strings.Repeat("a", 64)
 				h.registerIn("late", "ios", "apns", token)
 
-				arrived, release := make(chan struct{}), make(chan struct{})
-				h.apns.Script(token, dispatchtest.Answer{Reason: "InvalidProviderToken", Hold: func(ctx context.Context) bool {
-					close(arrived)
-					select {
-					case <-release:
-						return true
-					case <-ctx.Done():
-						return false
-					}
-				}}, dispatchtest.Answer{})
+				gate := dispatchtest.NewGate()
+				defer gate.Release()
+				h.apns.Script(token, dispatchtest.Answer{Reason: "InvalidProviderToken", Hold: gate.Hold}, dispatchtest.Answer{})
 				done := make(chan reply, 1)
 				go func() { done <- h.sendIn("late", "ios", "m1") }()
-				select {
-				case <-arrived:
-				case <-time.After(10 * time.Second):
-					t.Fatal("the push never reached APNs")
-				}
+				gate.WaitArrived(t, 10*time.Second)
 				c.replace(h, token)
-				close(release)
+				gate.Release()
 				(<-done).expectError(t, 502, "provider_misconfigured")
 
 				if suspended, by := h.suspensions("late"); suspended || len(by) != 0 {
