@@ -210,7 +210,18 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(700 * time.Millisecond)
+	// SIGTERM once the load is flowing: sends answered and registrations
+	// acknowledged, so the drain has both in flight.
+	flowing := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return accepted.Load() >= 100 && len(acked) > 0
+	}
+	for deadline := time.Now().Add(10 * time.Second); !flowing(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no load flowing 10 s after it started: %d sent, %d accepted", sent.Load(), accepted.Load())
+		}
+	}
 	termAt := time.Now()
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
