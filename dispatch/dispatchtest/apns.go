@@ -289,7 +289,7 @@ func (m *APNs) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var retryAfter string
 	if status == http.StatusOK {
 		if a, ok := m.answers.next(token); ok {
-			if !a.wait(r.Context()) {
+			if !a.wait(r.Context(), token) {
 				m.save(r, token, body, 0, "")
 				return
 			}

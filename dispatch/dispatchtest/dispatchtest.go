@@ -51,7 +51,7 @@ type Answer struct {
 	// before answering: the mock answers once it returns true, and answers
 	// nothing when it returns false (the client gave up). It lets a test act
 	// while a push is in flight without guessing a delay; Gate.Hold is the
-	// usual one.
+	// usual one. HeldToken(ctx) is the push's device token.
 	Hold func(ctx context.Context) bool
 }
 
@@ -110,10 +110,25 @@ func (s *script) reset() {
 	s.n.Store(0)
 }
 
-// wait plays a's Delay, then its Hold; it reports whether the mock should
-// answer.
-func (a *Answer) wait(ctx context.Context) bool {
-	return wait(ctx, a.Delay) && (a.Hold == nil || a.Hold(ctx))
+// wait plays a's Delay, then its Hold, for a push to token; it reports
+// whether the mock should answer.
+func (a *Answer) wait(ctx context.Context, token string) bool {
+	if !wait(ctx, a.Delay) {
+		return false
+	}
+	// The token rides in the context only when a Hold reads it, so an
+	// unheld push (a load test's) allocates nothing for it.
+	return a.Hold == nil || a.Hold(context.WithValue(ctx, heldTokenKey{}, token))
+}
+
+// heldTokenKey is the context key of the token of the push being held.
+type heldTokenKey struct{}
+
+// HeldToken returns the device token of the push an Answer.Hold was called
+// for, from the context Hold was given; "" for any other context.
+func HeldToken(ctx context.Context) string {
+	token, _ := ctx.Value(heldTokenKey{}).(string)
+	return token
 }
 
 // wait sleeps for d unless ctx ends first; it reports whether the full d

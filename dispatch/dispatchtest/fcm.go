@@ -288,7 +288,7 @@ func (m *FCM) serveSend(w http.ResponseWriter, r *http.Request) {
 	}
 	if reply.status == http.StatusOK {
 		if a, ok := m.answers.next(rec.Token); ok {
-			if !a.wait(r.Context()) {
+			if !a.wait(r.Context(), rec.Token) {
 				m.save(r, body, rec)
 				return
 			}

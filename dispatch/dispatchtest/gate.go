@@ -8,13 +8,13 @@ import (
 )
 
 // Gate is an arrival hook for Answer.Hold: it holds every push that plays
-// the answer until the test calls Release, and reports each push's arrival
-// on Arrived. A test that must act while a push is in flight (a duplicate
+// the answer until the test calls Release, and reports each push's device
+// token on Arrived as it arrives. A test that must act while a push is in flight (a duplicate
 // send, a re-registration, a credential change) waits for the arrival
 // instead of sleeping for a guessed delay, and lets the answer go when it
 // is done. The zero value is not usable; call NewGate.
 type Gate struct {
-	arrived chan struct{}
+	arrived chan string
 	release chan struct{}
 	once    sync.Once
 }
@@ -25,7 +25,7 @@ const gateArrivals = 64
 
 // NewGate returns a closed gate: pushes are held until Release.
 func NewGate() *Gate {
-	return &Gate{arrived: make(chan struct{}, gateArrivals), release: make(chan struct{})}
+	return &Gate{arrived: make(chan string, gateArrivals), release: make(chan struct{})}
 }
 
 // Hold is the Answer.Hold hook: it reports the arrival, then waits for
@@ -33,7 +33,7 @@ func NewGate() *Gate {
 // Pushes arriving after Release pass at once, and are still reported.
 func (g *Gate) Hold(ctx context.Context) bool {
 	select {
-	case g.arrived <- struct{}{}:
+	case g.arrived <- HeldToken(ctx):
 	default:
 	}
 	select {
@@ -44,17 +44,20 @@ func (g *Gate) Hold(ctx context.Context) bool {
 	}
 }
 
-// Arrived receives once per push that reached Hold.
-func (g *Gate) Arrived() <-chan struct{} { return g.arrived }
+// Arrived receives the device token of each push that reached Hold.
+func (g *Gate) Arrived() <-chan string { return g.arrived }
 
-// WaitArrived waits for the next arrival, failing t if none comes within
-// timeout (the push never reached the provider).
-func (g *Gate) WaitArrived(t testing.TB, timeout time.Duration) {
+// WaitArrived waits for the next arrival and returns its device token,
+// failing t if none comes within timeout (the push never reached the
+// provider).
+func (g *Gate) WaitArrived(t testing.TB, timeout time.Duration) string {
 	t.Helper()
 	select {
-	case <-g.arrived:
+	case token := <-g.arrived:
+		return token
 	case <-time.After(timeout):
 		t.Fatalf("no push reached the mock within %v", timeout)
+		return ""
 	}
 }
 
