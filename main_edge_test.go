@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // serveInProcess runs serve with env until the test ends (SIGTERM to this
@@ -19,8 +21,8 @@ func serveInProcess(t *testing.T, env map[string]string) string {
 	if testing.Short() {
 		t.Skip("serves on real ports")
 	}
-	env["PORT"] = strconv.Itoa(freePort(t))
-	logs := &lockedBuffer{}
+	env["PORT"] = strconv.Itoa(testkit.FreePort(t))
+	logs := &testkit.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"serve"}, envMap(env), io.Discard, logs) }()
 	host := "127.0.0.1"

@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +28,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 	"push-server/verify"
 )
 
@@ -186,17 +186,6 @@ func TestSignPrintsHeadersThatVerify(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // secretPieces returns distinctive slices of secret as a log search would
 // find them: the middle of the text and of its base64 and hex forms, and
 // for PEM text the middle of each full body line.
@@ -276,7 +265,7 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 		"PROVIDER_MAX_ATTEMPTS": "1", "APNS_TYPE": "token", "APNS_TOPIC": "com.example", "APNS_KEY_ID": "KEY1234567",
 		"APNS_TEAM_ID": "TEAM123456", "APNS_PKCS8_PEM": string(p8), "APNS_URL": apns.URL(), "APNS_SANDBOX_URL": apns.URL(),
 		"FCM_V1_CREDENTIALS": string(sa), "FCM_URL": fcm.URL(), "JWT_SECRET": jwtSecret, "TENANT_CREDENTIALS_KEY": vaultKey,
-		"PORT": strconv.Itoa(freePort(t)),
+		"PORT": strconv.Itoa(testkit.FreePort(t)),
 	}
 	with := func(changes map[string]string) map[string]string {
 		env := map[string]string{}
@@ -305,7 +294,7 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 		{"JWT_SECRET", map[string]string{"JWT_SECRET": jwtSecret[:20]}},
 		{"TENANT_CREDENTIALS_KEY", map[string]string{"TENANT_CREDENTIALS_KEY": vaultKey[:60]}},
 		{"TENANT_CREDENTIALS_PREVIOUS_KEYS", map[string]string{"TENANT_CREDENTIALS_PREVIOUS_KEYS": vaultKey + "," + vaultKey[2:]}},
-		{"REDIS_URL", map[string]string{"REDIS_URL": "redis://default:" + redisPassword + "@127.0.0.1:" + strconv.Itoa(freePort(t))}},
+		{"REDIS_URL", map[string]string{"REDIS_URL": "redis://default:" + redisPassword + "@127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))}},
 		{"REDIS_URL", map[string]string{"REDIS_URL": "http://default:" + redisPassword + "@127.0.0.1:1"}},
 	}
 	for _, b := range broken {
@@ -324,9 +313,9 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 	}
 
 	// Valid credentials the providers refuse, metrics on their own port.
-	env := with(map[string]string{"TELEMETRY_PROMETHEUS_PORT": strconv.Itoa(freePort(t))})
+	env := with(map[string]string{"TELEMETRY_PROMETHEUS_PORT": strconv.Itoa(testkit.FreePort(t))})
 	api, metricsURL := "http://127.0.0.1:"+env["PORT"], "http://127.0.0.1:"+env["TELEMETRY_PROMETHEUS_PORT"]
-	logs := &lockedBuffer{}
+	logs := &testkit.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"serve"}, envMap(env), io.Discard, logs) }()
 	c := &http.Client{Timeout: 10 * time.Second}
@@ -413,24 +402,6 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 	if i := strings.Index(logs.String(), "eyJ"); i >= 0 {
 		t.Errorf("a JWT appears in the logs: …%.200s", logs.String()[i:])
 	}
-}
-
-// lockedBuffer is a log sink serve and the test read concurrently.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // CLIENT_TTL's floor is one minute; 0 still turns expiry off.

@@ -16,6 +16,7 @@ import (
 	"push-server/cache"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 	"push-server/verify"
 )
 
@@ -99,7 +100,7 @@ func (h *harness) raw(req string) string {
 // debug), every answer and /metrics for the device tokens, the JWT and the
 // signature.
 func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	key, p8 := newP8(t)
@@ -258,7 +259,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	do("POST", "/clients/prod", `{"topic":`, map[string]string{"X-Ed25519-Timestamp": "1", "X-Ed25519-Signature": sig})
 	do("POST", "/clients/prod", sigBody+" ", map[string]string{"X-Ed25519-Timestamp": fmt.Sprint(time.Now().Unix()), "X-Ed25519-Signature": sig})
 	// fasthttp logs a refused request after its answer is written.
-	eventually(t, 5*time.Second, "fasthttp logs the malformed requests", func() bool { return fl.printfCalls() >= len(malformed) })
+	testkit.Eventually(t, 5*time.Second, "fasthttp logs the malformed requests", func() bool { return fl.printfCalls() >= len(malformed) })
 
 	metrics := do("GET", "/metrics", "", nil)
 	logText := logs.String()
@@ -288,7 +289,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 // requests writes one line per second, and the next line says how many
 // were left out.
 func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	h := newHarness(t, options{configure: func(c *Config) { c.Logger = logger }})
 	fl := h.srv.http.Logger.(*fasthttpLog)
@@ -305,7 +306,7 @@ func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
 			t.Fatalf("garbage got %q; want 400", a)
 		}
 	}
-	eventually(t, 5*time.Second, "fasthttp logs the flood", func() bool { return fl.printfCalls() == flood })
+	testkit.Eventually(t, 5*time.Second, "fasthttp logs the flood", func() bool { return fl.printfCalls() == flood })
 	lines := func() []string {
 		var out []string
 		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -321,7 +322,7 @@ func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
 
 	clock.advance(time.Second)
 	h.raw("GARBAGE again\r\n\r\n")
-	eventually(t, 5*time.Second, "fasthttp logs the next one", func() bool { return fl.printfCalls() == flood+1 })
+	testkit.Eventually(t, 5*time.Second, "fasthttp logs the next one", func() bool { return fl.printfCalls() == flood+1 })
 	got := lines()
 	if len(got) != 2 || !strings.Contains(got[1], fmt.Sprintf(`"withheld":%d`, flood-1)) {
 		t.Fatalf("a second later: %d lines; want 2, the second with withheld %d:\n%s", len(got), flood-1, strings.Join(got, "\n"))
@@ -331,7 +332,7 @@ func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
 	for i := range flood {
 		h.raw(fmt.Sprintf("GARBAGE %d\r\n\r\n", i))
 	}
-	eventually(t, 5*time.Second, "fasthttp logs the second flood", func() bool { return fl.printfCalls() == 2*flood+1 })
+	testkit.Eventually(t, 5*time.Second, "fasthttp logs the second flood", func() bool { return fl.printfCalls() == 2*flood+1 })
 	fl.mu.Lock()
 	due := flush
 	fl.mu.Unlock()

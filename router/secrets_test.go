@@ -10,33 +10,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"push-server/cache"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 	"push-server/verify"
 )
-
-// syncBuffer is a log sink several goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // secretForms returns distinctive pieces of secret, as an operator's log
 // search would find them: the text itself when short, else a slice from its
@@ -80,7 +62,7 @@ func pemForms(t *testing.T, p []byte) []string {
 // body or header, or /metrics. It also checks that /metrics stays off the
 // API's port when it has a port of its own.
 func TestSecretsNeverLeak(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// The mocks trust nothing of ours, so every push fails on credentials.

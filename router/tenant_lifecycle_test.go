@@ -11,6 +11,7 @@ import (
 
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // tenantView reads GET /tenants/{id}'s suspensions.
@@ -329,7 +330,7 @@ func TestDeletedTenantsClientsCloseOnAnIdleInstance(t *testing.T) {
 	if r := a.do("DELETE", "/tenants/gone", "", bearer("gone", time.Hour)); r.status != 200 {
 		t.Fatalf("DELETE: %d %s", r.status, r.body)
 	}
-	eventually(t, 2*time.Second, "instance b to close the deleted tenant's clients", func() bool { return b.pool.Len() == 1 })
+	testkit.Eventually(t, 2*time.Second, "instance b to close the deleted tenant's clients", func() bool { return b.pool.Len() == 1 })
 	// The tenant that still exists keeps its clients and pushes.
 	time.Sleep(100 * time.Millisecond) // several sweeps
 	if n := b.pool.Len(); n != 1 {
