@@ -30,19 +30,19 @@ func serveInProcess(t *testing.T, env map[string]string) string {
 		host = env["LISTEN_ADDR"]
 	}
 	api := "http://" + host + ":" + env["PORT"]
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	if !testkit.Poll(10*time.Second, func() bool {
 		if resp, err := http.Get(api + "/health"); err == nil {
 			resp.Body.Close()
-			break
+			return true
 		}
 		select {
 		case code := <-done:
 			t.Fatalf("serve exited %d:\n%s", code, logs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not answer /health:\n%s", logs.String())
-		}
+		return false
+	}) {
+		t.Fatalf("serve did not answer /health:\n%s", logs.String())
 	}
 	t.Cleanup(func() {
 		if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {

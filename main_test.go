@@ -335,14 +335,14 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 		fmt.Fprintf(&answers, "%s %s -> %d %v %s\n", method, url, resp.StatusCode, resp.Header, b)
 		return resp.StatusCode, string(b)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := c.Get(api + "/health"); err == nil {
+	if !testkit.Poll(10*time.Second, func() bool {
+		resp, err := c.Get(api + "/health")
+		if err == nil {
 			resp.Body.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not answer /health:\n%s", logs.String())
-		}
+		return err == nil
+	}) {
+		t.Fatalf("serve did not answer /health:\n%s", logs.String())
 	}
 	if st, body := do("GET", api+"/metrics", "", nil); st != 404 {
 		t.Errorf("GET /metrics on PORT with TELEMETRY_PROMETHEUS_PORT set: %d %.100s; want 404", st, body)
@@ -373,11 +373,8 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 		_, _ = io.ReadAll(conn)
 		conn.Close()
 	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "invalid header value"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Errorf("the metrics port's refusal of a malformed request is not in the configured log:\n%s", logs.String())
-			break
-		}
+	if !testkit.Poll(5*time.Second, func() bool { return strings.Contains(logs.String(), "invalid header value") }) {
+		t.Errorf("the metrics port's refusal of a malformed request is not in the configured log:\n%s", logs.String())
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,12 +132,7 @@ func TestRedisOtherStoreSeesChanges(t *testing.T) {
 // TestRedisDeadPortIsUnavailable: nothing listens, so connecting fails fast
 // with ErrUnavailable.
 func TestRedisDeadPortIsUnavailable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testkit.FreePort(t)))
 	start := time.Now()
 	s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, Timeout: 500 * time.Millisecond})
 	if err == nil {
