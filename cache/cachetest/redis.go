@@ -5,6 +5,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // StartRedis starts a private redis-server on a free 127.0.0.1 port, with no
@@ -21,19 +23,17 @@ func StartRedis(t testing.TB, args ...string) (addr string) {
 // waitForPong polls addr with PING until it answers +PONG, the process exits,
 // or the time runs out.
 func waitForPong(addr string, exited <-chan struct{}, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	up := false
+	testkit.Poll(within, func() bool {
 		select {
 		case <-exited:
-			return false
+			return true
 		default:
 		}
-		if ping(addr) {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
+		up = ping(addr)
+		return up
+	})
+	return up
 }
 
 func ping(addr string) bool {
@@ -63,10 +63,7 @@ func ShutdownRedis(t testing.TB, addr string) {
 	_, _ = c.Write([]byte("SHUTDOWN NOSAVE\r\n"))
 	_, _ = bufio.NewReader(c).ReadString('\n') // the server closes the connection
 	c.Close()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if !ping(addr) {
-			return
-		}
+	if !testkit.Poll(5*time.Second, func() bool { return !ping(addr) }) {
+		t.Fatalf("redis-server on %s still answers after SHUTDOWN", addr)
 	}
-	t.Fatalf("redis-server on %s still answers after SHUTDOWN", addr)
 }

@@ -197,13 +197,13 @@ func StartReplicaServer(t testing.TB, primaryAddr string) *RedisServer {
 func WaitReplicaSynced(t testing.TB, addr string) {
 	t.Helper()
 	var info string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	if !testkit.Poll(10*time.Second, func() bool {
 		var err error
-		if info, err = command(addr, "INFO", "replication"); err == nil && strings.Contains(info, "master_link_status:up") {
-			return
-		}
+		info, err = command(addr, "INFO", "replication")
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}) {
+		t.Fatalf("replica on %s has not synced after 10s: %s", addr, info)
 	}
-	t.Fatalf("replica on %s has not synced after 10s: %s", addr, info)
 }
 
 // StartCluster starts a three-master Redis Cluster (no replicas) of private
@@ -234,19 +234,16 @@ func StartCluster(t testing.TB) (addrs []string) {
 	// it a little later.
 	for _, addr := range addrs {
 		var info string
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if !testkit.Poll(10*time.Second, func() bool {
 			var err error
 			// ok alone can come before a node has met every other node;
 			// then it would redirect to a master it cannot name.
 			info, err = command(addr, "CLUSTER", "INFO")
-			if err == nil && strings.Contains(info, "cluster_state:ok") &&
+			return err == nil && strings.Contains(info, "cluster_state:ok") &&
 				strings.Contains(info, "cluster_slots_ok:16384") &&
-				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(nodes)) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster node %s not ok after 10s: %s", addr, info)
-			}
+				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(nodes))
+		}) {
+			t.Fatalf("cluster node %s not ok after 10s: %s", addr, info)
 		}
 	}
 	return addrs
