@@ -16,27 +16,6 @@ import (
 	"push-server/internal/testkit"
 )
 
-// closingServer accepts connections and closes them at once, as a provider
-// dropping connections does; it returns its http:// URL.
-func closingServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
-
 // checkNoToken fails when err's text, or what the sender logged, holds the
 // device token.
 func checkNoToken(t *testing.T, what string, err error, logs *testkit.SyncBuffer, token string) {
@@ -60,7 +39,7 @@ func checkNoToken(t *testing.T, what string, err error, logs *testkit.SyncBuffer
 // and still classify as before.
 func TestProviderErrorsNeverHoldTheToken(t *testing.T) {
 	t.Run("connection closed", func(t *testing.T) {
-		dead := closingServer(t)
+		dead := testkit.ClosingServer(t)
 		a := newTokenAPNs(t, false, func(c *Config) { c.APNSURL = dead })
 		err := a.s.Send(t.Context(), testToken, visible())
 		checkNoToken(t, "Send to a server that closes connections", err, nil, testToken)

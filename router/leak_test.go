@@ -54,27 +54,6 @@ func (c *steppingClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// closingServer accepts connections and closes them at once: a provider
-// that drops connections. It returns its http:// URL.
-func closingServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
-
 // raw writes req on a connection of its own and returns what the server
 // answered before it closed the connection.
 func (h *harness) raw(req string) string {
@@ -108,7 +87,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	sandbox.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
 	untrusted := dispatchtest.StartAPNs(t, true) // its certificate is in no pool of ours
 	fcm := dispatchtest.StartFCM(t)
-	dead := closingServer(t)
+	dead := testkit.ClosingServer(t)
 	noDelay := func(int, time.Duration) time.Duration { return 0 }
 
 	const (
