@@ -2,16 +2,13 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -230,12 +227,8 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("serves on real ports")
 	}
-	apnsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(apnsKey)
-	p8 := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	apnsKey, p8 := testkit.NewP8(t)
+	der, _ := x509.MarshalPKCS8PrivateKey(apnsKey) // its DER, for a test of base64 in place of PEM
 	p12Password := "p12-Pass-Wd7!distinct"
 	certTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Apple Push Services: com.example"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
 	"math/big"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"software.sslmate.com/src/go-pkcs12"
+
+	"push-server/internal/testkit"
 )
 
 // Test identities. Device tokens are hex, as APNs requires.
@@ -35,15 +36,8 @@ type apnsKey struct {
 
 func newAPNsKey(t testing.TB) apnsKey {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return apnsKey{key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})}
+	key, p8 := testkit.NewP8(t)
+	return apnsKey{key, p8}
 }
 
 // clientCert is a throwaway self-signed client certificate and its .p12.

@@ -82,7 +82,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	key, p8 := newP8(t)
+	key, p8 := testkit.NewP8(t)
 	sandbox := dispatchtest.StartAPNs(t, true)
 	sandbox.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
 	untrusted := dispatchtest.StartAPNs(t, true) // its certificate is in no pool of ours
@@ -199,7 +199,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	if r := do("POST", "/tenants", `{"id":"acme"}`, tenantAuth); r.status != 200 {
 		t.Fatalf("create tenant: %d %s", r.status, r.body)
 	}
-	_, tenantP8 := newP8(t)
+	_, tenantP8 := testkit.NewP8(t)
 	for path, parts := range map[string]map[string]string{
 		"/apns":   {"apns_topic": "com.example.acme", "apns_pkcs8_pem": "@" + string(tenantP8), "apns_key_id": "KEY1234567", "apns_team_id": "TEAM123456"},
 		"/fcm_v1": {"credentials": "@" + string(fcm.ServiceAccountJSON("tenant-project"))},

@@ -71,13 +71,13 @@ func TestSecretsNeverLeak(t *testing.T) {
 	fcm := dispatchtest.StartFCM(t)
 	other := dispatchtest.StartFCM(t)
 
-	_, envP8 := newP8(t)
+	_, envP8 := testkit.NewP8(t)
 	untrustedSA := bytes.Replace(other.ServiceAccountJSON("secret-project"), []byte(other.TokenURL()), []byte(fcm.TokenURL()), 1)
 	vaultKey := []byte("vault-key-0123456789-abcdefghijk")
 	jwtSecret := []byte("tenant-jwt-secret-Zq8#kLm2$vN5pR7wXy")
 	p12Password := "p12-Password-Hq4!unique"
 	p12 := selfSignedP12(t, p12Password)
-	_, tenantP8 := newP8(t)
+	_, tenantP8 := testkit.NewP8(t)
 	tenantSA := fcm.ServiceAccountJSON("tenant-project")
 
 	var secrets []string
@@ -250,6 +250,6 @@ func TestMetricsOffTheAPIPort(t *testing.T) {
 
 // mustP8Key is a throwaway P-256 key the APNs mock trusts in place of ours.
 func mustP8Key(t *testing.T) *ecdsa.PrivateKey {
-	k, _ := newP8(t)
+	k, _ := testkit.NewP8(t)
 	return k
 }

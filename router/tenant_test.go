@@ -136,7 +136,7 @@ func (h *tenantHarness) createTenant(id string) {
 
 // apnsKey makes a .p8 and has the mock trust it under keyID.
 func (h *tenantHarness) apnsKey(keyID string, trusted bool) string {
-	k, p8 := newP8(h.t)
+	k, p8 := testkit.NewP8(h.t)
 	if trusted {
 		h.apns.TrustKey(keyID, "TEAM123456", &k.PublicKey)
 	}
