@@ -150,22 +150,9 @@ func TestRedisDeadPortIsUnavailable(t *testing.T) {
 // TestRedisSilentServerIsUnavailable: a server that accepts connections but
 // never answers must not hang NewRedis.
 func TestRedisSilentServerIsUnavailable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
+	addr := testkit.SilentServer(t)
 	start := time.Now()
-	s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + l.Addr().String(), Timeout: 300 * time.Millisecond})
+	s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, Timeout: 300 * time.Millisecond})
 	if err == nil {
 		s.Close()
 		t.Fatal("NewRedis on a silent server succeeded")
