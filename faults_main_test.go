@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // faultServer is one push-server process started by a test.
@@ -24,27 +26,20 @@ type faultServer struct {
 	url  string
 	done chan struct{} // closed when the process has exited
 	err  error         // the exit status, set before done closes
-	out  *strings.Builder
+	out  *testkit.SyncBuffer
 }
 
 // startFaultServer runs bin on a free port with its store in dataDir (env
 // adds or overrides variables) and returns once GET /health answers.
 func startFaultServer(t *testing.T, bin, dataDir string, env ...string) *faultServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := testkit.FreePort(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "VALIDATE_SIGNATURES=false", "PORT="+strconv.Itoa(port), "DATA_DIR="+dataDir,
 		"PROVIDER_TIMEOUT=2s", "LOG_LEVEL=warn", "RATE_LIMIT_PER_IP=0", "RATE_LIMIT_PER_CLIENT=0")
 	cmd.Env = append(cmd.Env, env...)
-	out := &strings.Builder{}
-	var mu sync.Mutex
-	cmd.Stdout = writerFunc(func(b []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return out.Write(b) })
-	cmd.Stderr = cmd.Stdout
+	out := &testkit.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -54,21 +49,16 @@ func startFaultServer(t *testing.T, bin, dataDir string, env ...string) *faultSe
 		_ = cmd.Process.Kill()
 		<-s.done
 	})
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(s.url + "/health"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return s
-			}
+	testkit.Eventually(t, 10*time.Second, "push-server to answer /health with 200", func() bool {
+		resp, err := http.Get(s.url + "/health")
+		if err != nil {
+			return false
 		}
-	}
-	t.Fatalf("push-server did not answer /health within 10s")
-	return nil
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return s
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // isConnectFailure tells a request that never reached the server (refused
 // after the listener closed) from one that was cut after it was sent.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // serveInProcess runs serve with env until the test ends (SIGTERM to this
@@ -19,8 +21,8 @@ func serveInProcess(t *testing.T, env map[string]string) string {
 	if testing.Short() {
 		t.Skip("serves on real ports")
 	}
-	env["PORT"] = strconv.Itoa(freePort(t))
-	logs := &lockedBuffer{}
+	env["PORT"] = strconv.Itoa(testkit.FreePort(t))
+	logs := &testkit.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"serve"}, envMap(env), io.Discard, logs) }()
 	host := "127.0.0.1"
@@ -28,19 +30,19 @@ func serveInProcess(t *testing.T, env map[string]string) string {
 		host = env["LISTEN_ADDR"]
 	}
 	api := "http://" + host + ":" + env["PORT"]
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	if !testkit.Poll(10*time.Second, func() bool {
 		if resp, err := http.Get(api + "/health"); err == nil {
 			resp.Body.Close()
-			break
+			return true
 		}
 		select {
 		case code := <-done:
 			t.Fatalf("serve exited %d:\n%s", code, logs.String())
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not answer /health:\n%s", logs.String())
-		}
+		return false
+	}) {
+		t.Fatalf("serve did not answer /health:\n%s", logs.String())
 	}
 	t.Cleanup(func() {
 		if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {

@@ -2,16 +2,13 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -21,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,6 +25,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 	"push-server/verify"
 )
 
@@ -186,17 +183,6 @@ func TestSignPrintsHeadersThatVerify(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // secretPieces returns distinctive slices of secret as a log search would
 // find them: the middle of the text and of its base64 and hex forms, and
 // for PEM text the middle of each full body line.
@@ -241,12 +227,8 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("serves on real ports")
 	}
-	apnsKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(apnsKey)
-	p8 := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	apnsKey, p8 := testkit.NewP8(t)
+	der, _ := x509.MarshalPKCS8PrivateKey(apnsKey) // its DER, for a test of base64 in place of PEM
 	p12Password := "p12-Pass-Wd7!distinct"
 	certTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Apple Push Services: com.example"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
@@ -276,7 +258,7 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 		"PROVIDER_MAX_ATTEMPTS": "1", "APNS_TYPE": "token", "APNS_TOPIC": "com.example", "APNS_KEY_ID": "KEY1234567",
 		"APNS_TEAM_ID": "TEAM123456", "APNS_PKCS8_PEM": string(p8), "APNS_URL": apns.URL(), "APNS_SANDBOX_URL": apns.URL(),
 		"FCM_V1_CREDENTIALS": string(sa), "FCM_URL": fcm.URL(), "JWT_SECRET": jwtSecret, "TENANT_CREDENTIALS_KEY": vaultKey,
-		"PORT": strconv.Itoa(freePort(t)),
+		"PORT": strconv.Itoa(testkit.FreePort(t)),
 	}
 	with := func(changes map[string]string) map[string]string {
 		env := map[string]string{}
@@ -305,7 +287,7 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 		{"JWT_SECRET", map[string]string{"JWT_SECRET": jwtSecret[:20]}},
 		{"TENANT_CREDENTIALS_KEY", map[string]string{"TENANT_CREDENTIALS_KEY": vaultKey[:60]}},
 		{"TENANT_CREDENTIALS_PREVIOUS_KEYS", map[string]string{"TENANT_CREDENTIALS_PREVIOUS_KEYS": vaultKey + "," + vaultKey[2:]}},
-		{"REDIS_URL", map[string]string{"REDIS_URL": "redis://default:" + redisPassword + "@127.0.0.1:" + strconv.Itoa(freePort(t))}},
+		{"REDIS_URL", map[string]string{"REDIS_URL": "redis://default:" + redisPassword + "@127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))}},
 		{"REDIS_URL", map[string]string{"REDIS_URL": "http://default:" + redisPassword + "@127.0.0.1:1"}},
 	}
 	for _, b := range broken {
@@ -324,9 +306,9 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 	}
 
 	// Valid credentials the providers refuse, metrics on their own port.
-	env := with(map[string]string{"TELEMETRY_PROMETHEUS_PORT": strconv.Itoa(freePort(t))})
+	env := with(map[string]string{"TELEMETRY_PROMETHEUS_PORT": strconv.Itoa(testkit.FreePort(t))})
 	api, metricsURL := "http://127.0.0.1:"+env["PORT"], "http://127.0.0.1:"+env["TELEMETRY_PROMETHEUS_PORT"]
-	logs := &lockedBuffer{}
+	logs := &testkit.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"serve"}, envMap(env), io.Discard, logs) }()
 	c := &http.Client{Timeout: 10 * time.Second}
@@ -346,14 +328,14 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 		fmt.Fprintf(&answers, "%s %s -> %d %v %s\n", method, url, resp.StatusCode, resp.Header, b)
 		return resp.StatusCode, string(b)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := c.Get(api + "/health"); err == nil {
+	if !testkit.Poll(10*time.Second, func() bool {
+		resp, err := c.Get(api + "/health")
+		if err == nil {
 			resp.Body.Close()
-			break
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not answer /health:\n%s", logs.String())
-		}
+		return err == nil
+	}) {
+		t.Fatalf("serve did not answer /health:\n%s", logs.String())
 	}
 	if st, body := do("GET", api+"/metrics", "", nil); st != 404 {
 		t.Errorf("GET /metrics on PORT with TELEMETRY_PROMETHEUS_PORT set: %d %.100s; want 404", st, body)
@@ -384,11 +366,8 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 		_, _ = io.ReadAll(conn)
 		conn.Close()
 	}
-	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "invalid header value"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Errorf("the metrics port's refusal of a malformed request is not in the configured log:\n%s", logs.String())
-			break
-		}
+	if !testkit.Poll(5*time.Second, func() bool { return strings.Contains(logs.String(), "invalid header value") }) {
+		t.Errorf("the metrics port's refusal of a malformed request is not in the configured log:\n%s", logs.String())
 	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -413,24 +392,6 @@ func TestServeKeepsSecretsOutOfItsOutput(t *testing.T) {
 	if i := strings.Index(logs.String(), "eyJ"); i >= 0 {
 		t.Errorf("a JWT appears in the logs: …%.200s", logs.String()[i:])
 	}
-}
-
-// lockedBuffer is a log sink serve and the test read concurrently.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // CLIENT_TTL's floor is one minute; 0 still turns expiry off.

@@ -2,12 +2,8 @@ package bench
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +20,7 @@ import (
 	"push-server/cache/cachetest"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 	"push-server/loadtest"
 	"push-server/router"
 	"push-server/verify"
@@ -256,20 +253,13 @@ func apnsMock(b *testing.B) dispatch.Config {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { m.Close() })
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		b.Fatal(err)
-	}
+	key, p8 := testkit.NewP8(b)
 	m.TrustKey("BENCHKEY01", "BENCHTEAM1", &key.PublicKey)
 	return dispatch.Config{
 		Credentials: dispatch.Credentials{
 			APNSType:     dispatch.APNSTypeToken,
 			APNSTopic:    "com.example.wallet",
-			APNSPKCS8PEM: pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}),
+			APNSPKCS8PEM: p8,
 			APNSKeyID:    "BENCHKEY01",
 			APNSTeamID:   "BENCHTEAM1",
 		},

@@ -11,6 +11,7 @@ import (
 
 	"push-server/cache"
 	"push-server/cache/cachetest"
+	"push-server/internal/testkit"
 )
 
 // TestRedisCommitBehindOtherInstance: a mark written behind its send is,
@@ -136,16 +137,12 @@ func TestRedisMarksSurviveACrash(t *testing.T) {
 	srv.Restart()
 	b := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix})
 	for _, res := range held {
-		deadline := time.Now().Add(3 * time.Second)
-		for {
-			_, err := b.Reserve(ctx, "", "id", res.MessageID, time.Minute)
-			if errors.Is(err, cache.ErrAlreadyDelivered) {
-				break
-			}
-			if err == nil || time.Now().After(deadline) {
-				t.Fatalf("%s on another instance after the restart: Reserve = %v; want ErrAlreadyDelivered within 3s", res.MessageID, err)
-			}
-			time.Sleep(20 * time.Millisecond)
+		var err error
+		if !testkit.Poll(3*time.Second, func() bool {
+			_, err = b.Reserve(ctx, "", "id", res.MessageID, time.Minute)
+			return err == nil || errors.Is(err, cache.ErrAlreadyDelivered)
+		}) || err == nil {
+			t.Fatalf("%s on another instance after the restart: Reserve = %v; want ErrAlreadyDelivered within 3s", res.MessageID, err)
 		}
 		_, key, _ := b.KeysForTest("", "id", res.MessageID, "")
 		out, err := cachetest.Command(srv.Addr, "PTTL", key)
@@ -221,12 +218,9 @@ func TestRedisKeptMarksAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if n, _ := heard(); n == 3 {
-			break
-		} else if n > 3 || time.Now().After(deadline) {
-			t.Fatalf("OnLostCommits heard of %d lost marks; want 3 (5 past a bound of 2)", n)
-		}
+	var n int
+	if !testkit.Poll(3*time.Second, func() bool { n, _ = heard(); return n >= 3 }) || n > 3 {
+		t.Fatalf("OnLostCommits heard of %d lost marks; want 3 (5 past a bound of 2)", n)
 	}
 	delivered := 0
 	for i := range 5 {

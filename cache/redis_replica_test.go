@@ -9,6 +9,7 @@ import (
 
 	"push-server/cache"
 	"push-server/cache/cachetest"
+	"push-server/internal/testkit"
 )
 
 // TestRedisReplica runs the contract suite on stores that read from a
@@ -26,16 +27,13 @@ func TestRedisReplica(t *testing.T) {
 // ErrClientNotFound), for at most within.
 func eventually(t *testing.T, s cache.Store, id string, want cache.Client, wantErr error, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		got, err := s.Lookup(t.Context(), "", id)
-		if errors.Is(err, wantErr) && got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Lookup(%q) = %+v, %v after %v; want %+v, %v", id, got, err, within, want, wantErr)
-		}
-		time.Sleep(5 * time.Millisecond)
+	var got cache.Client
+	var err error
+	if !testkit.Poll(within, func() bool {
+		got, err = s.Lookup(t.Context(), "", id)
+		return errors.Is(err, wantErr) && got == want
+	}) {
+		t.Fatalf("Lookup(%q) = %+v, %v after %v; want %+v, %v", id, got, err, within, want, wantErr)
 	}
 }
 
@@ -164,16 +162,8 @@ func TestRedisReplicaOutages(t *testing.T) {
 	// Primary back: writes work again without any action, nothing was lost.
 	primary.Restart()
 	revived := cache.Client{ID: "revived", Type: cache.TypeNoop, Token: "tok-revived"}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := b.Register(ctx, "", revived)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Register 5s after the primary came back: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testkit.Poll(5*time.Second, func() bool { err = b.Register(ctx, "", revived); return err == nil }) {
+		t.Fatalf("Register 5s after the primary came back: %v", err)
 	}
 	wantClient(a, cached) // a reads the restarted primary itself
 	wantClient(a, uncached)

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"push-server/cache"
 	"push-server/cache/cachetest"
+	"push-server/internal/testkit"
 )
 
 // randomPrefix keeps stores on one server from seeing each other's keys, so
@@ -65,16 +67,10 @@ func TestRedisOtherStoreSeesTenantChanges(t *testing.T) {
 
 	eventually := func(want func(cache.Tenant, error) bool, what string) {
 		t.Helper()
-		deadline := time.Now().Add(time.Second)
-		for {
-			got, err := b.Tenant(ctx, "w")
-			if want(got, err) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("other store: Tenant = %+v, %v after 1s; want %s", got, err, what)
-			}
-			time.Sleep(5 * time.Millisecond)
+		var got cache.Tenant
+		var err error
+		if !testkit.Poll(time.Second, func() bool { got, err = b.Tenant(ctx, "w"); return want(got, err) }) {
+			t.Fatalf("other store: Tenant = %+v, %v after 1s; want %s", got, err, what)
 		}
 	}
 	eventually(func(_ cache.Tenant, err error) bool { return errors.Is(err, cache.ErrTenantNotFound) }, "not found")
@@ -110,21 +106,6 @@ func TestRedisOtherStoreSeesChanges(t *testing.T) {
 	b := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix, CacheTTL: time.Hour})
 	ctx := t.Context()
 
-	// eventually polls b until it answers want (a client, or ErrClientNotFound).
-	eventually := func(id string, want cache.Client, wantErr error) {
-		t.Helper()
-		deadline := time.Now().Add(time.Second)
-		for {
-			got, err := b.Lookup(ctx, "", id)
-			if errors.Is(err, wantErr) && got == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("other store: Lookup(%q) = %+v, %v after 1s; want %+v, %v", id, got, err, want, wantErr)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
 	for i := range 20 {
 		c := cache.Client{ID: "shared", Type: cache.TypeAPNS, Token: "tok-1"}
 		if i%2 == 1 {
@@ -133,30 +114,25 @@ func TestRedisOtherStoreSeesChanges(t *testing.T) {
 		if err := a.Register(ctx, "", c); err != nil {
 			t.Fatalf("Register: %v", err)
 		}
-		eventually("shared", c, nil) // also fills b's cache
+		eventually(t, b, "shared", c, nil, time.Second) // also fills b's cache
 		// Moving the token away through a must retire "shared" in b's cache.
 		thief := cache.Client{ID: "thief", Type: cache.TypeNoop, Token: c.Token}
 		if err := a.Register(ctx, "", thief); err != nil {
 			t.Fatalf("Register: %v", err)
 		}
-		eventually("shared", cache.Client{}, cache.ErrClientNotFound)
-		eventually("thief", thief, nil)
+		eventually(t, b, "shared", cache.Client{}, cache.ErrClientNotFound, time.Second)
+		eventually(t, b, "thief", thief, nil, time.Second)
 		if err := a.Unregister(ctx, "", "thief", false); err != nil {
 			t.Fatalf("Unregister: %v", err)
 		}
-		eventually("thief", cache.Client{}, cache.ErrClientNotFound)
+		eventually(t, b, "thief", cache.Client{}, cache.ErrClientNotFound, time.Second)
 	}
 }
 
 // TestRedisDeadPortIsUnavailable: nothing listens, so connecting fails fast
 // with ErrUnavailable.
 func TestRedisDeadPortIsUnavailable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(testkit.FreePort(t)))
 	start := time.Now()
 	s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, Timeout: 500 * time.Millisecond})
 	if err == nil {
@@ -174,22 +150,9 @@ func TestRedisDeadPortIsUnavailable(t *testing.T) {
 // TestRedisSilentServerIsUnavailable: a server that accepts connections but
 // never answers must not hang NewRedis.
 func TestRedisSilentServerIsUnavailable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { c.Close() })
-		}
-	}()
+	addr := testkit.SilentServer(t)
 	start := time.Now()
-	s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + l.Addr().String(), Timeout: 300 * time.Millisecond})
+	s, err := cache.NewRedis(cache.RedisConfig{URL: "redis://" + addr, Timeout: 300 * time.Millisecond})
 	if err == nil {
 		s.Close()
 		t.Fatal("NewRedis on a silent server succeeded")
@@ -322,16 +285,11 @@ func TestRedisHungServerFailsSendCalls(t *testing.T) {
 	}
 	srv.Thaw()
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := s.Reserve(ctx, "", cached.ID, "after-the-hang", time.Minute)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Reserve 5s after the server resumed: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testkit.Poll(5*time.Second, func() bool {
+		_, err = s.Reserve(ctx, "", cached.ID, "after-the-hang", time.Minute)
+		return err == nil
+	}) {
+		t.Fatalf("Reserve 5s after the server resumed: %v", err)
 	}
 	if got, err := s.Lookup(ctx, "", cached.ID); err != nil || got.Token != cached.Token {
 		t.Fatalf("Lookup after the hang = %+v, %v; want the registered client", got, err)

@@ -13,6 +13,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // apnsSetup is an APNs mock and a Dispatcher whose "apns" sends to it.
@@ -305,7 +306,7 @@ func TestAPNsOversize(t *testing.T) {
 }
 
 func TestAPNsUntrustedKeyIsLoggedOncePerMinute(t *testing.T) {
-	var logs logBuffer
+	var logs testkit.SyncBuffer
 	a := newTokenAPNs(t, true, func(c *Config) {
 		// The mock trusts another key under our key id.
 		other := newAPNsKey(t)

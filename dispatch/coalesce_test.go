@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // gatedConn is the socket under a coalescingConn in these tests: a real
@@ -150,30 +151,24 @@ func TestCoalescingConnGathersWritesWhileTheSocketIsBusy(t *testing.T) {
 	wg.Wait() // every Write returned while the socket was still busy
 	close(g.gate)
 
-	deadline := time.Now().Add(5 * time.Second)
 	want := len("first;") + writers*each*len("w00-0;")
-	for {
-		if n, all := g.written(); len(all) == want {
-			if n != 2 {
-				t.Errorf("%d writes reached the socket; want 2 (the first, then all %d gathered)", n, writers*each)
+	var n int
+	var all []byte
+	if !testkit.Poll(5*time.Second, func() bool { n, all = g.written(); return len(all) == want }) {
+		t.Fatalf("after 5 s the socket got %d of %d bytes", len(all), want)
+	}
+	if n != 2 {
+		t.Errorf("%d writes reached the socket; want 2 (the first, then all %d gathered)", n, writers*each)
+	}
+	for w := range writers {
+		prev := -1
+		for i := range each {
+			at := bytes.Index(all, fmt.Appendf(nil, "w%02d-%d;", w, i))
+			if at < 0 || at < prev {
+				t.Fatalf("writer %d's write %d is missing or out of order in %q", w, i, all)
 			}
-			for w := range writers {
-				prev := -1
-				for i := range each {
-					at := bytes.Index(all, fmt.Appendf(nil, "w%02d-%d;", w, i))
-					if at < 0 || at < prev {
-						t.Fatalf("writer %d's write %d is missing or out of order in %q", w, i, all)
-					}
-					prev = at
-				}
-			}
-			return
+			prev = at
 		}
-		if time.Now().After(deadline) {
-			_, all := g.written()
-			t.Fatalf("after 5 s the socket got %d of %d bytes", len(all), want)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -208,16 +203,9 @@ func TestCoalescingConnBoundsWhatWaits(t *testing.T) {
 	close(g.gate)
 	<-returned
 	want := append([]byte("ac"), big...)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, all := g.written()
-		if bytes.Equal(all, want) {
-			return
-		}
-		if len(all) >= len(want) || time.Now().After(deadline) {
-			t.Fatalf("socket got %d bytes starting %q; want %d starting %q", len(all), all[:min(len(all), 3)], len(want), want[:3])
-		}
-		time.Sleep(time.Millisecond)
+	var all []byte
+	if !testkit.Poll(5*time.Second, func() bool { _, all = g.written(); return len(all) >= len(want) }) || !bytes.Equal(all, want) {
+		t.Fatalf("socket got %d bytes starting %q; want %d starting %q", len(all), all[:min(len(all), 3)], len(want), want[:3])
 	}
 }
 
@@ -238,16 +226,9 @@ func TestCoalescingConnFailsLoudly(t *testing.T) {
 	if _, err := c.Write([]byte("lost")); err != nil {
 		t.Fatalf("first Write = %v; want nil (queued)", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := c.Write([]byte("next"))
-		if errors.Is(err, broken) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Write still returns %v 5 s after the socket failed; want %v", err, broken)
-		}
-		time.Sleep(time.Millisecond)
+	var err error
+	if !testkit.Poll(5*time.Second, func() bool { _, err = c.Write([]byte("next")); return errors.Is(err, broken) }) {
+		t.Fatalf("Write still returns %v 5 s after the socket failed; want %v", err, broken)
 	}
 	got, err := io.ReadAll(c)
 	if string(got) != "goaway" {
@@ -368,10 +349,7 @@ func TestDialH2TLSRefusesAServerThatDoesNotSpeakHTTP2(t *testing.T) {
 	if !strings.Contains(err.Error(), "HTTP/2") {
 		t.Errorf("error %q does not say the server refused HTTP/2", err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Poll(5*time.Second, func() bool { return runtime.NumGoroutine() <= before })
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines after the refused dial, %d before: the flusher was left running", n, before)
 	}

@@ -20,6 +20,7 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // pkcs8PEM is key as a PKCS#8 PEM block.
@@ -195,36 +196,13 @@ func TestCheckFCMCredentials(t *testing.T) {
 
 func TestCheckFCMCredentialsHonoursDeadline(t *testing.T) {
 	// A token endpoint that accepts connections and never answers.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn // the accept loop's until done is closed
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns = append(conns, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	hanging := "http://" + ln.Addr().String() + "/token"
+	hanging := "http://" + testkit.SilentServer(t) + "/token"
 	sa := withField(t, dispatchtest.StartFCM(t).ServiceAccountJSON(testProject), "token_uri", hanging)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = CheckFCMCredentials(ctx, sa, nil, mustTokenURIs(t, hanging))
+	_, err := CheckFCMCredentials(ctx, sa, nil, mustTokenURIs(t, hanging))
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("CheckFCMCredentials took %v with a 300ms deadline", took)
 	}

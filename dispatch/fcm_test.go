@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 const fcmToken = "fcm-token_1:APA91bH"
@@ -198,7 +199,7 @@ func TestFCMOversize(t *testing.T) {
 }
 
 func TestFCMUntrustedServiceAccount(t *testing.T) {
-	var logs logBuffer
+	var logs testkit.SyncBuffer
 	f := newFCM(t, func(c *Config, m *dispatchtest.FCM) {
 		// A key the mock never issued, pointed at the mock's token endpoint.
 		other := dispatchtest.StartFCM(t).ServiceAccountJSON(testProject)

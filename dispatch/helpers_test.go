@@ -1,14 +1,12 @@
 package dispatch
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
 	"math/big"
@@ -17,6 +15,8 @@ import (
 	"time"
 
 	"software.sslmate.com/src/go-pkcs12"
+
+	"push-server/internal/testkit"
 )
 
 // Test identities. Device tokens are hex, as APNs requires.
@@ -36,15 +36,8 @@ type apnsKey struct {
 
 func newAPNsKey(t testing.TB) apnsKey {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return apnsKey{key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})}
+	key, p8 := testkit.NewP8(t)
+	return apnsKey{key, p8}
 }
 
 // clientCert is a throwaway self-signed client certificate and its .p12.
@@ -115,24 +108,6 @@ func (d *delays) get() []delayCall {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return append([]delayCall(nil), d.calls...)
-}
-
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 var discardLogger = slog.New(slog.NewTextHandler(io.Discard, nil))

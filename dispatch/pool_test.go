@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // fakeClock is a settable clock for the Pool's LRU and idle decisions.
@@ -210,17 +211,6 @@ func serveCounted(t *testing.T, h http.Handler) *connCounter {
 	return c
 }
 
-// eventually polls cond for up to 3 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(3 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestPoolVersionChangeClosesOld(t *testing.T) {
 	mock, err := dispatchtest.NewAPNs(dispatchtest.APNsOptions{})
 	if err != nil {
@@ -250,7 +240,7 @@ func TestPoolVersionChangeClosesOld(t *testing.T) {
 	if d2 == d1 {
 		t.Fatal("a new version got the old Dispatcher")
 	}
-	eventually(t, "the v1 connection to close", func() bool { return srv.closed.Load() == 1 })
+	testkit.Eventually(t, 3*time.Second, "the v1 connection to close", func() bool { return srv.closed.Load() == 1 })
 	if err := mustSender(t, d2, TypeAPNS).Send(t.Context(), testToken, visible()); err != nil {
 		t.Fatalf("push with v2: %v", err)
 	}
@@ -261,7 +251,7 @@ func TestPoolVersionChangeClosesOld(t *testing.T) {
 		t.Fatal("v2 was rebuilt")
 	}
 	// The second, delayed Close catches a push that was in flight.
-	eventually(t, "the delayed second Close of v1", func() bool { return d1.closes.Load() == 2 })
+	testkit.Eventually(t, 3*time.Second, "the delayed second Close of v1", func() bool { return d1.closes.Load() == 2 })
 	if d2.closes.Load() != 0 {
 		t.Fatal("the current Dispatcher was closed")
 	}
@@ -322,7 +312,7 @@ func TestPoolIdleEviction(t *testing.T) {
 func TestPoolJanitor(t *testing.T) {
 	p := startPool(t, baseConfig(), 10, 50*time.Millisecond, nil)
 	d := mustGet(t, p, "t", 1, newAPNsTenant(t, testTopic, testKeyID, testTeamID).creds)
-	eventually(t, "idle eviction by the janitor", func() bool { return p.Len() == 0 && d.closes.Load() > 0 })
+	testkit.Eventually(t, 3*time.Second, "idle eviction by the janitor", func() bool { return p.Len() == 0 && d.closes.Load() > 0 })
 }
 
 // A tenant deleted and created again starts its versions over: the same
@@ -365,7 +355,7 @@ func TestPoolWatchStale(t *testing.T) {
 		}
 		return id == "gone" && incarnation == 0
 	})
-	eventually(t, "the stale tenant to be closed", func() bool { return p.Len() == 1 && gone.closes.Load() > 0 })
+	testkit.Eventually(t, 3*time.Second, "the stale tenant to be closed", func() bool { return p.Len() == 1 && gone.closes.Load() > 0 })
 	if d, ok := p.Lookup("kept", 0, 1); !ok || d != kept || kept.closes.Load() != 0 {
 		t.Fatal("a tenant the callback did not call stale was touched")
 	}

@@ -13,32 +13,12 @@ import (
 	"golang.org/x/oauth2"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
-
-// closingServer accepts connections and closes them at once, as a provider
-// dropping connections does; it returns its http:// URL.
-func closingServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
 
 // checkNoToken fails when err's text, or what the sender logged, holds the
 // device token.
-func checkNoToken(t *testing.T, what string, err error, logs *logBuffer, token string) {
+func checkNoToken(t *testing.T, what string, err error, logs *testkit.SyncBuffer, token string) {
 	t.Helper()
 	var pe *ProviderError
 	if !errors.As(err, &pe) {
@@ -59,7 +39,7 @@ func checkNoToken(t *testing.T, what string, err error, logs *logBuffer, token s
 // and still classify as before.
 func TestProviderErrorsNeverHoldTheToken(t *testing.T) {
 	t.Run("connection closed", func(t *testing.T) {
-		dead := closingServer(t)
+		dead := testkit.ClosingServer(t)
 		a := newTokenAPNs(t, false, func(c *Config) { c.APNSURL = dead })
 		err := a.s.Send(t.Context(), testToken, visible())
 		checkNoToken(t, "Send to a server that closes connections", err, nil, testToken)
@@ -73,7 +53,7 @@ func TestProviderErrorsNeverHoldTheToken(t *testing.T) {
 		}
 	})
 	t.Run("untrusted server", func(t *testing.T) {
-		var logs logBuffer
+		var logs testkit.SyncBuffer
 		a := newTokenAPNs(t, true, func(c *Config) { c.RootCAs, c.Logger = nil, slogTo(&logs) })
 		err := a.s.Send(t.Context(), testToken, visible())
 		checkNoToken(t, "Send to an untrusted server", err, &logs, testToken)
@@ -105,7 +85,7 @@ func TestTokenEndpointBodyStaysOut(t *testing.T) {
 		_, _ = w.Write(append([]byte("refused: "), body...))
 	}))
 	t.Cleanup(echo.Close)
-	var logs logBuffer
+	var logs testkit.SyncBuffer
 	f := newFCM(t, func(c *Config, m *dispatchtest.FCM) {
 		c.FCMCredentials = []byte(strings.Replace(string(c.FCMCredentials), m.TokenURL(), echo.URL+"/token", 1))
 		c.Logger = slogTo(&logs)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // mustTokenURIs is GoogleTokenURIs plus extra.
@@ -159,7 +160,7 @@ func TestPoolRefusesStoredDisallowedTokenURIWithoutFetching(t *testing.T) {
 	fcm := dispatchtest.StartFCM(t)
 	base := baseConfig()
 	base.APNSURL, base.APNSSandboxURL, base.FCMURL, base.RootCAs = apns.URL(), apns.URL(), fcm.URL(), apns.RootCAs()
-	var logs logBuffer
+	var logs testkit.SyncBuffer
 	base.Logger = slogTo(&logs)
 	// No FCMTokenURIs: the Pool allows Google's endpoints only, so the
 	// mock's token_uri, stored by an older version or allowed before,

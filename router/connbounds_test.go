@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // dialFrom opens a TCP connection to addr from the loopback address src
@@ -157,20 +159,15 @@ func TestConnectionCaps(t *testing.T) {
 		c.Close()
 	}
 	held = held[3:]
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	if !testkit.Poll(3*time.Second, func() bool {
 		again := dialFrom(t, "127.0.0.2", addr)
 		again.SetDeadline(time.Now().Add(3 * time.Second))
 		fmt.Fprint(again, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(again), nil)
+		resp, err = http.ReadResponse(bufio.NewReader(again), nil)
 		again.Close()
-		if err == nil && resp.StatusCode == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("a new connection 3 s after the address's others closed: %v %v", resp, err)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return err == nil && resp.StatusCode == 200
+	}) {
+		t.Fatalf("a new connection 3 s after the address's others closed: %v %v", resp, err)
 	}
 }
 

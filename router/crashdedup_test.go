@@ -12,6 +12,7 @@ import (
 	"push-server/cache/cachetest"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // crashLoad sizes one run of TestDedupSurvivesRedisCrash.
@@ -74,7 +75,7 @@ func crashRun(t *testing.T, load crashLoad) {
 			return s
 		}
 	}
-	key, p8 := newP8(t)
+	key, p8 := testkit.NewP8(t)
 	mock := dispatchtest.StartAPNs(t, true)
 	mock.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
 	// Long enough that a push slowed by the machine (a burst after the

@@ -14,6 +14,7 @@ import (
 
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 const (
@@ -38,7 +39,7 @@ type providerHarness struct {
 
 func newProviderHarness(t *testing.T, edit func(*dispatch.Config)) *providerHarness {
 	t.Helper()
-	key, p8 := newP8(t)
+	key, p8 := testkit.NewP8(t)
 	prod, sandbox := dispatchtest.StartAPNs(t, true), dispatchtest.StartAPNs(t, true)
 	for _, m := range []*dispatchtest.APNs{prod, sandbox} {
 		m.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
@@ -220,7 +221,7 @@ func TestProviderErrorRows(t *testing.T) {
 }
 
 func TestBadCredentialsAreMisconfigured(t *testing.T) {
-	other, otherP8 := newP8(t)
+	other, otherP8 := testkit.NewP8(t)
 	p := newProviderHarness(t, func(c *dispatch.Config) {
 		// A key the mock does not trust: Apple answers 403 InvalidProviderToken.
 		c.APNSPKCS8PEM = otherP8

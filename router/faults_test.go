@@ -15,6 +15,7 @@ import (
 	"push-server/cache/cachetest"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // faultReply is one answer seen under a fault: status, error name and how
@@ -69,7 +70,7 @@ func faultClient(timeout time.Duration) *http.Client {
 // relay retries those), and no acknowledged registration lost.
 func TestRedisKilledMidLoadAndRestarted(t *testing.T) {
 	rs := cachetest.StartRedisServer(t)
-	key, p8 := newP8(t)
+	key, p8 := testkit.NewP8(t)
 	mock := dispatchtest.StartAPNs(t, true)
 	mock.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
 	h := newHarness(t, options{
@@ -304,7 +305,7 @@ const faultAPNsToken = "eeee0000000000000000000000000000000000000000000000000000
 // changes the dispatch config, configure the router's.
 func newFaultAPNsHarness(t *testing.T, edit func(*dispatch.Config), configure func(*Config)) (*harness, *dispatchtest.APNs) {
 	t.Helper()
-	key, p8 := newP8(t)
+	key, p8 := testkit.NewP8(t)
 	mock := dispatchtest.StartAPNs(t, true)
 	mock.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
 	cfg := dispatch.Config{

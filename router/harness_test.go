@@ -2,13 +2,9 @@ package router
 
 import (
 	"context"
-	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -228,19 +224,4 @@ func (r reply) expectError(t *testing.T, status int, name string, fields ...stri
 	if len(r.env.Errors) == 0 && len(r.env.Fields) == 0 {
 		t.Fatalf("envelope has neither errors nor fields: %s", r.body)
 	}
-}
-
-// newP8 makes a throwaway APNs token-auth key: the P-256 key and its .p8
-// (PKCS#8 PEM), as Apple hands them out.
-func newP8(t *testing.T) (*ecdsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }

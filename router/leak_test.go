@@ -16,6 +16,7 @@ import (
 	"push-server/cache"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 	"push-server/verify"
 )
 
@@ -53,27 +54,6 @@ func (c *steppingClock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// closingServer accepts connections and closes them at once: a provider
-// that drops connections. It returns its http:// URL.
-func closingServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
-
 // raw writes req on a connection of its own and returns what the server
 // answered before it closed the connection.
 func (h *harness) raw(req string) string {
@@ -99,15 +79,15 @@ func (h *harness) raw(req string) string {
 // debug), every answer and /metrics for the device tokens, the JWT and the
 // signature.
 func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
-	key, p8 := newP8(t)
+	key, p8 := testkit.NewP8(t)
 	sandbox := dispatchtest.StartAPNs(t, true)
 	sandbox.TrustKey(apnsKeyID, apnsTeamID, &key.PublicKey)
 	untrusted := dispatchtest.StartAPNs(t, true) // its certificate is in no pool of ours
 	fcm := dispatchtest.StartFCM(t)
-	dead := closingServer(t)
+	dead := testkit.ClosingServer(t)
 	noDelay := func(int, time.Duration) time.Duration { return 0 }
 
 	const (
@@ -219,7 +199,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	if r := do("POST", "/tenants", `{"id":"acme"}`, tenantAuth); r.status != 200 {
 		t.Fatalf("create tenant: %d %s", r.status, r.body)
 	}
-	_, tenantP8 := newP8(t)
+	_, tenantP8 := testkit.NewP8(t)
 	for path, parts := range map[string]map[string]string{
 		"/apns":   {"apns_topic": "com.example.acme", "apns_pkcs8_pem": "@" + string(tenantP8), "apns_key_id": "KEY1234567", "apns_team_id": "TEAM123456"},
 		"/fcm_v1": {"credentials": "@" + string(fcm.ServiceAccountJSON("tenant-project"))},
@@ -258,7 +238,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 	do("POST", "/clients/prod", `{"topic":`, map[string]string{"X-Ed25519-Timestamp": "1", "X-Ed25519-Signature": sig})
 	do("POST", "/clients/prod", sigBody+" ", map[string]string{"X-Ed25519-Timestamp": fmt.Sprint(time.Now().Unix()), "X-Ed25519-Signature": sig})
 	// fasthttp logs a refused request after its answer is written.
-	eventually(t, 5*time.Second, "fasthttp logs the malformed requests", func() bool { return fl.printfCalls() >= len(malformed) })
+	testkit.Eventually(t, 5*time.Second, "fasthttp logs the malformed requests", func() bool { return fl.printfCalls() >= len(malformed) })
 
 	metrics := do("GET", "/metrics", "", nil)
 	logText := logs.String()
@@ -288,7 +268,7 @@ func TestTokensAndCredentialsStayOutOfLogsAndAnswers(t *testing.T) {
 // requests writes one line per second, and the next line says how many
 // were left out.
 func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	h := newHarness(t, options{configure: func(c *Config) { c.Logger = logger }})
 	fl := h.srv.http.Logger.(*fasthttpLog)
@@ -305,7 +285,7 @@ func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
 			t.Fatalf("garbage got %q; want 400", a)
 		}
 	}
-	eventually(t, 5*time.Second, "fasthttp logs the flood", func() bool { return fl.printfCalls() == flood })
+	testkit.Eventually(t, 5*time.Second, "fasthttp logs the flood", func() bool { return fl.printfCalls() == flood })
 	lines := func() []string {
 		var out []string
 		for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -321,7 +301,7 @@ func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
 
 	clock.advance(time.Second)
 	h.raw("GARBAGE again\r\n\r\n")
-	eventually(t, 5*time.Second, "fasthttp logs the next one", func() bool { return fl.printfCalls() == flood+1 })
+	testkit.Eventually(t, 5*time.Second, "fasthttp logs the next one", func() bool { return fl.printfCalls() == flood+1 })
 	got := lines()
 	if len(got) != 2 || !strings.Contains(got[1], fmt.Sprintf(`"withheld":%d`, flood-1)) {
 		t.Fatalf("a second later: %d lines; want 2, the second with withheld %d:\n%s", len(got), flood-1, strings.Join(got, "\n"))
@@ -331,7 +311,7 @@ func TestMalformedRequestsAreLoggedOncePerSecond(t *testing.T) {
 	for i := range flood {
 		h.raw(fmt.Sprintf("GARBAGE %d\r\n\r\n", i))
 	}
-	eventually(t, 5*time.Second, "fasthttp logs the second flood", func() bool { return fl.printfCalls() == 2*flood+1 })
+	testkit.Eventually(t, 5*time.Second, "fasthttp logs the second flood", func() bool { return fl.printfCalls() == 2*flood+1 })
 	fl.mu.Lock()
 	due := flush
 	fl.mu.Unlock()

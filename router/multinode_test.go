@@ -7,17 +7,8 @@ import (
 
 	"push-server/cache"
 	"push-server/cache/cachetest"
+	"push-server/internal/testkit"
 )
-
-// eventually retries f until it holds or the time is up.
-func eventually(t *testing.T, within time.Duration, what string, f func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !f(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-	}
-}
 
 // Two gateways on one machine as two regions: A on the primary, B reading
 // from its local replica. Register through A, send through B; kill the
@@ -58,10 +49,10 @@ func TestTwoRegionsPrimaryAndReplica(t *testing.T) {
 	a.do("POST", "/clients", `{"client_id":"new","type":"noop","token":"tok-new"}`, nil).expectError(t, 503, "store_unavailable")
 
 	primary.Restart()
-	eventually(t, 10*time.Second, "registration after the primary came back", func() bool {
+	testkit.Eventually(t, 10*time.Second, "registration after the primary came back", func() bool {
 		return a.do("POST", "/clients", `{"client_id":"new","type":"noop","token":"tok-new"}`, nil).status == 200
 	})
-	eventually(t, 10*time.Second, "the new client visible through B", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the new client visible through B", func() bool {
 		return b.send("new", body("after")).status == 202
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"push-server/cache"
+	"push-server/internal/testkit"
 )
 
 // panickingStore panics on Lookup, as a bug in a handler would.
@@ -22,7 +23,7 @@ func (panickingStore) Lookup(context.Context, string, string) (cache.Client, err
 // holds the client id: here an encoded "/" put part of it where a path
 // prefix would be).
 func TestPanicLogsRouteAndStackNotPath(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	h := newHarness(t, options{
 		configure: func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(logs, nil)) },
 		deps:      func(d *Deps) { d.Store = panickingStore{d.Store} },

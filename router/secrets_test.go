@@ -10,33 +10,15 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"push-server/cache"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 	"push-server/verify"
 )
-
-// syncBuffer is a log sink several goroutines write to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // secretForms returns distinctive pieces of secret, as an operator's log
 // search would find them: the text itself when short, else a slice from its
@@ -80,7 +62,7 @@ func pemForms(t *testing.T, p []byte) []string {
 // body or header, or /metrics. It also checks that /metrics stays off the
 // API's port when it has a port of its own.
 func TestSecretsNeverLeak(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	// The mocks trust nothing of ours, so every push fails on credentials.
@@ -89,13 +71,13 @@ func TestSecretsNeverLeak(t *testing.T) {
 	fcm := dispatchtest.StartFCM(t)
 	other := dispatchtest.StartFCM(t)
 
-	_, envP8 := newP8(t)
+	_, envP8 := testkit.NewP8(t)
 	untrustedSA := bytes.Replace(other.ServiceAccountJSON("secret-project"), []byte(other.TokenURL()), []byte(fcm.TokenURL()), 1)
 	vaultKey := []byte("vault-key-0123456789-abcdefghijk")
 	jwtSecret := []byte("tenant-jwt-secret-Zq8#kLm2$vN5pR7wXy")
 	p12Password := "p12-Password-Hq4!unique"
 	p12 := selfSignedP12(t, p12Password)
-	_, tenantP8 := newP8(t)
+	_, tenantP8 := testkit.NewP8(t)
 	tenantSA := fcm.ServiceAccountJSON("tenant-project")
 
 	var secrets []string
@@ -268,6 +250,6 @@ func TestMetricsOffTheAPIPort(t *testing.T) {
 
 // mustP8Key is a throwaway P-256 key the APNs mock trusts in place of ours.
 func mustP8Key(t *testing.T) *ecdsa.PrivateKey {
-	k, _ := newP8(t)
+	k, _ := testkit.NewP8(t)
 	return k
 }

@@ -10,6 +10,7 @@ import (
 
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 )
 
 // tenantView reads GET /tenants/{id}'s suspensions.
@@ -39,7 +40,7 @@ func TestSandboxRefusalSuspendsOnlySandbox(t *testing.T) {
 	prod, sandbox, fcm := dispatchtest.StartAPNs(t, true), dispatchtest.StartAPNs(t, true), dispatchtest.StartFCM(t)
 	allowed := mustTokenURIs(t, fcm)
 	h := newTenantHarnessHosts(t, redisStore, prod, sandbox, fcm, allowed)
-	other, _ := newP8(t)
+	other, _ := testkit.NewP8(t)
 	sandbox.TrustKey("SANDBOXKEY", "TEAM123456", &other.PublicKey) // the sandbox checks tokens, and knows not ours
 	h.createTenant("split")
 	h.setAPNS("split", "com.example.split", "KEYPROD001", true) // trusted by production only
@@ -65,7 +66,7 @@ func TestSandboxRefusalSuspendsOnlySandbox(t *testing.T) {
 
 	// The other way round: production refuses, the sandbox keeps going.
 	h.createTenant("prodoff")
-	k, p8 := newP8(t)
+	k, p8 := testkit.NewP8(t)
 	sandbox.TrustKey("KEYSANDBOX", "TEAM123456", &k.PublicKey)
 	if r := h.upload("prodoff", "/apns", map[string]string{"apns_topic": "com.example.p", "apns_pkcs8_pem": "@" + string(p8), "apns_key_id": "KEYSANDBOX", "apns_team_id": "TEAM123456"}); r.status != 200 {
 		t.Fatalf("upload: %d %s", r.status, r.body)
@@ -317,7 +318,7 @@ func TestDeletedTenantsClientsCloseOnAnIdleInstance(t *testing.T) {
 	if r := a.do("DELETE", "/tenants/gone", "", bearer("gone", time.Hour)); r.status != 200 {
 		t.Fatalf("DELETE: %d %s", r.status, r.body)
 	}
-	eventually(t, 2*time.Second, "instance b to close the deleted tenant's clients", func() bool { return b.pool.Len() == 1 })
+	testkit.Eventually(t, 2*time.Second, "instance b to close the deleted tenant's clients", func() bool { return b.pool.Len() == 1 })
 	// The tenant that still exists keeps its clients and pushes.
 	time.Sleep(100 * time.Millisecond) // several sweeps
 	if n := b.pool.Len(); n != 1 {

@@ -20,6 +20,7 @@ import (
 	"push-server/cache/cachetest"
 	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
+	"push-server/internal/testkit"
 	"push-server/verify"
 )
 
@@ -135,7 +136,7 @@ func (h *tenantHarness) createTenant(id string) {
 
 // apnsKey makes a .p8 and has the mock trust it under keyID.
 func (h *tenantHarness) apnsKey(keyID string, trusted bool) string {
-	k, p8 := newP8(h.t)
+	k, p8 := testkit.NewP8(h.t)
 	if trusted {
 		h.apns.TrustKey(keyID, "TEAM123456", &k.PublicKey)
 	}
@@ -356,13 +357,7 @@ func TestSuspensionPerProvider(t *testing.T) {
 	send("droid", "m3").expectOK(t, 202) // FCM is not affected
 
 	h.setAPNS("susp", "com.example.susp", "KEYSUSP002", true)
-	deadline := time.Now().Add(2 * time.Second)
-	for send("ios", "m1").status != 202 {
-		if time.Now().After(deadline) {
-			t.Fatal("new credentials did not lift the suspension")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testkit.Eventually(t, 2*time.Second, "new credentials to lift the suspension", func() bool { return send("ios", "m1").status == 202 })
 }
 
 // sharedRedis starts a Redis and returns an opener whose stores all use

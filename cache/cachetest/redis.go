@@ -3,11 +3,10 @@ package cachetest
 import (
 	"bufio"
 	"net"
-	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"push-server/internal/testkit"
 )
 
 // StartRedis starts a private redis-server on a free 127.0.0.1 port, with no
@@ -18,70 +17,23 @@ import (
 // redis-server on PATH outside `make test`, t is skipped (see redisBin).
 func StartRedis(t testing.TB, args ...string) (addr string) {
 	t.Helper()
-	bin := redisBin(t, "redis-server")
-	// The free port is found by binding and releasing it, so another process
-	// may grab it in between: then the server fails to start and we retry.
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("cannot find a free port: %v", err)
-		}
-		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		cmdArgs := append([]string{
-			"--port", strconv.Itoa(port),
-			"--bind", "127.0.0.1",
-			"--save", "",
-			"--appendonly", "no",
-			"--dir", t.TempDir(),
-		}, args...)
-		cmd := exec.Command(bin, cmdArgs...)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("cannot start %s: %v", bin, err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if waitForPong(addr, exited, 5*time.Second) {
-			t.Cleanup(stop)
-			return addr
-		}
-		stop()
-		t.Logf("redis-server on %s did not come up (attempt %d): %s", addr, attempt+1, out.String())
-	}
-	t.Fatalf("cannot start redis-server after 3 attempts")
-	return ""
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return startOnFreePort(t, append([]string{"--appendonly", "no"}, args...)).Addr
 }
 
 // waitForPong polls addr with PING until it answers +PONG, the process exits,
 // or the time runs out.
 func waitForPong(addr string, exited <-chan struct{}, within time.Duration) bool {
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
+	up := false
+	testkit.Poll(within, func() bool {
 		select {
 		case <-exited:
-			return false
+			return true
 		default:
 		}
-		if ping(addr) {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
+		up = ping(addr)
+		return up
+	})
+	return up
 }
 
 func ping(addr string) bool {
@@ -111,10 +63,7 @@ func ShutdownRedis(t testing.TB, addr string) {
 	_, _ = c.Write([]byte("SHUTDOWN NOSAVE\r\n"))
 	_, _ = bufio.NewReader(c).ReadString('\n') // the server closes the connection
 	c.Close()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if !ping(addr) {
-			return
-		}
+	if !testkit.Poll(5*time.Second, func() bool { return !ping(addr) }) {
+		t.Fatalf("redis-server on %s still answers after SHUTDOWN", addr)
 	}
-	t.Fatalf("redis-server on %s still answers after SHUTDOWN", addr)
 }

@@ -40,33 +40,39 @@ type RedisServer struct {
 // args are appended to the command line. It is killed in t.Cleanup.
 func StartRedisServer(t testing.TB, args ...string) *RedisServer {
 	t.Helper()
+	return startOnFreePort(t, append([]string{
+		"--appendonly", "yes",
+		"--appendfsync", "always",
+		// A diskless full sync waits 5s for more replicas to join, and then
+		// streams writes only after the replica's first ACK, up to a second
+		// later; a sync through a file starts streaming as soon as the file
+		// is sent.
+		"--repl-diskless-sync", "no",
+	}, args...))
+}
+
+// startOnFreePort is how both StartRedis and StartRedisServer start a
+// server: on a free port, bound to 127.0.0.1, with no snapshots and its
+// directory in a t.TempDir(), args appended; killed in t.Cleanup.
+func startOnFreePort(t testing.TB, args []string) *RedisServer {
+	t.Helper()
 	bin := redisBin(t, "redis-server")
+	// The free port is found by binding and releasing it, so another process
+	// may take it before the server binds it: then the server exits and
+	// another port is tried.
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatalf("cannot find a free port: %v", err)
-		}
-		dir := t.TempDir()
+		port := strconv.Itoa(testkit.FreePort(t))
 		s := &RedisServer{
-			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+			Addr: net.JoinHostPort("127.0.0.1", port),
 			t:    t,
 			bin:  bin,
 			args: append([]string{
-				"--port", strconv.Itoa(port),
+				"--port", port,
 				"--bind", "127.0.0.1",
 				"--save", "",
-				"--appendonly", "yes",
-				"--appendfsync", "always",
-				// A diskless full sync waits 5s for more replicas to join,
-				// and then streams writes only after the replica's first
-				// ACK, up to a second later; a sync through a file starts
-				// streaming as soon as the file is sent.
-				"--repl-diskless-sync", "no",
-				"--dir", dir,
+				"--dir", t.TempDir(),
 			}, args...),
 		}
-		// The free port may be taken by someone else before the server binds
-		// it: then it exits and another port is tried.
 		out, ok := s.start()
 		if ok {
 			t.Cleanup(s.Stop)
@@ -96,7 +102,7 @@ func redisBin(t testing.TB, name string) string {
 // process's output.
 func (s *RedisServer) start() (output string, ok bool) {
 	cmd := exec.Command(s.bin, s.args...)
-	out := &syncBuilder{}
+	out := &testkit.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("cannot start %s: %v", s.bin, err)
@@ -191,13 +197,13 @@ func StartReplicaServer(t testing.TB, primaryAddr string) *RedisServer {
 func WaitReplicaSynced(t testing.TB, addr string) {
 	t.Helper()
 	var info string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	if !testkit.Poll(10*time.Second, func() bool {
 		var err error
-		if info, err = command(addr, "INFO", "replication"); err == nil && strings.Contains(info, "master_link_status:up") {
-			return
-		}
+		info, err = command(addr, "INFO", "replication")
+		return err == nil && strings.Contains(info, "master_link_status:up")
+	}) {
+		t.Fatalf("replica on %s has not synced after 10s: %s", addr, info)
 	}
-	t.Fatalf("replica on %s has not synced after 10s: %s", addr, info)
 }
 
 // StartCluster starts a three-master Redis Cluster (no replicas) of private
@@ -228,19 +234,16 @@ func StartCluster(t testing.TB) (addrs []string) {
 	// it a little later.
 	for _, addr := range addrs {
 		var info string
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if !testkit.Poll(10*time.Second, func() bool {
 			var err error
 			// ok alone can come before a node has met every other node;
 			// then it would redirect to a master it cannot name.
 			info, err = command(addr, "CLUSTER", "INFO")
-			if err == nil && strings.Contains(info, "cluster_state:ok") &&
+			return err == nil && strings.Contains(info, "cluster_state:ok") &&
 				strings.Contains(info, "cluster_slots_ok:16384") &&
-				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(nodes)) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster node %s not ok after 10s: %s", addr, info)
-			}
+				strings.Contains(info, "cluster_known_nodes:"+strconv.Itoa(nodes))
+		}) {
+			t.Fatalf("cluster node %s not ok after 10s: %s", addr, info)
 		}
 	}
 	return addrs
@@ -303,23 +306,4 @@ func command(addr string, args ...string) (string, error) {
 	default:
 		return "", fmt.Errorf("unsupported reply type %q", line)
 	}
-}
-
-// syncBuilder collects a process's output; exec writes it from its own
-// goroutines while a failing test may read it.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -24,6 +24,8 @@ import (
 	"github.com/sideshow/apns2"
 	"github.com/sideshow/apns2/token"
 	"golang.org/x/net/http2"
+
+	"push-server/internal/testkit"
 )
 
 // BenchmarkMockCPU measures what the mock costs per push as `make loadtest`
@@ -167,25 +169,20 @@ func pushN(b *testing.B, c *apns2.Client, n int) {
 // waitEnv waits for the mock's -env file (written whole, by rename, once it
 // listens) and returns its assignments.
 func waitEnv(b *testing.B, path string) map[string]string {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		f, err := os.Open(path)
-		if err == nil {
-			defer f.Close()
-			env := make(map[string]string)
-			sc := bufio.NewScanner(f)
-			for sc.Scan() {
-				if k, v, ok := strings.Cut(sc.Text(), "="); ok {
-					env[k] = v
-				}
-			}
-			return env
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("mock wrote no %s: %v", path, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var f *os.File
+	var err error
+	if !testkit.Poll(10*time.Second, func() bool { f, err = os.Open(path); return err == nil }) {
+		b.Fatalf("mock wrote no %s: %v", path, err)
 	}
+	defer f.Close()
+	env := make(map[string]string)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			env[k] = v
+		}
+	}
+	return env
 }
 
 // envClient builds the apns2 client push-server would from the mock's -env
