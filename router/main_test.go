@@ -32,4 +32,7 @@ var libraryGoroutines = []string{
 	// later. A server left running is still caught: by its Serve
 	// goroutine, blocked in Accept.
 	"github.com/valyala/fasthttp.(*workerPool).Start.func2",
+	// The runtime's signal loop, which lives from the first signal.Notify
+	// on: go test's fuzzing engine calls it (make fuzz).
+	"os/signal.loop",
 }
