@@ -1,8 +1,8 @@
 package verify
 
 // This file is the relay signature check: the cofactored Ed25519 equation,
-// for one signature and for a batch, and the batcher that lets concurrent
-// callers of Relay.Verify share one batch.
+// for one signature and for a batch, what happens when a batch fails, and
+// the batcher that lets concurrent callers of Relay.Verify share batches.
 //
 // It uses github.com/oasisprotocol/curve25519-voi, the package's one
 // dependency outside the standard library, because crypto/ed25519 exposes no
@@ -11,8 +11,9 @@ package verify
 // voi provides point decoding, fixed-base tables and precomputed ("expanded")
 // points for any point, scalar arithmetic mod the group order, and a
 // variable-time multi-scalar multiplication that runs on AVX2 where the CPU
-// has it. What is built here from those primitives is small: the two
-// equations below and the batcher.
+// has it. What is built here from those primitives is small: the equations
+// below, the search for the bad signatures of a failed batch, and the
+// batcher.
 //
 // The batch equation is one call to voi's ExpandedMultiscalarMulVartime,
 // which allocates its per-call tables (3 allocations, about 1.5 KiB per
@@ -20,9 +21,11 @@ package verify
 // public point API was measured against it: at 16 signatures the multi-scalar
 // part cost 7.3 µs per signature against voi's 4.2, and the whole send path
 // ran 10 % faster with voi's (BENCHMARKS.md, session 3). So Verify allocates
-// nothing per request, and a batch of 4 or more allocates 3 times, whatever
-// its size (with Go 1.25+, which keeps voi's small fixed-size slice of the
-// two static tables on the stack).
+// nothing per request, and a batch of 4 or more allocates 3 times per
+// multi-scalar call, whatever its size (with Go 1.25+, which keeps voi's
+// small fixed-size slice of the two static tables on the stack): once for a
+// batch that verifies, twice for one that fails and is resolved by the
+// search below.
 
 import (
 	"crypto/rand"
@@ -35,7 +38,7 @@ import (
 )
 
 // maxBatch bounds a batch: the batch's leader verifies for everyone in it, so
-// this bounds the leader's wait, the scratch memory (about 15 KiB per Relay)
+// this bounds the leader's wait, the scratch memory (about 17 KiB per leader)
 // and voi's tables (about 1.5 KiB a signature, per batch). Past 64 the
 // per-signature saving has mostly been had.
 const maxBatch = 64
@@ -48,6 +51,10 @@ const maxBatch = 64
 // batched against 42 µs alone, 4 cost 53 against 57.
 const minBatch = 4
 
+// maxLeaders bounds the batches checked at once, whatever GOMAXPROCS says: each
+// leader holds a batchScratch (about 17 KiB), so 64 of them are about 1 MiB.
+const maxLeaders = 64
+
 // pending is one request's signature, decoded and hashed, on its way through
 // the batcher. It comes from pendingPool and holds nothing of the request's
 // buffers.
@@ -57,6 +64,8 @@ type pending struct {
 	k    scalar.Scalar      // SHA-512(R || A || message) mod L
 	ok   bool               // the result, written by the batch's leader
 	lead bool               // set when this request must lead the next batch
+	// scratch is the leader's scratch, handed over with lead.
+	scratch *batchScratch
 	// done wakes the waiting caller, once with its result or once to make it
 	// the leader. It is buffered so that the leader never blocks on it.
 	done chan struct{}
@@ -105,43 +114,88 @@ func (r *Relay) prepare(p *pending, sig *[64]byte, timestamp, body []byte) bool 
 // verifyOne checks one prepared signature with the cofactored equation
 // [8]([S]B - [k]A - R) = 0, using the fixed-base tables of B and of -A.
 func (r *Relay) verifyOne(p *pending) bool {
-	var sB, kNegA curve.EdwardsPoint
-	sB.MulBasepoint(curve.ED25519_BASEPOINT_TABLE, &p.S)
-	kNegA.MulBasepoint(r.negA, &p.k)
-	sB.Add(&sB, &kNegA)
-	sB.Sub(&sB, &p.R)
-	return sB.IsSmallOrder() // multiplies by 8 and compares with the identity
+	r.counted(singleEquation, 1)
+	var e curve.EdwardsPoint
+	r.errorPoint(&e, &p.S, &p.k, &p.R)
+	return e.IsSmallOrder() // multiplies by 8 and compares with the identity
 }
 
-// batcher groups the Verify calls that wait at the same moment into batches.
+// errorPoint sets out to [s]B + [k](-A) - R. For one signature this is the
+// signature's error: a small-order point exactly when the signature
+// verifies. For sums of S, k and R over a group of signatures it is the sum
+// of their errors, which is what groupError uses.
+func (r *Relay) errorPoint(out *curve.EdwardsPoint, s, k *scalar.Scalar, R *curve.EdwardsPoint) {
+	var kNegA curve.EdwardsPoint
+	out.MulBasepoint(curve.ED25519_BASEPOINT_TABLE, s)
+	kNegA.MulBasepoint(r.negA, k)
+	out.Add(out, &kNegA)
+	out.Sub(out, R)
+}
+
+// equationKind names the equations check evaluates, for the tests that
+// count them (Relay.onEquation).
+type equationKind int
+
+const (
+	singleEquation equationKind = iota // one signature, verifyOne
+	batchEquation                      // random coefficients, voi's multi-scalar multiplication
+	groupEquation                      // the plain sum of a group's errors, groupError
+)
+
+// counted reports an equation over n signatures to the test hook, if any.
+func (r *Relay) counted(kind equationKind, n int) {
+	if r.onEquation != nil {
+		r.onEquation(kind, n)
+	}
+}
+
+// batcher groups the Verify calls that wait at the same moment into batches,
+// and lets up to one batch per processor be checked at once.
 //
-// There is no collector goroutine. A caller that finds no batch in progress
-// becomes the leader: it yields the processor once (runtime.Gosched), so that
-// callers that are already runnable, on this or any core, can queue behind it,
-// then takes up to maxBatch queued requests, its own first, verifies them and
-// wakes their callers. A caller that finds a leader queues and sleeps. When a
-// leader finishes while requests are still queued, it wakes the oldest of
-// them to lead the next batch. So a lone request is verified at once, by its
-// own goroutine, after one Gosched that returns immediately when nothing else
-// is runnable; and under load the batch fills by itself.
+// There is no collector goroutine. A caller that finds no batch forming (no
+// leader that has yet to take its batch) and a free leader's scratch becomes
+// a leader: it yields the processor once (runtime.Gosched), so that callers
+// that are already runnable, on this or any core, can queue behind it, then
+// takes up to maxBatch-1 queued requests besides its own, verifies them and
+// wakes their callers. A caller that finds a batch forming, or every scratch
+// taken, queues and sleeps. So a lone request is verified at once, by its
+// own goroutine, after one Gosched that returns immediately when nothing
+// else is runnable; under load the batch fills by itself; and as soon as a
+// leader has taken its batch and is busy checking it, the next caller starts
+// the next batch, which another processor can check at the same time. That
+// is what makes verification scale with GOMAXPROCS: with one leader at a
+// time, as before, it stopped at about one core.
+//
+// When a leader finishes, or takes its batch and leaves requests queued, and
+// no batch is forming, it makes the oldest queued request a leader and hands
+// it a scratch. So a queued request always has a leader coming: one forming,
+// or one of the busy ones, which all pass leadership on when they finish.
 //
 // The yield matters with GOMAXPROCS=1: without it the leader would run before
 // the other handlers that the network poller has just made runnable, and
-// every batch would hold one request.
+// every batch would hold one request. The number of leaders is GOMAXPROCS
+// when the Relay is made (at most maxLeaders); with one, this is exactly the
+// single-leader batcher of earlier versions.
+//
+// All callers share one mutex, held for a few appends per request. At 2 cores
+// that is far from a limit (about 10 µs of verification per request against
+// tens of nanoseconds under the lock); docs/scaling.md says where it would be.
 type batcher struct {
 	mu      sync.Mutex
-	leading bool       // a leader exists; then queue[0] is its request or queue is being served
-	queue   []*pending // requests waiting, oldest first
-	batches uint64     // batches served, for tests of the batching itself
-	served  uint64     // requests served in them
+	queue   []*pending      // requests waiting for a leader, oldest first
+	forming int             // leaders that have not yet taken their batch
+	idle    []*batchScratch // the scratch of every leader that may still start
+	batches uint64          // batches served, for tests of the batching itself
+	served  uint64          // requests served in them
 
-	// The rest is the leader's scratch; only the current leader touches it.
-	// Leadership passes under mu and through a channel, which orders one
-	// leader's use before the next one's.
-	scratch *batchScratch
+	// onLead, when set by a test, is called by every leader once it has
+	// taken its batch and before it checks it.
+	onLead func()
 }
 
 // batchScratch is preallocated so that a batch allocates nothing of its own.
+// Only the leader holding it touches it. Leadership passes under mu and
+// through a channel, which orders one leader's use before the next one's.
 type batchScratch struct {
 	items  [maxBatch]*pending
 	random [maxBatch * 16]byte // 128 random bits per z
@@ -151,42 +205,93 @@ type batchScratch struct {
 	// and negR.
 	zs    [maxBatch]*scalar.Scalar
 	negRs [maxBatch]*curve.EdwardsPoint
+	// sum is the last batch equation's value before the multiplication by 8:
+	// sum over the batch of [z_i](S_i B - k_i A - R_i).
+	sum curve.EdwardsPoint
+	// rest holds the requests that the fallback bisects.
+	rest [maxBatch]*pending
 }
 
-func newBatcher() batcher {
-	return batcher{queue: make([]*pending, 0, maxBatch), scratch: new(batchScratch)}
+func newBatcher(leaders int) batcher {
+	idle := make([]*batchScratch, min(max(leaders, 1), maxLeaders))
+	for i := range idle {
+		idle[i] = new(batchScratch)
+	}
+	return batcher{queue: make([]*pending, 0, maxBatch), idle: idle}
 }
 
 // verify returns whether p's signature verifies, blocking until it is known.
 func (b *batcher) verify(r *Relay, p *pending) bool {
 	p.ok, p.lead = false, false
+	var s *batchScratch
 	b.mu.Lock()
-	b.queue = append(b.queue, p)
-	if b.leading {
+	if b.forming == 0 && len(b.idle) > 0 {
+		s = b.takeScratch()
+		b.forming++
+		b.mu.Unlock()
+	} else {
+		b.queue = append(b.queue, p)
 		b.mu.Unlock()
 		<-p.done
 		if !p.lead {
 			return p.ok
 		}
-	} else {
-		b.leading = true
-		b.mu.Unlock()
+		s, p.scratch = p.scratch, nil
 	}
 	runtime.Gosched()
-	b.lead(r, p)
+	b.lead(r, p, s)
 	return p.ok
 }
 
+// takeScratch pops a free scratch; mu must be held and idle non-empty.
+func (b *batcher) takeScratch() *batchScratch {
+	last := len(b.idle) - 1
+	s := b.idle[last]
+	b.idle[last] = nil
+	b.idle = b.idle[:last]
+	return s
+}
+
+// promote makes the oldest queued request a leader, if one is needed and
+// may start: requests wait, no batch is forming (a forming leader will take
+// them) and a scratch is free. mu must be held. The caller wakes the
+// returned request, if any, after releasing mu.
+func (b *batcher) promote() *pending {
+	if len(b.queue) == 0 || b.forming > 0 || len(b.idle) == 0 {
+		return nil
+	}
+	next := b.queue[0] // it waits, so it cannot go back to the pool before we wake it
+	n := copy(b.queue, b.queue[1:])
+	b.queue[n] = nil // keep no pointers to pooled values
+	b.queue = b.queue[:n]
+	next.lead, next.scratch = true, b.takeScratch()
+	b.forming++
+	return next
+}
+
 // lead serves one batch, which starts with self (the leader's own request),
-// and then passes leadership on or gives it up.
-func (b *batcher) lead(r *Relay, self *pending) {
-	s := b.scratch
+// with the scratch s, and then passes leadership on or gives it up.
+func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
 	b.mu.Lock()
-	n := copy(s.items[:], b.queue)
-	rest := copy(b.queue, b.queue[n:])
+	b.forming--
+	s.items[0] = self
+	take := len(b.queue)
+	if len(b.idle) > 0 && take+1 >= 2*minBatch {
+		// Another processor could check half of these at the same time.
+		take = (take + 1) / 2
+	}
+	n := 1 + copy(s.items[1:1+min(take, maxBatch-1)], b.queue)
+	rest := copy(b.queue, b.queue[n-1:])
 	clear(b.queue[rest:]) // keep no pointers to pooled values
 	b.queue = b.queue[:rest]
+	next := b.promote() // more than a batch was waiting
 	b.mu.Unlock()
+	if next != nil {
+		next.done <- struct{}{}
+	}
+	if b.onLead != nil {
+		b.onLead()
+	}
 
 	items := s.items[:n]
 	r.check(items, s)
@@ -202,33 +307,166 @@ func (b *batcher) lead(r *Relay, self *pending) {
 	b.mu.Lock()
 	b.batches++
 	b.served += uint64(n)
-	var next *pending
-	if len(b.queue) > 0 {
-		next = b.queue[0] // it waits, so it cannot go back to the pool before this wakes it
-		next.lead = true
-	} else {
-		b.leading = false
-	}
+	b.idle = append(b.idle, s)
+	next = b.promote()
 	b.mu.Unlock()
 	if next != nil {
 		next.done <- struct{}{}
 	}
 }
 
-// check sets ok on every item. A batch that verifies means every signature in
-// it does; one that does not is checked again one signature at a time with the
-// same cofactored equation, so a signature's result never depends on its
-// batch-mates.
+// check sets ok on every item to whether its signature satisfies its own
+// cofactored equation; a signature's result never depends on its
+// batch-mates (except with the probability, about 2^-128, that the random
+// batch equation accepts a bad signature, which every batch verifier has).
+//
+// A batch that verifies means every signature in it does. One that does not
+// is searched (findBad) rather than re-checked one signature at a time: one
+// bad signature in 64 used to cost 65 equations (3.7 clean batches), and
+// costs 9 now, about 1.5 clean batches (BENCHMARKS.md).
 func (r *Relay) check(items []*pending, s *batchScratch) {
-	if len(items) >= minBatch && r.verifyBatch(items, s) {
+	if len(items) < minBatch {
+		for _, p := range items {
+			p.ok = r.verifyOne(p)
+		}
+		return
+	}
+	if r.verifyBatch(items, s) {
 		for _, p := range items {
 			p.ok = true
 		}
 		return
 	}
+	r.findBad(items, s)
+}
+
+// findBad sets ok on the items of a batch whose equation (still in s) just
+// failed. It works on the batch's error, the point
+//
+//	E = [sum S_i]B + [sum k_i](-A) - sum R_i
+//
+// which is the sum of the signatures' own errors, so that E minus the error
+// of any part of the batch is the error of the rest. Computing a group's
+// error costs two fixed-base multiplications and one point addition per
+// signature (groupError, about 12 µs for a whole batch): a fifth of a random
+// batch equation over 64 signatures, and no more than a single check.
+//
+// The search bisects: a group whose error is not of small order holds a bad
+// signature, and is split in halves; the left half's error is computed, the
+// right half's is the group's minus the left's. A group of one is a single
+// signature, and its error is exactly the one its own equation tests, so a
+// rejection is never inferred from batch-mates. k bad signatures in n cost
+// at most k·log2(n) group errors; one bad in 64 costs 7.
+//
+// A plain sum of errors can be fooled where a random combination cannot: bad
+// signatures can be made whose errors cancel (with the relay's key, or
+// without it by finding hash values whose sum is 0 mod L), and a group
+// holding them all looks clean. So what the search accepts is then confirmed
+// by the random batch equation restricted to it, reusing the batch's random
+// z_i, which do not depend on anything the search saw; that costs one more
+// multi-scalar multiplication over the smaller of the accepted and the
+// rejected sets. If the confirmation fails, the accepted ones are bisected
+// again with random equations (bisectRandom), which nothing can fool.
+func (r *Relay) findBad(items []*pending, s *batchScratch) {
+	var e curve.EdwardsPoint
+	r.groupError(&e, items)
+	r.bisect(items, &e)
+
+	bad := 0
 	for _, p := range items {
-		p.ok = r.verifyOne(p)
+		if !p.ok {
+			bad++
+		}
 	}
+	if bad == len(items) {
+		return // nothing accepted, nothing to confirm
+	}
+	if bad > 0 {
+		var sum curve.EdwardsPoint
+		if bad <= len(items)-bad {
+			r.randomSum(&sum, items, s, pickRejected)
+			sum.Sub(&s.sum, &sum)
+		} else {
+			r.randomSum(&sum, items, s, pickAccepted)
+		}
+		if sum.IsSmallOrder() {
+			return
+		}
+	}
+	// The search accepted a bad signature (or found none, though the batch
+	// failed): start again on what it accepted, with random equations.
+	rest := s.rest[:0]
+	for _, p := range items {
+		if p.ok {
+			rest = append(rest, p)
+		}
+	}
+	r.bisectRandom(rest, s, true)
+	clear(s.rest[:])
+}
+
+// groupError sets e to the sum of the errors of items (see findBad).
+func (r *Relay) groupError(e *curve.EdwardsPoint, items []*pending) {
+	r.counted(groupEquation, len(items))
+	var sumS, sumK scalar.Scalar
+	var sumR curve.EdwardsPoint
+	sumS.Zero()
+	sumK.Zero()
+	sumR.Identity()
+	for _, p := range items {
+		sumS.Add(&sumS, &p.S)
+		sumK.Add(&sumK, &p.k)
+		sumR.Add(&sumR, &p.R)
+	}
+	r.errorPoint(e, &sumS, &sumK, &sumR)
+}
+
+// bisect sets ok on items, given e, the sum of their errors: false for a
+// signature whose own error is not of small order, true for the others,
+// which findBad then confirms.
+func (r *Relay) bisect(items []*pending, e *curve.EdwardsPoint) {
+	if e.IsSmallOrder() {
+		for _, p := range items {
+			p.ok = true
+		}
+		return
+	}
+	if len(items) == 1 {
+		items[0].ok = false // e is its own [S]B - [k]A - R
+		return
+	}
+	mid := len(items) / 2
+	var left, right curve.EdwardsPoint
+	r.groupError(&left, items[:mid])
+	right.Sub(e, &left)
+	r.bisect(items[:mid], &left)
+	r.bisect(items[mid:], &right)
+}
+
+// bisectRandom sets ok on items with random batch equations, splitting a
+// batch that fails in halves, and reports whether all of them verified.
+// knownBad says that items are known to hold a bad signature, so that their
+// own batch equation need not be evaluated: the caller saw their parent
+// fail and their sibling pass. Below minBatch signatures are checked alone.
+func (r *Relay) bisectRandom(items []*pending, s *batchScratch, knownBad bool) bool {
+	if len(items) < minBatch {
+		all := true
+		for _, p := range items {
+			p.ok = r.verifyOne(p)
+			all = all && p.ok
+		}
+		return all
+	}
+	if !knownBad && r.verifyBatch(items, s) {
+		for _, p := range items {
+			p.ok = true
+		}
+		return true
+	}
+	mid := len(items) / 2
+	leftOK := r.bisectRandom(items[:mid], s, false)
+	r.bisectRandom(items[mid:], s, leftOK)
+	return false
 }
 
 // verifyBatch checks the cofactored batch equation for signatures under the
@@ -241,29 +479,55 @@ func (r *Relay) check(items []*pending, s *batchScratch) {
 // fails except with probability about 2^-128. Because A is the same for all,
 // B and -A are two static points with precomputed tables and two full-length
 // scalars for the whole batch; the R_i are negated (cheap) rather than their
-// z_i, so that their scalars stay half-length.
+// z_i, so that their scalars stay half-length. The z_i, the -R_i and the sum
+// stay in s for findBad.
 func (r *Relay) verifyBatch(items []*pending, s *batchScratch) bool {
 	n := len(items)
 	_, _ = rand.Read(s.random[:16*n]) // crypto/rand.Read never fails (Go 1.24+)
-	var sumS, sumK, t scalar.Scalar
-	sumS.Zero()
-	sumK.Zero()
 	for i, p := range items {
 		var zb [32]byte
 		copy(zb[:16], s.random[16*i:16*i+16])
-		z := &s.z[i]
-		if _, err := z.SetBytesModOrder(zb[:]); err != nil {
+		if _, err := s.z[i].SetBytesModOrder(zb[:]); err != nil {
 			return false
 		}
+		s.negR[i].Neg(&p.R)
+	}
+	r.randomSum(&s.sum, items, s, pickAll)
+	return s.sum.IsSmallOrder() // multiplies by 8 and compares with the identity
+}
+
+// pick selects the items randomSum adds up.
+type pick int
+
+const (
+	pickAll      pick = iota
+	pickAccepted      // ok set
+	pickRejected      // ok clear
+)
+
+func (k pick) takes(p *pending) bool { return k == pickAll || p.ok == (k == pickAccepted) }
+
+// randomSum sets out to the batch equation's sum, before the multiplication
+// by 8, over the items that k picks, with the z_i and -R_i that verifyBatch
+// left in s for the same items.
+func (r *Relay) randomSum(out *curve.EdwardsPoint, items []*pending, s *batchScratch, k pick) {
+	var sumS, sumK, t scalar.Scalar
+	sumS.Zero()
+	sumK.Zero()
+	m := 0
+	for i, p := range items {
+		if !k.takes(p) {
+			continue
+		}
+		z := &s.z[i]
 		sumS.Add(&sumS, t.Mul(z, &p.S))
 		sumK.Add(&sumK, t.Mul(z, &p.k))
-		s.negR[i].Neg(&p.R)
-		s.zs[i], s.negRs[i] = z, &s.negR[i]
+		s.zs[m], s.negRs[m] = z, &s.negR[i]
+		m++
 	}
+	r.counted(batchEquation, m)
 	static := [2]*scalar.Scalar{&sumS, &sumK}
-	var sum curve.EdwardsPoint
-	sum.ExpandedMultiscalarMulVartime(static[:], r.staticPoints[:], s.zs[:n], s.negRs[:n])
-	clear(s.zs[:n]) // keep no pointers into a finished batch
-	clear(s.negRs[:n])
-	return sum.IsSmallOrder() // multiplies by 8 and compares with the identity
+	out.ExpandedMultiscalarMulVartime(static[:], r.staticPoints[:], s.zs[:m], s.negRs[:m])
+	clear(s.zs[:m]) // keep no pointers into a finished batch
+	clear(s.negRs[:m])
 }

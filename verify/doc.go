@@ -30,9 +30,12 @@
 //     point, A the relay key and k = SHA-512(R || A || message).
 //
 // Every signature is judged by this one rule, whether it is checked alone or
-// in a batch with others that arrived at the same moment: a batch that fails
-// is re-checked one signature at a time with the same equation, so a request
-// never passes or fails because of its neighbours.
+// in a batch with others that arrived at the same moment. A batch that fails
+// is searched by halves for its bad signatures; each one it rejects has been
+// tested with its own equation, and what it accepts is confirmed by a random
+// batch equation (batch.go), so a request never passes or fails because of
+// its neighbours (but for the chance, about 2^-128, that a random batch
+// equation accepts a bad signature, which all batch verification has).
 //
 // The relay key itself is checked once, by [NewRelay]: it must be the
 // canonical encoding of a point in the prime-order subgroup, as every key made

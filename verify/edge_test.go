@@ -413,8 +413,9 @@ func TestVerifyConcurrentCallers(t *testing.T) {
 	}
 	r.batch.mu.Lock()
 	defer r.batch.mu.Unlock()
-	if r.batch.leading || len(r.batch.queue) != 0 {
-		t.Errorf("after all callers returned: leading=%v, %d queued; want an idle batcher", r.batch.leading, len(r.batch.queue))
+	if r.batch.forming != 0 || len(r.batch.queue) != 0 || len(r.batch.idle) != cap(r.batch.idle) {
+		t.Errorf("after all callers returned: %d forming, %d queued, %d of %d scratches free; want an idle batcher",
+			r.batch.forming, len(r.batch.queue), len(r.batch.idle), cap(r.batch.idle))
 	}
 }
 

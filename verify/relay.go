@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -64,8 +65,10 @@ var msgPool = sync.Pool{New: func() any {
 //
 // A Relay is safe for concurrent use by many goroutines, except SetClock,
 // which must be called before the Relay is shared. It starts no goroutine and
-// holds nothing that needs closing: concurrent callers of Verify take turns
-// checking each other's signatures (see batcher).
+// holds nothing that needs closing: concurrent callers of Verify check each
+// other's signatures in batches, up to one batch per processor at once (see
+// batcher). The number of processors is read once, by NewRelay, from
+// runtime.GOMAXPROCS.
 type Relay struct {
 	key    ed25519.PublicKey // our own copy; never the caller's slice
 	maxAge time.Duration     // 0 turns the freshness check off
@@ -81,6 +84,10 @@ type Relay struct {
 	staticPoints [2]*curve.ExpandedEdwardsPoint
 
 	batch batcher
+
+	// onEquation, when set by a test, is told of every equation check
+	// evaluates (see equationKind).
+	onEquation func(kind equationKind, signatures int)
 }
 
 // DefaultMaxAge is how far a signed timestamp may be from the clock
@@ -118,7 +125,7 @@ func NewRelay(key ed25519.PublicKey, maxAge time.Duration) (*Relay, error) {
 			curve.NewExpandedEdwardsPoint(curve.ED25519_BASEPOINT_POINT),
 			curve.NewExpandedEdwardsPoint(negA),
 		},
-		batch: newBatcher(),
+		batch: newBatcher(runtime.GOMAXPROCS(0)),
 	}, nil
 }
 
@@ -178,12 +185,13 @@ func (r *Relay) SetClock(now func() time.Time) {
 // Many goroutines may call Verify at once; each blocks until its own result is
 // known. Requests that wait at the same moment are checked together as one
 // batch (see batch.go), which costs a fraction of checking them one by one;
-// a lone request is checked at once. A signature's result never depends on
-// the other requests in its batch.
+// a lone request is checked at once, and several batches are checked at once
+// on several processors. A signature's result never depends on the other
+// requests in its batch.
 //
 // Verify does not allocate for its caller, on success or on any failure. A
-// batch of 4 or more allocates 3 times inside voi (see batch.go), once for
-// all the requests in it.
+// batch of 4 or more allocates 3 times inside voi (see batch.go), for all
+// the requests in it; a batch holding a bad signature, 6 times.
 func (r *Relay) Verify(timestamp, signatureHex, body []byte) error {
 	switch {
 	case len(timestamp) == 0 && len(signatureHex) == 0:

@@ -1,0 +1,345 @@
+package verify
+
+import (
+	"crypto/ed25519"
+	"fmt"
+	"math/bits"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oasisprotocol/curve25519-voi/curve"
+	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
+)
+
+// batchFixture holds n prepared signatures for check: good[i] under the relay
+// key, bad[i] over the same message by another key (well formed, so it
+// reaches the equations, as a forged send does).
+type batchFixture struct {
+	r         *Relay
+	good, bad []*pending
+}
+
+func newBatchFixture(tb testing.TB, n int) *batchFixture {
+	tb.Helper()
+	relay, forger := testKey("relay"), testKey("forger")
+	r, err := NewRelay(relay.Public().(ed25519.PublicKey), 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := &batchFixture{r: r}
+	ts := []byte("1700000000")
+	for i := range n {
+		body := []byte(`{"message":"batch ` + strconv.Itoa(i) + `"}`)
+		for _, c := range []struct {
+			key  ed25519.PrivateKey
+			list *[]*pending
+		}{{relay, &f.good}, {forger, &f.bad}} {
+			var sig [64]byte
+			copy(sig[:], ed25519.Sign(c.key, AppendMessage(nil, ts, body)))
+			p := new(pending)
+			if !r.prepare(p, &sig, ts, body) {
+				tb.Fatalf("prepare rejected signature %d", i)
+			}
+			*c.list = append(*c.list, p)
+		}
+	}
+	return f
+}
+
+// batch returns items with a bad signature where isBad says so.
+func (f *batchFixture) batch(isBad []bool) []*pending {
+	items := make([]*pending, len(isBad))
+	for i, b := range isBad {
+		items[i] = f.good[i]
+		if b {
+			items[i] = f.bad[i]
+		}
+	}
+	return items
+}
+
+// checkResults runs check over items and compares every result with isBad.
+func checkResults(t *testing.T, r *Relay, s *batchScratch, items []*pending, isBad []bool, name string) {
+	t.Helper()
+	for _, p := range items {
+		p.ok = !p.ok // make a stale result visible
+	}
+	r.check(items, s)
+	for i, p := range items {
+		if p.ok == isBad[i] {
+			t.Fatalf("%s: signature %d (bad=%v) got ok=%v", name, i, isBad[i], p.ok)
+		}
+	}
+}
+
+// badPatterns returns, for a batch of n, which signatures are bad: each
+// position alone, pairs at both ends and in the middle, runs, every other
+// one, all but one, all, and a few pseudo-random sets of every size.
+func badPatterns(n int) map[string][]bool {
+	out := map[string][]bool{}
+	add := func(name string, f func(i int) bool) {
+		b := make([]bool, n)
+		for i := range b {
+			b[i] = f(i)
+		}
+		out[name] = b
+	}
+	for j := range n {
+		add(fmt.Sprintf("only %d", j), func(i int) bool { return i == j })
+		add(fmt.Sprintf("all but %d", j), func(i int) bool { return i != j })
+	}
+	add("first and last", func(i int) bool { return i == 0 || i == n-1 })
+	add("two in the middle", func(i int) bool { return i == n/2-1 || i == n/2 })
+	add("first half", func(i int) bool { return i < n/2 })
+	add("every other", func(i int) bool { return i%2 == 1 })
+	add("all", func(int) bool { return true })
+	add("none", func(int) bool { return false })
+	for k := 2; k < n; k++ {
+		for seed := range 3 {
+			// A fixed pseudo-random set of k positions.
+			b := make([]bool, n)
+			x := uint32(2166136261 ^ uint32(k*131+seed))
+			for c := 0; c < k; {
+				x = x*1664525 + 1013904223
+				if i := int(x>>8) % n; !b[i] {
+					b[i] = true
+					c++
+				}
+			}
+			out[fmt.Sprintf("%d bad, set %d", k, seed)] = b
+		}
+	}
+	return out
+}
+
+// TestEveryBadSignatureIsRejected runs check over batches of several sizes
+// with bad signatures in every position and in every number, all bad
+// included: every bad one is rejected, every good one accepted.
+func TestEveryBadSignatureIsRejected(t *testing.T) {
+	sizes := []int{1, 2, 3, minBatch, 5, 7, 16, 33, maxBatch}
+	if testing.Short() {
+		sizes = []int{1, 3, minBatch, 7, maxBatch}
+	}
+	f := newBatchFixture(t, maxBatch)
+	s := new(batchScratch)
+	for _, n := range sizes {
+		for name, isBad := range badPatterns(n) {
+			checkResults(t, f.r, s, f.batch(isBad), isBad, fmt.Sprintf("batch of %d, %s", n, name))
+		}
+	}
+}
+
+// TestOneBadSignatureCostsLogarithmicallyManyEquations counts the equations
+// check evaluates (random batch equations, sums of errors and single checks)
+// for a batch of 64 with one bad signature, in each position: at most
+// 2·log2(64)+1. Re-checking one signature at a time after the failed batch
+// equation, as earlier versions did, took 65.
+func TestOneBadSignatureCostsLogarithmicallyManyEquations(t *testing.T) {
+	f := newBatchFixture(t, maxBatch)
+	s := new(batchScratch)
+	counts := map[equationKind]int{}
+	f.r.onEquation = func(kind equationKind, _ int) { counts[kind]++ }
+	limit := 2*(bits.Len(maxBatch)-1) + 1
+	for j := range maxBatch {
+		isBad := make([]bool, maxBatch)
+		isBad[j] = true
+		clear(counts)
+		checkResults(t, f.r, s, f.batch(isBad), isBad, fmt.Sprintf("bad at %d", j))
+		total := counts[singleEquation] + counts[batchEquation] + counts[groupEquation]
+		if total > limit {
+			t.Fatalf("one bad signature at %d in %d: %d equations (%d random batch, %d group sums, %d single); want at most %d",
+				j, maxBatch, total, counts[batchEquation], counts[groupEquation], counts[singleEquation], limit)
+		}
+		// The random equations are the two expensive ones: the batch's own
+		// and the confirmation of what the search accepted.
+		if counts[batchEquation] != 2 {
+			t.Fatalf("one bad signature at %d: %d random batch equations; want 2", j, counts[batchEquation])
+		}
+	}
+}
+
+// cancellingPair returns two signatures under the relay key over msg that
+// are both bad but whose errors cancel: [e]B and [-e]B. Making them takes the
+// relay's secret scalar; it stands for what anyone could find with more work
+// (hash values whose sum is 0 mod L), the case the search must not trust.
+func cancellingPair(t *testing.T, s *edgeSigner, e *scalar.Scalar) (a, b [64]byte) {
+	t.Helper()
+	var neg scalar.Scalar
+	neg.Neg(e)
+	for i, shift := range []*scalar.Scalar{e, &neg} {
+		r := scalarFrom(t, "cancelling nonce "+strconv.Itoa(i))
+		var R curve.EdwardsPoint
+		var rEnc curve.CompressedEdwardsY
+		rEnc.SetEdwardsPoint(R.MulBasepoint(curve.ED25519_BASEPOINT_TABLE, &r))
+		k := challenge(t, rEnc[:], s.pub, s.msg)
+		var S scalar.Scalar
+		S.Mul(&k, &s.a)
+		S.Add(&S, &r)
+		S.Add(&S, shift)
+		sig := &a
+		if i == 1 {
+			sig = &b
+		}
+		copy(sig[:32], rEnc[:])
+		if err := S.ToBytes(sig[32:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, b
+}
+
+// TestCancellingForgeriesAreRejected puts two bad signatures whose errors
+// cancel into batches, alone and with an ordinary bad one: the plain sums of
+// the search cannot see them, the random confirmation does, and both are
+// rejected while every good signature is accepted.
+func TestCancellingForgeriesAreRejected(t *testing.T) {
+	es := newEdgeSigner(t)
+	r, err := NewRelay(es.pub, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := scalarFrom(t, "cancelling error")
+	sigA, sigB := cancellingPair(t, es, &e)
+	prep := func(sig [64]byte, body []byte) *pending {
+		p := new(pending)
+		if !r.prepare(p, &sig, es.ts, body) {
+			t.Fatal("prepare rejected a well-formed signature")
+		}
+		return p
+	}
+	pa, pb := prep(sigA, es.body), prep(sigB, es.body)
+	if r.verifyOne(pa) || r.verifyOne(pb) {
+		t.Fatal("a cancelling forgery verifies alone")
+	}
+	var sum curve.EdwardsPoint
+	r.groupError(&sum, []*pending{pa, pb})
+	if !sum.IsSmallOrder() {
+		t.Fatal("the pair's errors do not cancel; the test is wrong")
+	}
+	good := func(i int) *pending {
+		var sig [64]byte
+		body := []byte("good " + strconv.Itoa(i))
+		copy(sig[:], ed25519.Sign(es.priv, AppendMessage(nil, es.ts, body)))
+		return prep(sig, body)
+	}
+	other := func() *pending {
+		var sig [64]byte
+		copy(sig[:], ed25519.Sign(testKey("forger"), es.msg))
+		return prep(sig, es.body)
+	}
+	s := new(batchScratch)
+	counts := map[equationKind]int{}
+	r.onEquation = func(kind equationKind, _ int) { counts[kind]++ }
+	for _, c := range []struct {
+		name       string
+		n, a, b, o int // size and positions of the pair and of an ordinary bad one (-1: none)
+	}{
+		{"pair alone, adjacent", 16, 3, 4, -1},
+		{"pair alone, far apart", maxBatch, 0, maxBatch - 1, -1},
+		{"pair in one half, an ordinary bad one in the other", maxBatch, 1, 7, 40},
+		{"all three in one quarter", 32, 0, 2, 5},
+	} {
+		items := make([]*pending, c.n)
+		isBad := make([]bool, c.n)
+		for i := range items {
+			switch i {
+			case c.a:
+				items[i] = pa
+			case c.b:
+				items[i] = pb
+			case c.o:
+				items[i] = other()
+			default:
+				items[i] = good(i)
+				continue
+			}
+			isBad[i] = true
+		}
+		clear(counts)
+		checkResults(t, r, s, items, isBad, c.name)
+		// More than the batch's equation and one confirmation: the
+		// confirmation failed and the random bisection ran.
+		if counts[batchEquation] <= 2 {
+			t.Errorf("%s: %d random batch equations; the fallback did not run", c.name, counts[batchEquation])
+		}
+	}
+}
+
+// TestBatchesAreCheckedInParallel: with GOMAXPROCS=2, a second batch starts
+// while the first is still being checked. The first leader waits in the
+// onLead hook (its batch taken, not yet checked) until a second leader
+// reaches the hook too; a single-leader batcher, as in earlier versions,
+// never lets the second one start, and the test fails after 10 s instead.
+func TestBatchesAreCheckedInParallel(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	r, ts, sig, body := newSignedSend(t)
+	var mu sync.Mutex
+	inProgress, most, leaders := 0, 0, 0
+	first, second := make(chan struct{}), make(chan struct{})
+	r.batch.onLead = func() {
+		mu.Lock()
+		inProgress++
+		leaders++
+		most = max(most, inProgress)
+		n := leaders
+		mu.Unlock()
+		switch n {
+		case 1:
+			close(first)
+			select {
+			case <-second:
+			case <-time.After(10 * time.Second):
+			}
+		case 2:
+			close(second)
+		}
+		mu.Lock()
+		inProgress--
+		mu.Unlock()
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- r.Verify(ts, sig, body) }()
+	<-first
+	go func() { errs <- r.Verify(ts, sig, body) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if most < 2 {
+		t.Fatalf("at most %d batch in progress at once with GOMAXPROCS=2; want 2", most)
+	}
+}
+
+// TestBatchesFillOnTwoCores is TestBatchesFormOnOneCore with two leaders:
+// splitting the work between processors must not leave every batch with a
+// request or two.
+func TestBatchesFillOnTwoCores(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	r, ts, sig, body := newSignedSend(t)
+	const callers, rounds = 64, 20
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range rounds {
+				if err := r.Verify(ts, sig, body); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r.batch.mu.Lock()
+	batches, served := r.batch.batches, r.batch.served
+	r.batch.mu.Unlock()
+	if served != callers*rounds {
+		t.Fatalf("%d requests served; want %d", served, callers*rounds)
+	}
+	if avg := float64(served) / float64(batches); avg < 8 {
+		t.Errorf("%d requests in %d batches (%.1f per batch) on two cores; want at least 8 per batch", served, batches, avg)
+	}
+}
