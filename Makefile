@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile faults
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss loadtest-forged fuzz build redis-server clean sdk hostile faults
 
 build:
 	$(GO) build -o bin/push-server .
@@ -101,7 +101,7 @@ BENCH_COUNT ?= 6
 BENCH_PKGS ?= ./...
 BENCH_OUT ?= bench/latest.txt
 BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
-.PHONY: bench-compare bench-baseline loadtest loadtest-rss
+.PHONY: bench-compare bench-baseline loadtest loadtest-rss loadtest-forged
 bench-compare: redis-server
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS) | grep -v '^cpu:' | tee $(BENCH_OUT)
 	$(BENCHSTAT) bench/baseline.txt $(BENCH_OUT)
@@ -118,3 +118,9 @@ loadtest: redis-server
 # loadtest-rss: server RSS with 1,000,000 clients in Redis.
 loadtest-rss: redis-server
 	loadtest/run.sh rss
+
+# loadtest-forged: the noop send path with 20 % of the sends forged (signed by
+# a wrong key) against clean sends, same server: the good sends' share of
+# their clean rate (FORGED, ROUNDS; issue 18 goal 5).
+loadtest-forged: redis-server
+	loadtest/run.sh forged

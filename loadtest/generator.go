@@ -1,8 +1,11 @@
 package loadtest
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"math"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +14,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"push-server/verify"
 )
 
 // Generator sends the batch's requests in order, each exactly once, over
@@ -248,4 +253,42 @@ type job struct {
 	i        int
 	due      time.Time // on the schedule
 	released time.Time // put in the queue by the pacer
+}
+
+// Forged reports whether Forge forges request i at share (0 ≤ share ≤ 1).
+// The forged requests are spread evenly, so that every stretch of the batch,
+// and so every verification batch the server forms, holds about its share.
+func Forged(i int, share float64) bool {
+	return math.Floor(float64(i+1)*share) > math.Floor(float64(i)*share)
+}
+
+// Forge re-signs the requests that Forged selects with key instead of the
+// key the batch was signed with, on workers goroutines (0 = GOMAXPROCS), and
+// returns how many it re-signed. With a key the server does not trust, each
+// is a well-formed forgery: it decodes, reaches the server's batch equation
+// as a send from a relay with the wrong key would, and is answered 401. It
+// is for the forged-send load test (run.sh forged); call it before the
+// batch is shared.
+func (b *Batch) Forge(key ed25519.PrivateKey, share float64, workers int) int {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	var forged atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var body, msg []byte
+			for i := w; i < b.Len(); i += workers {
+				if !Forged(i, share) {
+					continue
+				}
+				body = b.AppendBody(body[:0], i)
+				msg = verify.AppendMessage(msg[:0], b.Timestamp, body)
+				copy(b.sigs[i][:], ed25519.Sign(key, msg))
+				forged.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return int(forged.Load())
 }

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"errors"
 	"net"
 	"strings"
 	"sync"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
+
+	"push-server/verify"
 )
 
 // TestOpenLoopSendsEachRequestOnceOnSchedule runs the open loop against an
@@ -70,5 +73,42 @@ func TestStatusCountsString(t *testing.T) {
 	}
 	if got := (StatusCounts{}).String(); got != "none" {
 		t.Fatalf("empty String() = %q; want none", got)
+	}
+}
+
+// TestForgeSignsItsShareWithTheOtherKey: Forge re-signs exactly its share of
+// the requests, spread evenly, with the other key, and leaves the rest as
+// they were: the server's relay check rejects the forged ones and accepts
+// the others.
+func TestForgeSignsItsShareWithTheOtherKey(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	_, wrong, _ := ed25519.GenerateKey(rand.Reader)
+	relay, err := verify.NewRelay(pub, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n, share = 1000, 0.2
+	batch, err := SignBatch(priv, []string{"a"}, n, 2, time.Now().Unix(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := batch.Forge(wrong, share, 3); got != n*share {
+		t.Fatalf("Forge re-signed %d of %d; want %d", got, n, int(n*share))
+	}
+	forged := 0
+	for i := range n {
+		if Forged(i, share) {
+			forged++
+		}
+		if i%10 == 9 && forged != (i+1)/5 {
+			t.Fatalf("%d forged among the first %d; want an even spread (%d)", forged, i+1, (i+1)/5)
+		}
+		err := relay.Verify(batch.Timestamp, batch.AppendSignature(nil, i), batch.AppendBody(nil, i))
+		if Forged(i, share) != errors.Is(err, verify.ErrBadSignature) || (!Forged(i, share) && err != nil) {
+			t.Fatalf("request %d (forged %v): Verify = %v", i, Forged(i, share), err)
+		}
+	}
+	if Forged(0, 0) || !Forged(0, 1) {
+		t.Fatal("share 0 must forge nothing and share 1 everything")
 	}
 }

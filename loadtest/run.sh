@@ -4,6 +4,10 @@
 #   loadtest/run.sh send   (make loadtest)      bare fasthttp (the ceiling), then push-server
 #                                               with the noop provider, then APNs (token auth, TLS mock)
 #   loadtest/run.sh rss    (make loadtest-rss)  RSS with 1,000,000 clients in Redis
+#   loadtest/run.sh forged (make loadtest-forged) noop provider, closed loop: clean
+#                                               sends, then with FORGED (0.2) of them signed
+#                                               by a wrong key, alternating ROUNDS (3) times
+#                                               on one server: what the good sends keep
 #
 # Layout on a 2-core machine: the server alone on core 0 (taskset -c 0,
 # GOMAXPROCS=1); the load generator, Redis and the mock APNs on core 1. The
@@ -17,7 +21,7 @@
 # It starts its own redis-server on a free port (never 6379), and stops
 # every process it started on every exit path (trap). Knobs (environment):
 # CLIENTS (1000), CLOSED (5s), OPEN (10s), CONNS (64), RSS_CLIENTS (1000000),
-# RSS_SAMPLE (100000), SERVER_CPU (0), LOAD_CPU (1).
+# RSS_SAMPLE (100000), SERVER_CPU (0), LOAD_CPU (1), FORGED (0.2), ROUNDS (3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +34,8 @@ RSS_CLIENTS=${RSS_CLIENTS:-1000000}
 RSS_SAMPLE=${RSS_SAMPLE:-100000}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+FORGED=${FORGED:-0.2}
+ROUNDS=${ROUNDS:-3}
 
 for tool in go redis-server redis-cli taskset curl; do
 	command -v "$tool" >/dev/null || { echo "run.sh: needs $tool on PATH" >&2; exit 1; }
@@ -220,8 +226,40 @@ rss)
 	echo "== server with $RSS_CLIENTS clients in Redis, $RSS_SAMPLE of them sent to: RSS $(awk -v k="$(result server_rss_kb "$work/rss.out")" 'BEGIN{printf "%.1f", k/1024}') MB, peak $(awk -v k="$(result server_hwm_kb "$work/rss.out")" 'BEGIN{printf "%.1f", k/1024}') MB (target < 150 MB)"
 	summary "rss run, noop, redis" "$work/rss.out"
 	;;
+forged)
+	# One server for every window, so that the two kinds differ in nothing
+	# but the forged share; they alternate so that the machine's drift hits
+	# both alike. No verify baseline: the headline is a ratio of two rates
+	# of the same server.
+	start_redis
+	echo
+	echo "### noop provider, Redis store (server on core $SERVER_CPU; loadgen + redis on core $LOAD_CPU): clean sends, then $FORGED of them forged, $ROUNDS times"
+	start_server REDIS_URL="redis://127.0.0.1:$redis_port"
+	for round in $(seq "$ROUNDS"); do
+		for kind in clean forged; do
+			share=0
+			[ "$kind" = forged ] && share=$FORGED
+			echo
+			echo "## round $round, $kind (forged share $share)"
+			"$bin/loadgen" -url "http://127.0.0.1:$server_port" -key "$RELAY_PRIVATE_KEY" \
+				-conns "$CONNS" -closed "$CLOSED" -open 0 -pin-cpu "$LOAD_CPU" -clients "$CLIENTS" -type noop \
+				-forged "$share" -watch "server=$server_pid,redis=$redis_pid" | tee "$work/$kind-$round.out"
+		done
+	done
+	stop_pid "$server_pid"
+	echo
+	echo "== good sends (answered 202) per second, clean and with $FORGED forged, same server, same run"
+	clean_sum=0 forged_sum=0
+	for round in $(seq "$ROUNDS"); do
+		c=$(result closed_ok_rps "$work/clean-$round.out")
+		f=$(result closed_ok_rps "$work/forged-$round.out")
+		clean_sum=$((clean_sum + c)) forged_sum=$((forged_sum + f))
+		echo "   round $round: clean $c/s (server CPU $(result closed_cpu_server "$work/clean-$round.out")), forged $f/s (server CPU $(result closed_cpu_server "$work/forged-$round.out"); statuses $(result closed_statuses "$work/forged-$round.out")): $(awk -v f="$f" -v c="$c" 'BEGIN{printf "%.3f", f/c}') of clean"
+	done
+	echo "== all rounds: the good sends keep $(awk -v f="$forged_sum" -v c="$clean_sum" 'BEGIN{printf "%.3f", f/c}') of their clean rate with $FORGED of the sends forged (goal ≥ 0.8)"
+	;;
 *)
-	echo "usage: loadtest/run.sh send|rss" >&2
+	echo "usage: loadtest/run.sh send|rss|forged" >&2
 	exit 2
 	;;
 esac
