@@ -187,10 +187,30 @@ type batcher struct {
 	idle    []*batchScratch // the scratch of every leader that may still start
 	batches uint64          // batches served, for tests of the batching itself
 	served  uint64          // requests served in them
+	// failScore is the share of recent batches that held a bad signature,
+	// out of 256 (an average that moves by an eighth per batch); above
+	// searchFirstScore, leaders search before the batch equation.
+	failScore int
 
 	// onLead, when set by a test, is called by every leader once it has
 	// taken its batch and before it checks it.
 	onLead func()
+}
+
+// searchFirstScore is the failScore above which a batch is searched for bad
+// signatures before any batch equation (see check): about one batch in eight
+// failing. Searching first costs a clean batch of 64 one group error (about
+// 25 µs against its 300 µs equation) and saves a poisoned one its failing
+// equation, so it pays once about one batch in twelve fails.
+const searchFirstScore = 32
+
+// record adds a batch's outcome to failScore; mu must be held.
+func (b *batcher) record(failed bool) {
+	if failed {
+		b.failScore += (256 - b.failScore) / 8
+	} else {
+		b.failScore -= (b.failScore + 7) / 8 // rounded up, so that it reaches 0
+	}
 }
 
 // batchScratch is preallocated so that a batch allocates nothing of its own.
@@ -274,6 +294,7 @@ func (b *batcher) promote() *pending {
 func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
 	b.mu.Lock()
 	b.forming--
+	searchFirst := b.failScore > searchFirstScore
 	s.items[0] = self
 	take := len(b.queue)
 	if len(b.idle) > 0 && take+1 >= 2*minBatch {
@@ -294,7 +315,7 @@ func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
 	}
 
 	items := s.items[:n]
-	r.check(items, s)
+	failed := r.check(items, s, searchFirst)
 	// Results first: after its done fires a caller may return its pending to
 	// the pool, so nothing here touches an item after waking it.
 	for i, p := range items {
@@ -307,6 +328,7 @@ func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
 	b.mu.Lock()
 	b.batches++
 	b.served += uint64(n)
+	b.record(failed)
 	b.idle = append(b.idle, s)
 	next = b.promote()
 	b.mu.Unlock()
@@ -316,40 +338,53 @@ func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
 }
 
 // check sets ok on every item to whether its signature satisfies its own
-// cofactored equation; a signature's result never depends on its
-// batch-mates (except with the probability, about 2^-128, that the random
-// batch equation accepts a bad signature, which every batch verifier has).
+// cofactored equation, and reports whether any does not. A signature's
+// result never depends on its batch-mates (except with the probability,
+// about 2^-128, that a random batch equation accepts a bad signature, which
+// every batch verifier has).
 //
-// A batch that verifies means every signature in it does. One that does not
+// A batch whose random equation holds is all good. One whose equation fails
 // is searched (findBad) rather than re-checked one signature at a time: one
-// bad signature in 64 used to cost 65 equations (3.7 clean batches), and
-// costs 9 now, about 1.5 clean batches (BENCHMARKS.md).
-func (r *Relay) check(items []*pending, s *batchScratch) {
+// bad signature in 64 used to cost 65 equations (3.7 clean batches) and
+// costs 9 now, about 1.6 (BENCHMARKS.md). When most recent batches failed
+// (searchFirst, from the batcher), the equation would most likely fail
+// again and be wasted, so the search runs first and the random equation
+// only confirms what it accepted.
+func (r *Relay) check(items []*pending, s *batchScratch, searchFirst bool) (failed bool) {
 	if len(items) < minBatch {
 		for _, p := range items {
 			p.ok = r.verifyOne(p)
+			failed = failed || !p.ok
 		}
-		return
+		return failed
+	}
+	if searchFirst {
+		return r.findBad(items, s, false)
 	}
 	if r.verifyBatch(items, s) {
 		for _, p := range items {
 			p.ok = true
 		}
-		return
+		return false
 	}
-	r.findBad(items, s)
+	r.findBad(items, s, true)
+	return true
 }
 
-// findBad sets ok on the items of a batch whose equation (still in s) just
-// failed. It works on the batch's error, the point
+// findBad sets ok on every item and reports whether any is bad. With failed
+// set, the batch's random equation has just failed, and its z_i and sum are
+// in s.
+//
+// It works on the batch's error, the point
 //
 //	E = [sum S_i]B + [sum k_i](-A) - sum R_i
 //
 // which is the sum of the signatures' own errors, so that E minus the error
 // of any part of the batch is the error of the rest. Computing a group's
 // error costs two fixed-base multiplications and one point addition per
-// signature (groupError, about 12 µs for a whole batch): a fifth of a random
-// batch equation over 64 signatures, and no more than a single check.
+// signature (groupError, about 25 µs for a whole batch of 64): a twelfth of
+// a random batch equation over 64 signatures, and less than two single
+// checks.
 //
 // The search bisects: a group whose error is not of small order holds a bad
 // signature, and is split in halves; the left half's error is computed, the
@@ -362,12 +397,13 @@ func (r *Relay) check(items []*pending, s *batchScratch) {
 // signatures can be made whose errors cancel (with the relay's key, or
 // without it by finding hash values whose sum is 0 mod L), and a group
 // holding them all looks clean. So what the search accepts is then confirmed
-// by the random batch equation restricted to it, reusing the batch's random
-// z_i, which do not depend on anything the search saw; that costs one more
-// multi-scalar multiplication over the smaller of the accepted and the
-// rejected sets. If the confirmation fails, the accepted ones are bisected
-// again with random equations (bisectRandom), which nothing can fool.
-func (r *Relay) findBad(items []*pending, s *batchScratch) {
+// by a random batch equation over it, with z_i that nothing the search saw
+// depends on: after a failed equation, its own z_i, restricted to the
+// smaller of the accepted and the rejected sets (the rejected ones'
+// contribution is subtracted from the failed sum); otherwise fresh ones. If
+// the confirmation fails, the accepted ones are bisected again with random
+// equations (bisectRandom), which nothing can fool.
+func (r *Relay) findBad(items []*pending, s *batchScratch, failed bool) bool {
 	var e curve.EdwardsPoint
 	r.groupError(&e, items)
 	r.bisect(items, &e)
@@ -379,22 +415,27 @@ func (r *Relay) findBad(items []*pending, s *batchScratch) {
 		}
 	}
 	if bad == len(items) {
-		return // nothing accepted, nothing to confirm
+		return true // nothing accepted, nothing to confirm
 	}
-	if bad > 0 {
-		var sum curve.EdwardsPoint
-		if bad <= len(items)-bad {
-			r.randomSum(&sum, items, s, pickRejected)
-			sum.Sub(&s.sum, &sum)
-		} else {
-			r.randomSum(&sum, items, s, pickAccepted)
-		}
-		if sum.IsSmallOrder() {
-			return
-		}
+	var sum curve.EdwardsPoint
+	switch {
+	case !failed:
+		r.drawZ(items, s)
+		r.randomSum(&sum, items, s, pickAccepted)
+	case bad == 0:
+		// The equation failed and the search saw nothing: cancelling errors.
+		sum.Set(&s.sum)
+	case bad <= len(items)-bad:
+		r.randomSum(&sum, items, s, pickRejected)
+		sum.Sub(&s.sum, &sum)
+	default:
+		r.randomSum(&sum, items, s, pickAccepted)
 	}
-	// The search accepted a bad signature (or found none, though the batch
-	// failed): start again on what it accepted, with random equations.
+	if sum.IsSmallOrder() {
+		return bad > 0
+	}
+	// The search accepted a bad signature: start again on what it accepted,
+	// with random equations, knowing that one of them is bad.
 	rest := s.rest[:0]
 	for _, p := range items {
 		if p.ok {
@@ -403,6 +444,7 @@ func (r *Relay) findBad(items []*pending, s *batchScratch) {
 	}
 	r.bisectRandom(rest, s, true)
 	clear(s.rest[:])
+	return true
 }
 
 // groupError sets e to the sum of the errors of items (see findBad).
@@ -482,18 +524,22 @@ func (r *Relay) bisectRandom(items []*pending, s *batchScratch, knownBad bool) b
 // z_i, so that their scalars stay half-length. The z_i, the -R_i and the sum
 // stay in s for findBad.
 func (r *Relay) verifyBatch(items []*pending, s *batchScratch) bool {
+	r.drawZ(items, s)
+	r.randomSum(&s.sum, items, s, pickAll)
+	return s.sum.IsSmallOrder() // multiplies by 8 and compares with the identity
+}
+
+// drawZ draws fresh random 128-bit z_i for items into s, and their -R_i.
+func (r *Relay) drawZ(items []*pending, s *batchScratch) {
 	n := len(items)
 	_, _ = rand.Read(s.random[:16*n]) // crypto/rand.Read never fails (Go 1.24+)
 	for i, p := range items {
 		var zb [32]byte
 		copy(zb[:16], s.random[16*i:16*i+16])
-		if _, err := s.z[i].SetBytesModOrder(zb[:]); err != nil {
-			return false
-		}
+		// 16 bytes are always below the group order: no error to handle.
+		_, _ = s.z[i].SetBytesModOrder(zb[:])
 		s.negR[i].Neg(&p.R)
 	}
-	r.randomSum(&s.sum, items, s, pickAll)
-	return s.sum.IsSmallOrder() // multiplies by 8 and compares with the identity
 }
 
 // pick selects the items randomSum adds up.

@@ -62,15 +62,21 @@ func (f *batchFixture) batch(isBad []bool) []*pending {
 }
 
 // checkResults runs check over items and compares every result with isBad.
-func checkResults(t *testing.T, r *Relay, s *batchScratch, items []*pending, isBad []bool, name string) {
+func checkResults(t *testing.T, r *Relay, s *batchScratch, items []*pending, isBad []bool, searchFirst bool, name string) {
 	t.Helper()
 	for _, p := range items {
 		p.ok = !p.ok // make a stale result visible
 	}
-	r.check(items, s)
+	anyBad := false
+	for _, b := range isBad {
+		anyBad = anyBad || b
+	}
+	if failed := r.check(items, s, searchFirst); failed != anyBad {
+		t.Fatalf("%s (search first %v): check reported failed=%v; want %v", name, searchFirst, failed, anyBad)
+	}
 	for i, p := range items {
 		if p.ok == isBad[i] {
-			t.Fatalf("%s: signature %d (bad=%v) got ok=%v", name, i, isBad[i], p.ok)
+			t.Fatalf("%s (search first %v): signature %d (bad=%v) got ok=%v", name, searchFirst, i, isBad[i], p.ok)
 		}
 	}
 }
@@ -117,7 +123,8 @@ func badPatterns(n int) map[string][]bool {
 
 // TestEveryBadSignatureIsRejected runs check over batches of several sizes
 // with bad signatures in every position and in every number, all bad
-// included: every bad one is rejected, every good one accepted.
+// included, equation first and search first: every bad one is rejected,
+// every good one accepted.
 func TestEveryBadSignatureIsRejected(t *testing.T) {
 	sizes := []int{1, 2, 3, minBatch, 5, 7, 16, 33, maxBatch}
 	if testing.Short() {
@@ -127,7 +134,9 @@ func TestEveryBadSignatureIsRejected(t *testing.T) {
 	s := new(batchScratch)
 	for _, n := range sizes {
 		for name, isBad := range badPatterns(n) {
-			checkResults(t, f.r, s, f.batch(isBad), isBad, fmt.Sprintf("batch of %d, %s", n, name))
+			for _, searchFirst := range []bool{false, true} {
+				checkResults(t, f.r, s, f.batch(isBad), isBad, searchFirst, fmt.Sprintf("batch of %d, %s", n, name))
+			}
 		}
 	}
 }
@@ -136,28 +145,69 @@ func TestEveryBadSignatureIsRejected(t *testing.T) {
 // check evaluates (random batch equations, sums of errors and single checks)
 // for a batch of 64 with one bad signature, in each position: at most
 // 2·log2(64)+1. Re-checking one signature at a time after the failed batch
-// equation, as earlier versions did, took 65.
+// equation, as earlier versions did, took 65. Of those equations, only the
+// random ones cost about a clean batch: 2 (the failing one and the
+// confirmation), or 1 when searching first.
 func TestOneBadSignatureCostsLogarithmicallyManyEquations(t *testing.T) {
 	f := newBatchFixture(t, maxBatch)
 	s := new(batchScratch)
 	counts := map[equationKind]int{}
 	f.r.onEquation = func(kind equationKind, _ int) { counts[kind]++ }
 	limit := 2*(bits.Len(maxBatch)-1) + 1
-	for j := range maxBatch {
-		isBad := make([]bool, maxBatch)
-		isBad[j] = true
-		clear(counts)
-		checkResults(t, f.r, s, f.batch(isBad), isBad, fmt.Sprintf("bad at %d", j))
-		total := counts[singleEquation] + counts[batchEquation] + counts[groupEquation]
-		if total > limit {
-			t.Fatalf("one bad signature at %d in %d: %d equations (%d random batch, %d group sums, %d single); want at most %d",
-				j, maxBatch, total, counts[batchEquation], counts[groupEquation], counts[singleEquation], limit)
+	for _, searchFirst := range []bool{false, true} {
+		random := 2
+		if searchFirst {
+			random = 1
 		}
-		// The random equations are the two expensive ones: the batch's own
-		// and the confirmation of what the search accepted.
-		if counts[batchEquation] != 2 {
-			t.Fatalf("one bad signature at %d: %d random batch equations; want 2", j, counts[batchEquation])
+		for j := range maxBatch {
+			isBad := make([]bool, maxBatch)
+			isBad[j] = true
+			clear(counts)
+			checkResults(t, f.r, s, f.batch(isBad), isBad, searchFirst, fmt.Sprintf("bad at %d", j))
+			total := counts[singleEquation] + counts[batchEquation] + counts[groupEquation]
+			if total > limit {
+				t.Fatalf("search first %v: one bad signature at %d in %d: %d equations (%d random batch, %d group sums, %d single); want at most %d",
+					searchFirst, j, maxBatch, total, counts[batchEquation], counts[groupEquation], counts[singleEquation], limit)
+			}
+			if counts[batchEquation] != random {
+				t.Fatalf("search first %v: one bad signature at %d: %d random batch equations; want %d", searchFirst, j, counts[batchEquation], random)
+			}
 		}
+	}
+}
+
+// TestPoisonedTrafficIsSearchedFirst pins the batcher's switch: two failing
+// batches in a row make the next one searched first, a run of clean ones
+// switches back (about 17, each costing a clean batch one group error), and
+// a lone failure among clean traffic does not switch.
+func TestPoisonedTrafficIsSearchedFirst(t *testing.T) {
+	b := newBatcher(1)
+	searchFirst := func() bool { return b.failScore > searchFirstScore }
+	b.record(true)
+	if searchFirst() {
+		t.Fatal("one failing batch switched to searching first")
+	}
+	b.record(true)
+	if !searchFirst() {
+		t.Fatal("two failing batches in a row did not switch to searching first")
+	}
+	for range 50 {
+		b.record(true)
+	}
+	clean := 0
+	for searchFirst() {
+		b.record(false)
+		clean++
+	}
+	if clean < 8 || clean > 24 {
+		t.Fatalf("%d clean batches switched back from searching first; want 8 to 24", clean)
+	}
+	for range 100 {
+		b.record(false)
+	}
+	b.record(true) // one forgery among clean traffic
+	if searchFirst() {
+		t.Fatal("a single failure after clean traffic switched to searching first")
 	}
 }
 
@@ -258,12 +308,14 @@ func TestCancellingForgeriesAreRejected(t *testing.T) {
 			}
 			isBad[i] = true
 		}
-		clear(counts)
-		checkResults(t, r, s, items, isBad, c.name)
-		// More than the batch's equation and one confirmation: the
-		// confirmation failed and the random bisection ran.
-		if counts[batchEquation] <= 2 {
-			t.Errorf("%s: %d random batch equations; the fallback did not run", c.name, counts[batchEquation])
+		for _, searchFirst := range []bool{false, true} {
+			clear(counts)
+			checkResults(t, r, s, items, isBad, searchFirst, c.name)
+			// More than the batch's equation and one confirmation: the
+			// confirmation failed and the random bisection ran.
+			if counts[batchEquation] <= 2 {
+				t.Errorf("%s (search first %v): %d random batch equations; the fallback did not run", c.name, searchFirst, counts[batchEquation])
+			}
 		}
 	}
 }

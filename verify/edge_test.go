@@ -352,13 +352,15 @@ func TestBatchResultIndependentOfBatchMates(t *testing.T) {
 				batch = append(batch, items[i])
 				idx = append(idx, i)
 			}
-			for _, p := range batch {
-				p.ok = !p.ok // make a stale result visible
-			}
-			r.check(batch, scratch)
-			for j, p := range batch {
-				if p.ok != want[idx[j]] {
-					t.Fatalf("batch of %d (offset %d): item %d (%s) = %v; alone it is %v", size, off, j, names[idx[j]], p.ok, want[idx[j]])
+			for _, searchFirst := range []bool{false, true} {
+				for _, p := range batch {
+					p.ok = !p.ok // make a stale result visible
+				}
+				r.check(batch, scratch, searchFirst)
+				for j, p := range batch {
+					if p.ok != want[idx[j]] {
+						t.Fatalf("batch of %d (offset %d, search first %v): item %d (%s) = %v; alone it is %v", size, off, searchFirst, j, names[idx[j]], p.ok, want[idx[j]])
+					}
 				}
 			}
 		}
