@@ -83,7 +83,7 @@ func checkResults(t *testing.T, r *Relay, s *batchScratch, items []*pending, isB
 
 // badPatterns returns, for a batch of n, which signatures are bad: each
 // position alone, pairs at both ends and in the middle, runs, every other
-// one, all but one, all, and a few pseudo-random sets of every size.
+// one, all but one, all, and pseudo-random sets of many sizes.
 func badPatterns(n int) map[string][]bool {
 	out := map[string][]bool{}
 	add := func(name string, f func(i int) bool) {
@@ -103,8 +103,13 @@ func badPatterns(n int) map[string][]bool {
 	add("every other", func(i int) bool { return i%2 == 1 })
 	add("all", func(int) bool { return true })
 	add("none", func(int) bool { return false })
+	// Every count up to 16, then every fourth: the search's cost, not its
+	// correctness, is what changes between neighbouring counts.
 	for k := 2; k < n; k++ {
-		for seed := range 3 {
+		if k > 16 && k%4 != 0 {
+			continue
+		}
+		for seed := range 2 {
 			// A fixed pseudo-random set of k positions.
 			b := make([]bool, n)
 			x := uint32(2166136261 ^ uint32(k*131+seed))
@@ -127,7 +132,7 @@ func badPatterns(n int) map[string][]bool {
 // every good one accepted.
 func TestEveryBadSignatureIsRejected(t *testing.T) {
 	sizes := []int{1, 2, 3, minBatch, 5, 7, 16, 33, maxBatch}
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		sizes = []int{1, 3, minBatch, 7, maxBatch}
 	}
 	f := newBatchFixture(t, maxBatch)
