@@ -108,6 +108,9 @@ func BenchmarkRelayVerifyParallel(b *testing.B) {
 			}
 		}
 	})
+	r.batch.mu.Lock()
+	defer r.batch.mu.Unlock()
+	b.ReportMetric(float64(r.batch.served)/float64(r.batch.batches), "reqs/batch")
 }
 
 // BenchmarkVerifyBatchPoisoned measures what a batch of 64 with bad
