@@ -38,7 +38,7 @@ import (
 )
 
 // maxBatch bounds a batch: the batch's leader verifies for everyone in it, so
-// this bounds the leader's wait, the scratch memory (about 17 KiB per leader)
+// this bounds the leader's wait, the scratch memory (about 15 KiB per leader)
 // and voi's tables (about 1.5 KiB a signature, per batch). Past 64 the
 // per-signature saving has mostly been had.
 const maxBatch = 64
@@ -52,7 +52,7 @@ const maxBatch = 64
 const minBatch = 4
 
 // maxLeaders bounds the batches checked at once, whatever GOMAXPROCS says: each
-// leader holds a batchScratch (about 17 KiB), so 64 of them are about 1 MiB.
+// leader holds a batchScratch (about 15 KiB), so 64 of them are about 1 MiB.
 const maxLeaders = 64
 
 // pending is one request's signature, decoded and hashed, on its way through
@@ -166,10 +166,13 @@ func (r *Relay) counted(kind equationKind, n int) {
 // is what makes verification scale with GOMAXPROCS: with one leader at a
 // time, as before, it stopped at about one core.
 //
-// When a leader finishes, or takes its batch and leaves requests queued, and
-// no batch is forming, it makes the oldest queued request a leader and hands
-// it a scratch. So a queued request always has a leader coming: one forming,
-// or one of the busy ones, which all pass leadership on when they finish.
+// A leader that finds a free scratch and at least 2·minBatch requests
+// waiting takes only half of them, so that another processor can check the
+// other half at the same time. When a leader finishes, or takes its batch
+// and leaves requests queued, and no batch is forming, it makes the oldest
+// queued request a leader and hands it a scratch. So a queued request always
+// has a leader coming: one forming, or one of the busy ones, which all pass
+// leadership on when they finish.
 //
 // The yield matters with GOMAXPROCS=1: without it the leader would run before
 // the other handlers that the network poller has just made runnable, and
@@ -305,7 +308,7 @@ func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
 	rest := copy(b.queue, b.queue[n-1:])
 	clear(b.queue[rest:]) // keep no pointers to pooled values
 	b.queue = b.queue[:rest]
-	next := b.promote() // more than a batch was waiting
+	next := b.promote() // for what this leader left: more than a batch, or the other half
 	b.mu.Unlock()
 	if next != nil {
 		next.done <- struct{}{}
