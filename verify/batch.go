@@ -255,15 +255,31 @@ func (b *batcher) verify(r *Relay, p *pending) bool {
 	} else {
 		b.queue = append(b.queue, p)
 		b.mu.Unlock()
-		<-p.done
-		if !p.lead {
+		if s = b.wait(p); s == nil {
 			return p.ok
 		}
-		s, p.scratch = p.scratch, nil
 	}
-	runtime.Gosched()
-	b.lead(r, p, s)
-	return p.ok
+	for {
+		runtime.Gosched()
+		if b.lead(r, p, s) {
+			return p.ok
+		}
+		// It went back to the queue: wait for a result or for leadership.
+		if s = b.wait(p); s == nil {
+			return p.ok
+		}
+	}
+}
+
+// wait blocks until p has its result (nil) or must lead (its scratch).
+func (b *batcher) wait(p *pending) *batchScratch {
+	<-p.done
+	if !p.lead {
+		return nil
+	}
+	s := p.scratch
+	p.lead, p.scratch = false, nil
+	return s
 }
 
 // takeScratch pops a free scratch; mu must be held and idle non-empty.
@@ -293,10 +309,31 @@ func (b *batcher) promote() *pending {
 }
 
 // lead serves one batch, which starts with self (the leader's own request),
-// with the scratch s, and then passes leadership on or gives it up.
-func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
+// with the scratch s, and then passes leadership on or gives it up. It
+// returns false, having served nothing, when self went back to the queue
+// instead (see below).
+func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) bool {
 	b.mu.Lock()
 	b.forming--
+	busy := cap(b.idle) - len(b.idle) - 1 - b.forming // other leaders checking a batch
+	if busy > 0 && len(b.queue)+1 < minBatch {
+		// Too few to batch, and another leader will pass leadership on when
+		// it is done: rather than check these alone, at three times the
+		// cost of their share of a batch, let them wait for that at the
+		// head of the queue. A lone request still goes at once: no leader
+		// is busy then.
+		//
+		// Nobody is promoted here (it would be self again, at once): the
+		// busy leader promotes the head of the queue when it finishes, and
+		// until then each new caller leads, takes the queue and, while it
+		// is still short of minBatch, puts it back the same way.
+		b.queue = append(b.queue, nil)
+		copy(b.queue[1:], b.queue)
+		b.queue[0] = self
+		b.idle = append(b.idle, s)
+		b.mu.Unlock()
+		return false
+	}
 	searchFirst := b.failScore > searchFirstScore
 	s.items[0] = self
 	take := len(b.queue)
@@ -317,16 +354,13 @@ func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
 		b.onLead()
 	}
 
-	items := s.items[:n]
-	failed := r.check(items, s, searchFirst)
-	// Results first: after its done fires a caller may return its pending to
-	// the pool, so nothing here touches an item after waking it.
-	for i, p := range items {
-		items[i] = nil
-		if p != self {
-			p.done <- struct{}{}
-		}
-	}
+	failed := r.check(s.items[:n], s, searchFirst)
+	// The scratch goes back before the callers wake, so that when they come
+	// back with their next requests another processor may already lead
+	// them; the items are copied out of it first.
+	var wake [maxBatch]*pending
+	copy(wake[:n], s.items[:n])
+	clear(s.items[:n])
 
 	b.mu.Lock()
 	b.batches++
@@ -335,9 +369,17 @@ func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) {
 	b.idle = append(b.idle, s)
 	next = b.promote()
 	b.mu.Unlock()
+	// Results first: after its done fires a caller may return its pending to
+	// the pool, so nothing here touches an item after waking it.
+	for _, p := range wake[:n] {
+		if p != self {
+			p.done <- struct{}{}
+		}
+	}
 	if next != nil {
 		next.done <- struct{}{}
 	}
+	return true
 }
 
 // check sets ok on every item to whether its signature satisfies its own

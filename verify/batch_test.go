@@ -330,6 +330,8 @@ func TestCancellingForgeriesAreRejected(t *testing.T) {
 // onLead hook (its batch taken, not yet checked) until a second leader
 // reaches the hook too; a single-leader batcher, as in earlier versions,
 // never lets the second one start, and the test fails after 10 s instead.
+// The second batch needs minBatch requests (fewer wait for the busy leader
+// rather than be checked alone), so 2·minBatch callers come after the first.
 func TestBatchesAreCheckedInParallel(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	r, ts, sig, body := newSignedSend(t)
@@ -357,11 +359,14 @@ func TestBatchesAreCheckedInParallel(t *testing.T) {
 		inProgress--
 		mu.Unlock()
 	}
-	errs := make(chan error, 2)
+	const later = 2 * minBatch
+	errs := make(chan error, 1+later)
 	go func() { errs <- r.Verify(ts, sig, body) }()
 	<-first
-	go func() { errs <- r.Verify(ts, sig, body) }()
-	for range 2 {
+	for range later {
+		go func() { errs <- r.Verify(ts, sig, body) }()
+	}
+	for range 1 + later {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
