@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/oasisprotocol/curve25519-voi/curve"
 	"github.com/oasisprotocol/curve25519-voi/curve/scalar"
@@ -381,43 +382,55 @@ func TestBatchResultIndependentOfBatchMates(t *testing.T) {
 // TestVerifyConcurrentCallers runs many goroutines through Relay.Verify at
 // once with a mix of good, forged and edge signatures, so that real batches
 // form (and, under -race, the hand-offs are checked), and compares each
-// result with the table.
+// result with the table. It runs with 1, 2, 4 and 8 leaders (GOMAXPROCS when
+// the Relay is made), callers pausing now and then so that batches of every
+// size, lone requests and requests put back to wait for a busy leader all
+// happen; every caller must return (a lost wake-up hangs the test) and the
+// batcher must end idle.
 func TestVerifyConcurrentCallers(t *testing.T) {
 	s := newEdgeSigner(t)
-	r, err := NewRelay(s.pub, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	vs := relayEdgeVectors(t, s)
 	hexes := make([][]byte, len(vs))
 	for i, v := range vs {
 		hexes[i] = []byte(hex.EncodeToString(v.sig))
 	}
-	const callers, rounds = 48, 40
-	var wg sync.WaitGroup
-	errs := make(chan string, callers)
-	for c := range callers {
-		wg.Go(func() {
-			for n := range rounds {
-				i := (c*31 + n*17) % len(vs)
-				err := r.Verify(s.ts, hexes[i], s.body)
-				if (err == nil) != vs[i].wantRelay {
-					errs <- fmt.Sprintf("caller %d: %s: Verify = %v; want accept=%v", c, vs[i].name, err, vs[i].wantRelay)
-					return
-				}
+	for _, procs := range []int{1, 2, 4, 8} {
+		t.Run(fmt.Sprintf("GOMAXPROCS=%d", procs), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			r, err := NewRelay(s.pub, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const callers, rounds = 48, 40
+			var wg sync.WaitGroup
+			errs := make(chan string, callers)
+			for c := range callers {
+				wg.Go(func() {
+					for n := range rounds {
+						i := (c*31 + n*17) % len(vs)
+						err := r.Verify(s.ts, hexes[i], s.body)
+						if (err == nil) != vs[i].wantRelay {
+							errs <- fmt.Sprintf("caller %d: %s: Verify = %v; want accept=%v", c, vs[i].name, err, vs[i].wantRelay)
+							return
+						}
+						if (c+n)%7 == 0 {
+							time.Sleep(time.Duration(c%5) * 50 * time.Microsecond)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for e := range errs {
+				t.Error(e)
+			}
+			r.batch.mu.Lock()
+			defer r.batch.mu.Unlock()
+			if r.batch.forming != 0 || len(r.batch.queue) != 0 || len(r.batch.idle) != cap(r.batch.idle) {
+				t.Errorf("after all callers returned: %d forming, %d queued, %d of %d scratches free; want an idle batcher",
+					r.batch.forming, len(r.batch.queue), len(r.batch.idle), cap(r.batch.idle))
 			}
 		})
-	}
-	wg.Wait()
-	close(errs)
-	for e := range errs {
-		t.Error(e)
-	}
-	r.batch.mu.Lock()
-	defer r.batch.mu.Unlock()
-	if r.batch.forming != 0 || len(r.batch.queue) != 0 || len(r.batch.idle) != cap(r.batch.idle) {
-		t.Errorf("after all callers returned: %d forming, %d queued, %d of %d scratches free; want an idle batcher",
-			r.batch.forming, len(r.batch.queue), len(r.batch.idle), cap(r.batch.idle))
 	}
 }
 
