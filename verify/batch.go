@@ -168,7 +168,11 @@ func (r *Relay) counted(kind equationKind, n int) {
 //
 // A leader that finds a free scratch and at least 2·minBatch requests
 // waiting takes only half of them, so that another processor can check the
-// other half at the same time. When a leader finishes, or takes its batch
+// other half at the same time; one that finds fewer than minBatch in all
+// while another leader is busy puts them back at the head of the queue, to
+// be batched with what comes next, rather than check them alone at three
+// times the cost (a lone request, with no leader busy, is still checked at
+// once). When a leader finishes, or takes its batch
 // and leaves requests queued, and no batch is forming, it makes the oldest
 // queued request a leader and hands it a scratch. So a queued request always
 // has a leader coming: one forming, or one of the busy ones, which all pass
