@@ -308,16 +308,7 @@ func (p *Pool) WatchStale(period time.Duration, stale func(tenantID string, inca
 	p.mu.Unlock()
 	go func() {
 		defer p.watchers.Done()
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-				p.removeStale(stale)
-			}
-		}
+		p.every(period, func() { p.removeStale(stale) })
 	}()
 }
 
@@ -361,14 +352,19 @@ func (p *Pool) Len() int {
 // janitor evicts idle tenants every tick until Close.
 func (p *Pool) janitor(every time.Duration) {
 	defer close(p.done)
-	t := time.NewTicker(every)
+	p.every(every, p.evictIdle)
+}
+
+// every runs round once a period until Close.
+func (p *Pool) every(period time.Duration, round func()) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
-			p.evictIdle()
+			round()
 		}
 	}
 }
