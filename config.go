@@ -241,6 +241,12 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
+	if d.APNSType == dispatch.APNSTypeCertificate {
+		// Validate opened it: this reads the date the router watches.
+		if c.router.APNSCertificateNotAfter, err = dispatch.APNSCertificateNotAfter(d.APNSCertificate, d.APNSCertificatePassword); err != nil {
+			return nil, fmt.Errorf("APNS_CERTIFICATE: %w", err)
+		}
+	}
 	return &c, nil
 }
 

@@ -75,6 +75,7 @@ func (c *Config) Validate() error {
 		{"router: WriteTimeout", c.WriteTimeout},
 		{"router: IdleTimeout", c.IdleTimeout},
 		{"router: StaleTenantSweep", c.StaleTenantSweep},
+		{"router: CredentialSweep", c.CredentialSweep},
 	} {
 		if d.value < 0 {
 			return fmt.Errorf("%s: want a positive duration, got %s", d.name, d.value)
@@ -122,6 +123,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StaleTenantSweep == 0 {
 		c.StaleTenantSweep = DefaultStaleTenantSweep
+	}
+	if c.CredentialSweep == 0 {
+		c.CredentialSweep = DefaultCredentialSweep
 	}
 	return c
 }

@@ -89,6 +89,13 @@ type Config struct {
 	// deleted (or created again) through another instance are looked for
 	// and closed; 0 means DefaultStaleTenantSweep.
 	StaleTenantSweep time.Duration
+	// APNSCertificateNotAfter is when the operator's APNs certificate
+	// expires (zero for token auth or no APNs): exported and warned about
+	// (see expiryWatch).
+	APNSCertificateNotAfter time.Time
+	// CredentialSweep is how often certificate expiries are looked at; 0
+	// means DefaultCredentialSweep.
+	CredentialSweep time.Duration
 }
 
 // Deps are the parts a Server sequences. Store, ClientAuth and Providers
@@ -127,6 +134,7 @@ type Server struct {
 	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
 	draining   atomic.Bool  // set by Drain: readiness fails, connections close
 	localDedup *localDedup  // dedup while the store's primary is unreachable
+	expiry     *expiryWatch // nil when no certificate is watched
 }
 
 // New builds a Server.
@@ -200,6 +208,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.watchStaleTenants()
 	}
 	setBuildInfo(cfg.Version)
+	s.expiry = newExpiryWatch(s.log, deps.Tenants, cfg.APNSCertificateNotAfter, cfg.CredentialSweep).start()
 
 	s.http = &fasthttp.Server{
 		Handler:            s.closeWhileDraining(r.Handler),
@@ -251,7 +260,13 @@ func (s *Server) Serve(ln net.Listener) error {
 // requests in flight to finish. Call Drain first and give load balancers
 // time to notice: connections still in the kernel's accept queue when the
 // listener closes are reset unread.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+//
+// It then stops the Server's background work: the credential expiry watch.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.ShutdownWithContext(ctx)
+	s.expiry.close()
+	return err
+}
 
 // Drain starts a graceful exit while the server keeps serving: GET
 // /health/ready answers 503 shutting_down, so load balancers stop opening
