@@ -6,6 +6,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,5 +43,39 @@ func TestOperatorCertificateExpiryIsRead(t *testing.T) {
 	}
 	if c, err = parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey})); err != nil || !c.router.APNSCertificateNotAfter.IsZero() {
 		t.Fatalf("without a certificate: %v, %v; want none", c.router.APNSCertificateNotAfter, err)
+	}
+}
+
+func TestMetricsTenantLabelsAndEventLogSettings(t *testing.T) {
+	c, err := parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey}))
+	if err != nil || c.router.TenantLabels != 0 || c.eventLog != "" {
+		t.Fatalf("defaults: labels %d, event log %q, %v; want both off", c.router.TenantLabels, c.eventLog, err)
+	}
+	c, err = parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey, "METRICS_TENANT_LABELS": "20", "EVENT_LOG": "stdout"}))
+	if err != nil || c.router.TenantLabels != 20 || c.eventLog != "stdout" {
+		t.Fatalf("set: labels %d, event log %q, %v", c.router.TenantLabels, c.eventLog, err)
+	}
+	for _, bad := range []string{"-1", "1001", "many"} {
+		if _, err := parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey, "METRICS_TENANT_LABELS": bad})); err == nil ||
+			!strings.HasPrefix(err.Error(), "METRICS_TENANT_LABELS") {
+			t.Errorf("METRICS_TENANT_LABELS=%s: %v; want an error naming it", bad, err)
+		}
+	}
+	// A file is appended to, never truncated.
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := os.WriteFile(path, []byte("earlier\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := openEventLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Write([]byte("later\n"))
+	out.Close()
+	if b, _ := os.ReadFile(path); string(b) != "earlier\nlater\n" {
+		t.Fatalf("event log file holds %q", b)
+	}
+	if _, err := openEventLog(filepath.Join(t.TempDir(), "no-such-dir", "e")); err == nil {
+		t.Fatal("an event log in a missing directory opened")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -96,6 +97,17 @@ type Config struct {
 	// CredentialSweep is how often certificate expiries are looked at; 0
 	// means DefaultCredentialSweep.
 	CredentialSweep time.Duration
+	// TenantLabels gives push_sends_total a tenant label for the busiest
+	// TenantLabels tenants, "other" for the rest (METRICS_TENANT_LABELS;
+	// 0, the default, is off). TenantLabelWindow is how often the busiest
+	// are chosen again; 0 means DefaultTenantLabelWindow.
+	TenantLabels      int
+	TenantLabelWindow time.Duration
+	// EventLog, when set, receives one JSON line per send (EVENT_LOG; see
+	// eventLog). EventLogBuffer bounds the lines waiting for it; 0 means
+	// DefaultEventLogBuffer.
+	EventLog       io.Writer
+	EventLogBuffer int
 }
 
 // Deps are the parts a Server sequences. Store, ClientAuth and Providers
@@ -131,10 +143,12 @@ type Server struct {
 	log        *slog.Logger
 	http       *fasthttp.Server
 	healthBody []byte
-	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
-	draining   atomic.Bool  // set by Drain: readiness fails, connections close
-	localDedup *localDedup  // dedup while the store's primary is unreachable
-	expiry     *expiryWatch // nil when no certificate is watched
+	inFlight   atomic.Int64  // sends being handled; see Config.MaxInFlightSends
+	draining   atomic.Bool   // set by Drain: readiness fails, connections close
+	localDedup *localDedup   // dedup while the store's primary is unreachable
+	expiry     *expiryWatch  // nil when no certificate is watched
+	labels     *tenantLabels // nil unless METRICS_TENANT_LABELS is on
+	events     *eventLog     // nil unless EVENT_LOG is set
 }
 
 // New builds a Server.
@@ -209,6 +223,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	setBuildInfo(cfg.Version)
 	s.expiry = newExpiryWatch(s.log, deps.Tenants, cfg.APNSCertificateNotAfter, cfg.CredentialSweep).start()
+	s.labels = newTenantLabels(cfg.TenantLabels, cfg.TenantLabelWindow, sends.forgetTenant)
+	s.events = newEventLog(cfg.EventLog, cfg.EventLogBuffer, s.log)
 
 	s.http = &fasthttp.Server{
 		Handler:            s.closeWhileDraining(r.Handler),
@@ -261,10 +277,13 @@ func (s *Server) Serve(ln net.Listener) error {
 // time to notice: connections still in the kernel's accept queue when the
 // listener closes are reset unread.
 //
-// It then stops the Server's background work: the credential expiry watch.
+// It then stops the Server's background work: the credential expiry watch,
+// and the event log's writer once it has written the lines queued (until
+// ctx ends at most).
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.ShutdownWithContext(ctx)
 	s.expiry.close()
+	s.events.close(ctx)
 	return err
 }
 
