@@ -54,14 +54,14 @@ type eventLog struct {
 	// most cap(queue): the lines in flight never exceed the queue, so a
 	// full queue and an empty free list mean the same thing (drop), and
 	// once warm no send allocates.
-	free  chan *eventLine
-	made  atomic.Int64
-	w     *bufio.Writer
-	out   io.Writer
-	log   *slog.Logger
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	free chan *eventLine
+	made atomic.Int64
+	w    *bufio.Writer
+	out  io.Writer
+	log  *slog.Logger
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
 	// pending counts the lines buffered since the last flush that
 	// succeeded: what a failure loses. failing is set after a failure until
 	// a flush succeeds, so that a broken output is logged once, not once
