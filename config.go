@@ -40,6 +40,9 @@ type config struct {
 	maxAge         time.Duration
 	metricsPort    int // 0: /metrics on the API port
 	shutdownDelay  time.Duration
+	// eventLog is EVENT_LOG: "" (off), "stdout" or a file path, which
+	// serve opens (appending) so that check opens nothing.
+	eventLog string
 	// Multi-tenant mode, on when jwtSecret is set.
 	jwtSecret      []byte
 	credentialsKey []byte
@@ -181,6 +184,10 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("TELEMETRY_PROMETHEUS_PORT=%d: must differ from PORT", c.metricsPort)
 	}
 	c.router.ServeMetrics = c.metricsPort == 0
+	if c.router.TenantLabels, err = envInt(getenv, "METRICS_TENANT_LABELS", 0, 0, 1000); err != nil {
+		return nil, err
+	}
+	c.eventLog = env("EVENT_LOG", "")
 	if secret := getenv("JWT_SECRET"); secret != "" {
 		if len(secret) < 32 {
 			return nil, fmt.Errorf("JWT_SECRET: want at least 32 bytes, got %d", len(secret))
@@ -240,6 +247,12 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	}
 	if err := d.Validate(); err != nil {
 		return nil, err
+	}
+	if d.APNSType == dispatch.APNSTypeCertificate {
+		// Validate opened it: this reads the date the router watches.
+		if c.router.APNSCertificateNotAfter, err = dispatch.APNSCertificateNotAfter(d.APNSCertificate, d.APNSCertificatePassword); err != nil {
+			return nil, fmt.Errorf("APNS_CERTIFICATE: %w", err)
+		}
 	}
 	return &c, nil
 }

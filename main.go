@@ -132,6 +132,18 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		log.Info("multi-tenant mode on")
 	}
 	router.PublishRetries(retryCounters...)
+	if cfg.eventLog != "" {
+		out, err := openEventLog(cfg.eventLog)
+		if err != nil {
+			fmt.Fprintln(stderr, "push-server: EVENT_LOG:", err)
+			return 2
+		}
+		// Deferred calls run after serveUntilSignal's Shutdown, which
+		// writes the lines still queued.
+		defer out.Close()
+		cfg.router.EventLog = out
+		log.Info("event log on", "to", cfg.eventLog)
+	}
 	srv, err := router.New(cfg.router, deps)
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server:", err)
@@ -248,6 +260,19 @@ func serveUntilSignal(srv *router.Server, ln net.Listener, cfg *config, log *slo
 	}
 	return 0
 }
+
+// openEventLog opens EVENT_LOG: standard output for "stdout" (left open
+// by Close), else the file, appended to and created owner-writable.
+func openEventLog(to string) (io.WriteCloser, error) {
+	if to == "stdout" {
+		return nopCloser{os.Stdout}, nil
+	}
+	return os.OpenFile(to, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // newLogger logs JSON unless LOG_FORMAT=text.
 func newLogger(getenv func(string) string, w io.Writer) *slog.Logger {

@@ -15,7 +15,8 @@ import (
 //	P tenant:{T}   HASH: v (Version), i (Incarnation, decimal), at, aty, a
 //	               (APNs topic, type, sealed credentials), f (sealed FCM),
 //	               as, ass, fs (suspension reasons: APNs production, APNs
-//	               sandbox, FCM)
+//	               sandbox, FCM), ae (the APNs certificate's notAfter, unix
+//	               seconds; absent for token auth)
 //	P rl:{<key>}   rate-limit counter of the current window, expiring with it
 //
 // A tenant exists while its hash exists; the field v is always present.
@@ -34,7 +35,8 @@ var (
 	// clear APNs, clear FCM, set APNs, topic, type, sealed APNs, set FCM,
 	// sealed FCM, APNs suspension, FCM suspension, APNs sandbox suspension,
 	// conditional, incarnation, sealed APNs and sealed FCM of the
-	// condition; flags are "1" or "0". The condition is
+	// condition, the APNs certificate's notAfter ("" for none); flags are
+	// "1" or "0". The condition is
 	// TenantChange.holds (an absent i is incarnation 0, an absent a or f
 	// never matches); the rest goes in the order of TenantChange.apply:
 	// clears, sets (lifting suspensions), suspensions.
@@ -44,11 +46,12 @@ if ARGV[12] == '1' then
   if (ARGV[9] ~= '' or ARGV[11] ~= '') and redis.call('HGET', KEYS[1], 'a') ~= ARGV[14] then return -1 end
   if ARGV[10] ~= '' and redis.call('HGET', KEYS[1], 'f') ~= ARGV[15] then return -1 end
 end
-if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'at', 'aty', 'a', 'as', 'ass') end
+if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'at', 'aty', 'a', 'as', 'ass', 'ae') end
 if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'f', 'fs') end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'at', ARGV[4], 'aty', ARGV[5], 'a', ARGV[6])
   redis.call('HDEL', KEYS[1], 'as', 'ass')
+  if ARGV[16] ~= '' then redis.call('HSET', KEYS[1], 'ae', ARGV[16]) else redis.call('HDEL', KEYS[1], 'ae') end
 end
 if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'f', ARGV[8])
@@ -168,6 +171,11 @@ func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
 		APNSSandboxSuspended: m["ass"],
 		FCMSuspended:         m["fs"],
 	}
+	if ae, ok := m["ae"]; ok {
+		if t.APNSCertificateNotAfter, err = strconv.ParseInt(ae, 10, 64); err != nil {
+			return Tenant{}, fmt.Errorf("cannot read tenant %q: APNs certificate expiry %q: %w", id, ae, errCorruptTenant)
+		}
+	}
 	if a, ok := m["a"]; ok {
 		t.APNS = []byte(a)
 	}
@@ -199,6 +207,7 @@ func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange
 		flag(change.SetFCM), rueidis.BinaryString(change.FCM),
 		change.SuspendAPNS, change.SuspendFCM, change.SuspendAPNSSandbox,
 		flag(change.If != nil), strconv.FormatUint(cond.Incarnation, 10), rueidis.BinaryString(cond.APNS), rueidis.BinaryString(cond.FCM),
+		notAfterArg(change.APNSCertificateNotAfter),
 	}).AsInt64()
 	if rueidis.IsRedisNil(err) {
 		return ErrTenantNotFound

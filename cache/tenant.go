@@ -28,6 +28,11 @@ type Tenant struct {
 	// credentials; APNS is their sealed form, nil when APNs is not set up.
 	APNSTopic, APNSType string
 	APNS                []byte
+	// APNSCertificateNotAfter is when the tenant's APNs certificate expires
+	// (unix seconds, its notAfter), kept in the clear beside the sealed
+	// credentials so that expiry can be watched without opening them; 0 for
+	// token auth, no APNs, or a certificate uploaded before it was kept.
+	APNSCertificateNotAfter int64
 	// FCM is the sealed FCM v1 service account, nil when not set up.
 	FCM []byte
 	// APNSSuspended (Apple's production host), APNSSandboxSuspended (its
@@ -41,11 +46,14 @@ type Tenant struct {
 // TenantChange is one atomic change to a tenant. Setting a provider's
 // credentials lifts its suspensions (for APNs: both hosts').
 type TenantChange struct {
-	SetAPNS   bool // replace APNSTopic, APNSType and APNS with the values below
+	SetAPNS   bool // replace APNSTopic, APNSType, APNS and APNSCertificateNotAfter with the values below
 	APNSTopic string
 	APNSType  string
 	APNS      []byte
-	ClearAPNS bool
+	// APNSCertificateNotAfter goes with SetAPNS: the certificate's notAfter
+	// (unix seconds), 0 for token auth.
+	APNSCertificateNotAfter int64
+	ClearAPNS               bool
 
 	SetFCM   bool
 	FCM      []byte
@@ -101,6 +109,13 @@ type Tenants interface {
 	// DeleteTenant removes the tenant with its clients, token index entries
 	// and dedup records. Deleting an unknown tenant is not an error.
 	DeleteTenant(ctx context.Context, id string) error
+	// APNSCertificateExpiries calls each once for every tenant whose record
+	// holds an APNs certificate expiry (APNSCertificateNotAfter != 0), in
+	// no particular order. It reads every tenant record, in batches, so
+	// its cost grows with the number of tenants: it is for a periodic
+	// sweep, never the request path. A tenant changed meanwhile may be
+	// seen before or after the change.
+	APNSCertificateExpiries(ctx context.Context, each func(tenant string, notAfter int64)) error
 }
 
 // Limiter counts events for rate limits. Allow counts one event under key

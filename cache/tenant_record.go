@@ -14,14 +14,18 @@ import (
 //	uvarint Incarnation
 //	then seven length-prefixed (uvarint) fields: APNSTopic, APNSType, APNS,
 //	FCM, APNSSuspended, FCMSuspended, APNSSandboxSuspended
+//	uvarint APNSCertificateNotAfter (unix seconds; 0 for none)
 //
 // Version 1 records (no Incarnation, six fields) are still read, as
-// incarnation 0 with no sandbox suspension; every write stores version 2.
+// incarnation 0 with no sandbox suspension, and version 2 records (no
+// APNSCertificateNotAfter) as an unknown expiry, 0; every write stores
+// version 3.
 //
 // The flags keep "not set up" (nil) apart from set up with empty bytes. The
 // sealed credentials are stored exactly as given: the store never opens them.
 const (
-	tenantRecordVersion = 2
+	tenantRecordVersion = 3
+	tenantRecordV2      = 2
 	tenantRecordV1      = 1
 
 	tenantFlagAPNS = 1
@@ -46,17 +50,17 @@ func appendTenantRecord(dst []byte, t *Tenant) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(f)))
 		dst = append(dst, f...)
 	}
-	return dst
+	return binary.AppendUvarint(dst, uint64(max(t.APNSCertificateNotAfter, 0)))
 }
 
 // decodeTenantRecord parses b into a tenant named id; the result shares no
 // memory with b, which bbolt may reuse after the transaction.
 func decodeTenantRecord(id string, b []byte) (Tenant, error) {
 	t := Tenant{ID: id}
-	if len(b) < 2 || (b[0] != tenantRecordVersion && b[0] != tenantRecordV1) {
+	if len(b) < 2 || (b[0] != tenantRecordVersion && b[0] != tenantRecordV2 && b[0] != tenantRecordV1) {
 		return t, errCorruptTenant
 	}
-	v1 := b[0] == tenantRecordV1
+	v1, v3 := b[0] == tenantRecordV1, b[0] == tenantRecordVersion
 	flags := b[1]
 	b = b[2:]
 	v, n := binary.Uvarint(b)
@@ -85,6 +89,14 @@ func decodeTenantRecord(id string, b []byte) (Tenant, error) {
 		fields[i] = append([]byte{}, b[n:n+int(l)]...)
 		b = b[n+int(l):]
 	}
+	if v3 {
+		na, n := binary.Uvarint(b)
+		if n <= 0 || na > 1<<62 {
+			return t, errCorruptTenant
+		}
+		t.APNSCertificateNotAfter = int64(na)
+		b = b[n:]
+	}
 	if len(b) != 0 {
 		return t, errCorruptTenant
 	}
@@ -105,6 +117,7 @@ func decodeTenantRecord(id string, b []byte) (Tenant, error) {
 func (c *TenantChange) apply(t *Tenant) {
 	if c.ClearAPNS {
 		t.APNSTopic, t.APNSType, t.APNS, t.APNSSuspended, t.APNSSandboxSuspended = "", "", nil, "", ""
+		t.APNSCertificateNotAfter = 0
 	}
 	if c.ClearFCM {
 		t.FCM, t.FCMSuspended = nil, ""
@@ -112,6 +125,7 @@ func (c *TenantChange) apply(t *Tenant) {
 	if c.SetAPNS {
 		t.APNSTopic, t.APNSType, t.APNSSuspended, t.APNSSandboxSuspended = c.APNSTopic, c.APNSType, "", ""
 		t.APNS = append([]byte{}, c.APNS...)
+		t.APNSCertificateNotAfter = c.APNSCertificateNotAfter
 	}
 	if c.SetFCM {
 		t.FCM, t.FCMSuspended = append([]byte{}, c.FCM...), ""

@@ -29,3 +29,30 @@ func TestTenantRecordV1StillReads(t *testing.T) {
 		t.Fatalf("round trip of the current layout: %+v, %v", again, err)
 	}
 }
+
+// A version 2 record (before certificate expiries were kept) reads with an
+// unknown expiry, and the current layout round-trips one.
+func TestTenantRecordV2StillReads(t *testing.T) {
+	v2 := []byte{tenantRecordV2, tenantFlagAPNS}
+	v2 = binary.AppendUvarint(v2, 3)
+	v2 = binary.AppendUvarint(v2, 99)
+	for _, f := range []string{"com.example", "certificate", "sealed", "", "", "", ""} {
+		v2 = binary.AppendUvarint(v2, uint64(len(f)))
+		v2 = append(v2, f...)
+	}
+	got, err := decodeTenantRecord("a", v2)
+	if err != nil {
+		t.Fatalf("decode a version 2 record: %v", err)
+	}
+	if got.Version != 3 || got.Incarnation != 99 || got.APNSType != "certificate" || got.APNSCertificateNotAfter != 0 {
+		t.Fatalf("version 2 record read as %+v", got)
+	}
+	got.APNSCertificateNotAfter = 1783000000
+	again, err := decodeTenantRecord("a", appendTenantRecord(nil, &got))
+	if err != nil || again.APNSCertificateNotAfter != 1783000000 || again.Incarnation != 99 {
+		t.Fatalf("round trip of the current layout: %+v, %v", again, err)
+	}
+	if _, err := decodeTenantRecord("a", append(v2, 0x80)); err == nil {
+		t.Fatal("a version 2 record with trailing bytes decoded")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/sideshow/apns2/token"
 	"golang.org/x/oauth2"
@@ -76,6 +77,18 @@ func (e *CredentialError) Unwrap() error { return e.Err }
 func CheckAPNSCertificate(p12 []byte, password string) error {
 	_, err := parseP12(p12, password, uploadNames)
 	return err
+}
+
+// APNSCertificateNotAfter checks a .p12 as CheckAPNSCertificate does (p12
+// is binary or standard base64; errors name the upload's parts) and returns
+// when its certificate expires, its notAfter: the date the gateway watches
+// and warns about.
+func APNSCertificateNotAfter(p12 []byte, password string) (time.Time, error) {
+	cert, err := parseP12(p12, password, uploadNames)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return cert.Leaf.NotAfter, nil
 }
 
 // CheckAPNSKey checks an uploaded .p8 key (PEM text, or standard base64 of

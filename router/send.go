@@ -103,7 +103,7 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	start := time.Now()
 	err = sender.Send(sendCtx, client.Token, &n)
 	cancel()
-	sends.observe(client.Type, outcomeOf(err), time.Since(start))
+	s.sent(sc.id(), client.Type, err, start, n.MessageID)
 	if err != nil {
 		// Not delivered: forget the claim so that a retry is delivered.
 		if local != "" {

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -89,6 +90,24 @@ type Config struct {
 	// deleted (or created again) through another instance are looked for
 	// and closed; 0 means DefaultStaleTenantSweep.
 	StaleTenantSweep time.Duration
+	// APNSCertificateNotAfter is when the operator's APNs certificate
+	// expires (zero for token auth or no APNs): exported and warned about
+	// (see expiryWatch).
+	APNSCertificateNotAfter time.Time
+	// CredentialSweep is how often certificate expiries are looked at; 0
+	// means DefaultCredentialSweep.
+	CredentialSweep time.Duration
+	// TenantLabels gives push_sends_total a tenant label for the busiest
+	// TenantLabels tenants, "other" for the rest (METRICS_TENANT_LABELS;
+	// 0, the default, is off). TenantLabelWindow is how often the busiest
+	// are chosen again; 0 means DefaultTenantLabelWindow.
+	TenantLabels      int
+	TenantLabelWindow time.Duration
+	// EventLog, when set, receives one JSON line per send (EVENT_LOG; see
+	// eventLog). EventLogBuffer bounds the lines waiting for it; 0 means
+	// DefaultEventLogBuffer.
+	EventLog       io.Writer
+	EventLogBuffer int
 }
 
 // Deps are the parts a Server sequences. Store, ClientAuth and Providers
@@ -124,9 +143,12 @@ type Server struct {
 	log        *slog.Logger
 	http       *fasthttp.Server
 	healthBody []byte
-	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
-	draining   atomic.Bool  // set by Drain: readiness fails, connections close
-	localDedup *localDedup  // dedup while the store's primary is unreachable
+	inFlight   atomic.Int64  // sends being handled; see Config.MaxInFlightSends
+	draining   atomic.Bool   // set by Drain: readiness fails, connections close
+	localDedup *localDedup   // dedup while the store's primary is unreachable
+	expiry     *expiryWatch  // nil when no certificate is watched
+	labels     *tenantLabels // nil unless METRICS_TENANT_LABELS is on
+	events     *eventLog     // nil unless EVENT_LOG is set
 }
 
 // New builds a Server.
@@ -200,6 +222,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.watchStaleTenants()
 	}
 	setBuildInfo(cfg.Version)
+	s.expiry = newExpiryWatch(s.log, deps.Tenants, cfg.APNSCertificateNotAfter, cfg.CredentialSweep).start()
+	s.labels = newTenantLabels(cfg.TenantLabels, cfg.TenantLabelWindow, sends.forgetTenant)
+	s.events = newEventLog(cfg.EventLog, cfg.EventLogBuffer, s.log)
 
 	s.http = &fasthttp.Server{
 		Handler:            s.closeWhileDraining(r.Handler),
@@ -251,7 +276,16 @@ func (s *Server) Serve(ln net.Listener) error {
 // requests in flight to finish. Call Drain first and give load balancers
 // time to notice: connections still in the kernel's accept queue when the
 // listener closes are reset unread.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+//
+// It then stops the Server's background work: the credential expiry watch,
+// and the event log's writer once it has written the lines queued (until
+// ctx ends at most).
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.ShutdownWithContext(ctx)
+	s.expiry.close()
+	s.events.close(ctx)
+	return err
+}
 
 // Drain starts a graceful exit while the server keeps serving: GET
 // /health/ready answers 503 shutting_down, so load balancers stop opening

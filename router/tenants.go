@@ -107,6 +107,10 @@ type tenantView struct {
 	Suspended        bool              `json:"suspended"`
 	SuspendedReason  *string           `json:"suspended_reason"`
 	Suspensions      map[string]string `json:"suspensions"`
+	// APNSCertificateExpiresAt is the APNs certificate's notAfter (RFC
+	// 3339, UTC); null for token auth, no APNs, or a certificate uploaded
+	// before expiries were kept.
+	APNSCertificateExpiresAt *string `json:"apns_certificate_expires_at"`
 }
 
 func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
@@ -118,6 +122,10 @@ func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
 	if t.APNS != nil {
 		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeAPNS, dispatch.TypeAPNSSandbox)
 		v.APNSTopic, v.APNSType = &t.APNSTopic, &t.APNSType
+		if t.APNSCertificateNotAfter != 0 {
+			at := time.Unix(t.APNSCertificateNotAfter, 0).UTC().Format(time.RFC3339)
+			v.APNSCertificateExpiresAt = &at
+		}
 	}
 	if t.FCM != nil {
 		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeFCM)
@@ -162,6 +170,7 @@ func (s *Server) deleteTenant(ctx *fasthttp.RequestCtx) error {
 	// instances drop theirs on their next request for the tenant
 	// (recordScope).
 	s.deps.Pool.Remove(id)
+	s.expiry.changed()
 	if err != nil {
 		return err
 	}
@@ -193,6 +202,7 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	pemKey, hasKey := formPart(form, dispatch.PartAPNSPKCS8PEM)
 	var creds dispatch.Credentials
 	var cerr error
+	var notAfter time.Time
 	switch {
 	case len(topic) == 0:
 		return credentialsError(errBadAPNSCredentials, dispatch.PartAPNSTopic, "required: the app's bundle id")
@@ -202,7 +212,9 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	case hasCert:
 		password, _ := formPart(form, dispatch.PartAPNSCertificatePassword)
 		creds = dispatch.Credentials{APNSType: dispatch.APNSTypeCertificate, APNSCertificate: cert, APNSCertificatePassword: string(password)}
-		cerr = dispatch.CheckAPNSCertificate(cert, string(password))
+		// The same checks as CheckAPNSCertificate (an expired certificate
+		// is refused, naming apns_certificate), and the date to watch.
+		notAfter, cerr = dispatch.APNSCertificateNotAfter(cert, string(password))
 	default:
 		keyID, _ := formPart(form, dispatch.PartAPNSKeyID)
 		teamID, _ := formPart(form, dispatch.PartAPNSTeamID)
@@ -217,9 +229,13 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	}
 	creds.APNSTopic = string(topic)
 	change := cache.TenantChange{SetAPNS: true, APNSTopic: creds.APNSTopic, APNSType: creds.APNSType, APNS: s.deps.Vault.SealAPNS(t.ID, &creds)}
+	if !notAfter.IsZero() {
+		change.APNSCertificateNotAfter = notAfter.Unix()
+	}
 	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 		return err
 	}
+	s.expiry.changed()
 	s.log.Info("tenant APNs credentials set", "tenant", t.ID, "apns_type", creds.APNSType, "request_id", requestID(ctx))
 	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
 }
@@ -274,6 +290,9 @@ func (s *Server) clearProvider(apns bool) func(ctx *fasthttp.RequestCtx) error {
 		change := cache.TenantChange{ClearAPNS: apns, ClearFCM: !apns}
 		if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 			return err
+		}
+		if apns {
+			s.expiry.changed()
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return nil

@@ -42,7 +42,11 @@ type RawTenantReader interface {
 //     tenant has the incarnation and the suspended provider's credentials
 //     it was decided from: not on credentials uploaded since, nor on a
 //     tenant created again; other changes since (the other provider's
-//     credentials, other suspensions) do not stop it.
+//     credentials, other suspensions) do not stop it;
+//   - an APNs certificate's expiry is kept with its credentials, replaced
+//     or removed with them (token credentials have none), and
+//     APNSCertificateExpiries reports exactly the tenants holding one,
+//     once each, whatever their ids' spelling.
 func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 	tests := []struct {
 		name string
@@ -57,6 +61,7 @@ func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 		{"ConditionalSuspension", testConditionalSuspension},
 		{"DeleteRemovesClients", testDeleteTenantRemovesClients},
 		{"SealedBytesStoredAsGiven", testSealedBytesStoredAsGiven},
+		{"CertificateExpiries", testCertificateExpiries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -120,7 +125,8 @@ func tenantEqual(a, b cache.Tenant) bool {
 	return a.ID == b.ID && a.Version == b.Version && a.Incarnation == b.Incarnation &&
 		a.APNSTopic == b.APNSTopic && a.APNSType == b.APNSType && sameBytes(a.APNS, b.APNS) &&
 		sameBytes(a.FCM, b.FCM) && a.APNSSuspended == b.APNSSuspended &&
-		a.APNSSandboxSuspended == b.APNSSandboxSuspended && a.FCMSuspended == b.FCMSuspended
+		a.APNSSandboxSuspended == b.APNSSandboxSuspended && a.FCMSuspended == b.FCMSuspended &&
+		a.APNSCertificateNotAfter == b.APNSCertificateNotAfter
 }
 
 // sealed bytes as dispatch.Vault might produce them: arbitrary binary.
@@ -427,5 +433,59 @@ func testFixedWindow(t *testing.T, l cache.Limiter) {
 			t.Fatalf("Allow after the window ended refused (retryAfter %v)", retry)
 		}
 		return
+	}
+}
+
+func testCertificateExpiries(t *testing.T, s TenantStore) {
+	const (
+		july  = int64(1783000000)
+		march = int64(1773000000)
+	)
+	// "odd id" is spelled hex-escaped in Redis keys; the store must still
+	// report it under its own name.
+	for _, id := range []string{"cert", "token", "cleared", "replaced", "odd id", "none"} {
+		mustCreateTenant(t, s, id, true)
+	}
+	cert := cache.Tenant{APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: july}
+	tn := updateAndCheck(t, s, mustTenant(t, s, "cert"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: july}, cert)
+	// Other changes keep it.
+	cert.FCM, cert.APNSSuspended = sealedFCM, "BadCertificate"
+	updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: sealedFCM, SuspendAPNS: "BadCertificate"}, cert)
+	updateAndCheck(t, s, mustTenant(t, s, "token"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: sealedAPNS},
+		cache.Tenant{APNSTopic: "t", APNSType: "token", APNS: sealedAPNS})
+	tn = updateAndCheck(t, s, mustTenant(t, s, "cleared"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march},
+		cache.Tenant{APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march})
+	updateAndCheck(t, s, tn, cache.TenantChange{ClearAPNS: true}, cache.Tenant{})
+	// A certificate replaced by a token key leaves no expiry behind.
+	tn = updateAndCheck(t, s, mustTenant(t, s, "replaced"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march},
+		cache.Tenant{APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march})
+	updateAndCheck(t, s, tn, cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: sealedAPNS},
+		cache.Tenant{APNSTopic: "t", APNSType: "token", APNS: sealedAPNS})
+	updateAndCheck(t, s, mustTenant(t, s, "odd id"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march},
+		cache.Tenant{APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march})
+
+	got := map[string]int64{}
+	if err := s.APNSCertificateExpiries(ctx(t), func(id string, notAfter int64) {
+		if _, dup := got[id]; dup {
+			t.Errorf("APNSCertificateExpiries reported %q twice", id)
+		}
+		got[id] = notAfter
+	}); err != nil {
+		t.Fatalf("APNSCertificateExpiries: %v", err)
+	}
+	want := map[string]int64{"cert": july, "odd id": march}
+	if len(got) != len(want) || got["cert"] != july || got["odd id"] != march {
+		t.Fatalf("APNSCertificateExpiries reported %v; want %v", got, want)
+	}
+	// A deleted tenant goes with its expiry.
+	if err := s.DeleteTenant(ctx(t), "cert"); err != nil {
+		t.Fatal(err)
+	}
+	clear(got)
+	if err := s.APNSCertificateExpiries(ctx(t), func(id string, notAfter int64) { got[id] = notAfter }); err != nil {
+		t.Fatalf("APNSCertificateExpiries: %v", err)
+	}
+	if len(got) != 1 || got["odd id"] != march {
+		t.Fatalf("after deleting a tenant, APNSCertificateExpiries reported %v; want only odd id", got)
 	}
 }
