@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"push-server/internal/deadline"
 )
 
 // RedisConfig configures NewRedis. Zero fields take the defaults below.
@@ -149,9 +151,9 @@ type Redis struct {
 	prefix   string
 	cacheTTL time.Duration
 	nonces   *nonceSource
-	// deadlines bounds each call by timeout (see deadlines);
+	// deadlines bounds each call by timeout (see deadline.Shared);
 	// replicaDeadlines by the half of it a look-up gives the replica.
-	deadlines, replicaDeadlines *deadlines
+	deadlines, replicaDeadlines *deadline.Shared
 	// clientKeys and tokenKeys make a look-up's keys without allocating.
 	clientKeys, tokenKeys *keyInterner
 	// millis spells the dedup records' expiries.
@@ -247,8 +249,8 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		c:                c,
 		prefix:           cfg.KeyPrefix,
 		cacheTTL:         cfg.CacheTTL,
-		deadlines:        newDeadlines(cfg.Timeout),
-		replicaDeadlines: newDeadlines(cfg.Timeout / 2),
+		deadlines:        deadline.New(cfg.Timeout),
+		replicaDeadlines: deadline.New(cfg.Timeout / 2),
 		clientKeys:       newKeyInterner(maxInternedKeys),
 		tokenKeys:        newKeyInterner(maxInternedKeys),
 		nonces:           newNonceSource(),
@@ -480,7 +482,7 @@ func durationMs(d time.Duration) int64 {
 
 // Ping implements Store.
 func (r *Redis) Ping(ctx context.Context) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	if err := r.c.Do(ctx, r.c.B().Ping().Build()).Error(); err != nil {
 		return unavailable("ping redis", err)

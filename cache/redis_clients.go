@@ -83,7 +83,7 @@ func ownerValue(nonce uint64, id string) string {
 
 // Register implements Store; see Redis for the steps and why they are safe.
 func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	hash := sha256.Sum256([]byte(c.Token))
@@ -229,7 +229,7 @@ func (r *Redis) boundRecord(ctx context.Context, key string, hash *[sha256.Size]
 // Unregister implements Store: one script checks whether the client is
 // bound and deletes its record.
 func (r *Redis) Unregister(ctx context.Context, tenant, id string, proved bool) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	ck := r.clientKey(tenant, id)
@@ -276,7 +276,7 @@ func recordReply(res rueidis.RedisResult) (prev []byte, refused bool, err error)
 // hash and deletes it, so a registration with another token that lands
 // between a look-up and this call survives.
 func (r *Redis) UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	ck := r.clientKey(tenant, id)
@@ -312,7 +312,7 @@ func (r *Redis) releaseToken(ctx context.Context, tenant, id, ck string, prev []
 // both through the client-side cache: a hit costs no round trip. With a
 // replica, the replica answers first; see Redis for what it may miss.
 func (r *Redis) Lookup(parent context.Context, tenant, id string) (Client, error) {
-	ctx, cancel := r.deadlines.within(parent)
+	ctx, cancel := r.deadlines.Within(parent)
 	defer cancel()
 
 	rc := r.readReplica()
@@ -321,7 +321,7 @@ func (r *Redis) Lookup(parent context.Context, tenant, id string) (Client, error
 	}
 	// The replica's half of the timeout, shared per tick like the whole (a
 	// child of the shared context would make every look-up take its lock).
-	rctx, rcancel := r.replicaDeadlines.within(parent)
+	rctx, rcancel := r.replicaDeadlines.Within(parent)
 	c, err := r.lookupOn(rctx, rc, tenant, id)
 	rcancel()
 	switch {

@@ -26,6 +26,7 @@ import (
 
 	"push-server/cache"
 	"push-server/dispatch"
+	"push-server/internal/deadline"
 	"push-server/verify"
 )
 
@@ -127,6 +128,8 @@ type Server struct {
 	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
 	draining   atomic.Bool  // set by Drain: readiness fails, connections close
 	localDedup *localDedup  // dedup while the store's primary is unreachable
+	// sendDeadlines bounds each provider hand-off by SendTimeout.
+	sendDeadlines *deadline.Shared
 }
 
 // New builds a Server.
@@ -158,6 +161,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		healthBody: []byte("OK, push-server v" + cfg.Version),
 		localDedup: newLocalDedup(100000),
 	}
+	s.sendDeadlines = deadline.NewTick(cfg.SendTimeout, sendDeadlineTick)
 
 	r := fasthttprouter.New()
 	// A bare 301/308 is not our envelope: answer the exact path or 404.
