@@ -178,6 +178,10 @@ type Redis struct {
 	// carryMarks sends queued marks with each Reserve (not on a cluster;
 	// see reserveWithBehind).
 	carryMarks bool
+	// front answers repeated look-ups on the primary without asking
+	// rueidis (see frontCache); its invalidations come from the primary's
+	// connections.
+	front *frontCache
 
 	stop      chan struct{} // closed by Close; ends the replica connector and flushBehind
 	bg        sync.WaitGroup
@@ -234,7 +238,10 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	replicaOpt.CacheSizeEachConn = cfg.CacheSize
 	opt.MaxFlushDelay = cfg.MaxFlushDelay
 	replicaOpt.MaxFlushDelay = cfg.MaxFlushDelay
-	c, err := rueidis.NewClient(tuneOption(opt, cfg.Timeout))
+	front := newFrontCache(maxInternedKeys)
+	opt = tuneOption(opt, cfg.Timeout)
+	opt.OnInvalidations = front.onInvalidations
+	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to redis: %v: %w", err, ErrUnavailable)
 	}
@@ -259,6 +266,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		clientTTLArg:     strconv.FormatInt(max(cfg.ClientTTL, 0).Milliseconds(), 10),
 		behind:           newBehindQueue(),
 		carryMarks:       c.Mode() != rueidis.ClientModeCluster,
+		front:            front,
 		stop:             make(chan struct{}),
 	}
 	r.bg.Go(r.flushBehind)
