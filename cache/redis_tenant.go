@@ -125,7 +125,7 @@ func (r *Redis) tenantDataPattern(tenant string) string {
 // CreateTenant implements Tenants with HSETNX on the version field (the
 // field exists exactly when the tenant does) and the incarnation beside it.
 func (r *Redis) CreateTenant(ctx context.Context, id string) (bool, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	k := r.tenantKey(id)
 	created, err := createTenantScript.Exec(ctx, r.c, []string{k}, []string{strconv.FormatUint(newIncarnation(), 10)}).AsBool()
@@ -142,7 +142,7 @@ func (r *Redis) CreateTenant(ctx context.Context, id string) (bool, error) {
 // cache (not the replica, so a change is never hidden by replication lag);
 // another instance's change arrives by invalidation.
 func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	m, err := r.c.DoCache(ctx, r.c.B().Hgetall().Key(r.tenantKey(id)).Cache(), r.cacheTTL).AsStrMap()
 	if err != nil {
@@ -188,7 +188,7 @@ func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
 // UpdateTenant implements Tenants with one script on the tenant's key,
 // which also checks change.If.
 func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	flag := func(b bool) string {
 		if b {
@@ -262,7 +262,7 @@ func (r *Redis) DeleteTenant(ctx context.Context, id string) error {
 			}
 		}
 	}
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	r.settle(ctx, []string{k})
 	return nil
@@ -288,7 +288,7 @@ func (r *Redis) deleteKeys(ctx context.Context, keys []string) error {
 }
 
 func (r *Redis) withTimeout(ctx context.Context, f func(context.Context) error) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	return f(ctx)
 }
@@ -296,7 +296,7 @@ func (r *Redis) withTimeout(ctx context.Context, f func(context.Context) error) 
 // Allow implements Limiter with a fixed-window counter on the primary,
 // shared by every instance.
 func (r *Redis) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	vals, err := allowScript.Exec(ctx, r.c, []string{r.limitKey(key)}, []string{strconv.FormatInt(durationMs(window), 10)}).AsIntSlice()
 	if err == nil && len(vals) != 2 {

@@ -27,6 +27,7 @@ import (
 
 	"push-server/cache"
 	"push-server/dispatch"
+	"push-server/internal/deadline"
 	"push-server/verify"
 )
 
@@ -149,6 +150,8 @@ type Server struct {
 	expiry     *expiryWatch  // nil when no certificate is watched
 	labels     *tenantLabels // nil unless METRICS_TENANT_LABELS is on
 	events     *eventLog     // nil unless EVENT_LOG is set
+	// sendDeadlines bounds each provider hand-off by SendTimeout.
+	sendDeadlines *deadline.Shared
 }
 
 // New builds a Server.
@@ -180,6 +183,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		healthBody: []byte("OK, push-server v" + cfg.Version),
 		localDedup: newLocalDedup(100000),
 	}
+	s.sendDeadlines = deadline.NewTick(cfg.SendTimeout, sendDeadlineTick)
 
 	r := fasthttprouter.New()
 	// A bare 301/308 is not our envelope: answer the exact path or 404.
