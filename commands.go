@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
 	"push-server/verify"
 )
@@ -46,6 +47,18 @@ func keygen(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "RELAY_PUBLIC_KEY=%x\nRELAY_PRIVATE_KEY=%x\n", pub, priv.Seed())
+	return nil
+}
+
+// vapidKeygen prints a fresh VAPID key pair for Web Push, in keygen's
+// env-file form: the private key as web-push tools print it (base64url of
+// the P-256 scalar) and the public key wallets subscribe with.
+func vapidKeygen(w io.Writer) error {
+	priv, pub, err := dispatch.GenerateVAPIDKeys()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "VAPID_PUBLIC_KEY=%s\nVAPID_PRIVATE_KEY=%s\n", pub, priv)
 	return nil
 }
 
