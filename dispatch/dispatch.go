@@ -54,10 +54,13 @@ const (
 	TypeAPNS        = "apns"
 	TypeAPNSSandbox = "apns-sandbox"
 	TypeFCM         = "fcm"
+	TypeWebPush     = "webpush"
 	TypeNoop        = "noop"
 )
 
-// MaxPayloadSize is the largest push payload APNs and FCM accept, in bytes.
+// MaxPayloadSize is the largest push payload APNs and FCM accept, in bytes,
+// and the largest Web Push record (RFC 8291's 4096 bytes, encryption
+// overhead included).
 const MaxPayloadSize = 4096
 
 // Errors a Sender returns; wrapped errors match them with errors.Is.
