@@ -62,7 +62,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	case "sign":
 		err = sign(args, stdout)
 	case "mock-providers":
-		err = mockProviders(args, stdout)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		err = mockProviders(ctx, args, stdout)
+		stop()
 	case "tenant-token":
 		err = tenantToken(args, getenv, stdout)
 	case "version", "--version", "-version":

@@ -2,13 +2,18 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"io"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"push-server/dispatch"
+	"push-server/internal/testkit"
 )
 
 // vapidPair makes a key pair with the vapid-keygen command, as an operator
@@ -128,5 +133,73 @@ func TestWebPushSettings(t *testing.T) {
 	var stdout bytes.Buffer
 	if code := run([]string{"check"}, envMap(base("VAPID_PRIVATE_KEY", priv, "VAPID_SUBJECT", "https://wallet.example.com/contact", "VAPID_PUBLIC_KEY", pub)), &stdout, &stderr); code != 0 {
 		t.Fatalf("check with a matching pair: exit %d, %s", code, stderr.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer that a command writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestMockProvidersPrintsTheWebPushOrigin: mock-providers starts the mock
+// push service too, and the WEBPUSH_ALLOWED_ORIGINS it prints, put in the
+// environment, lets the gateway take the mock's subscriptions.
+func TestMockProvidersPrintsTheWebPushOrigin(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var out lockedBuffer
+	done := make(chan error, 1)
+	go func() { done <- mockProviders(ctx, []string{"--apns=", "--fcm=", "--webpush="}, &out) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("mock-providers: %v", err)
+		}
+	}()
+	testkit.Eventually(t, 10*time.Second, "mock-providers to print its settings", func() bool {
+		return strings.Contains(out.String(), "WEBPUSH_ALLOWED_ORIGINS=")
+	})
+	env := map[string]string{"RELAY_PUBLIC_KEY": testKey}
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		env[k] = strings.Trim(v, "'")
+	}
+	origin := env["WEBPUSH_ALLOWED_ORIGINS"]
+	if !strings.HasPrefix(origin, "http://127.0.0.1:") {
+		t.Fatalf("WEBPUSH_ALLOWED_ORIGINS=%q; want the mock's loopback origin", origin)
+	}
+	// A subscription made at the mock, as a browser would.
+	priv, pub := vapidPair(t)
+	resp, err := http.Post(origin+"/subscribe", "application/json", strings.NewReader(`{"applicationServerKey":"`+pub+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 && resp.StatusCode != 201 {
+		t.Fatalf("POST %s/subscribe: %d %s", origin, resp.StatusCode, sub)
+	}
+	env["VAPID_PRIVATE_KEY"], env["VAPID_SUBJECT"] = priv, "mailto:ops@example.com"
+	c, err := parseConfig(envMap(env))
+	if err != nil {
+		t.Fatalf("the printed settings do not configure the gateway: %v", err)
+	}
+	if err := dispatch.CheckWebPushSubscription(string(sub), c.router.WebPushAllowedOrigins); err != nil {
+		t.Fatalf("with the printed WEBPUSH_ALLOWED_ORIGINS the mock's subscription is refused: %v", err)
+	}
+	if err := dispatch.CheckWebPushSubscription(string(sub), nil); err == nil {
+		t.Fatal("the mock's subscription passes without WEBPUSH_ALLOWED_ORIGINS: the check above proves nothing")
 	}
 }
