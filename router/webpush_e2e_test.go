@@ -391,7 +391,7 @@ func TestWebPushSuspensionPerTenant(t *testing.T) {
 			after := scrape(t, h.harness)
 			for series, want := range map[string]float64{
 				`push_provider_credentials_rejected_total{provider="webpush"}`:          1,
-				`push_sends_total{provider="webpush",outcome="delivered"}`:             2,
+				`push_sends_total{provider="webpush",outcome="delivered"}`:              2,
 				`push_sends_total{provider="webpush",outcome="provider_misconfigured"}`: 2,
 			} {
 				if got := after[series] - before[series]; got != want {
