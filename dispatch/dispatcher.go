@@ -195,7 +195,12 @@ func New(cfg Config) (*Dispatcher, error) {
 		}
 		t := newFCMTransport(cfg.RootCAs)
 		d.closers = append(d.closers, t)
-		d.webpush = newWebPushSender(&cfg, cr.vapid, t, policy, &loudLog{logger: cfg.Logger})
+		s, err := newWebPushSender(&cfg, cr.vapid, t, policy, &loudLog{logger: cfg.Logger})
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("VAPID_PRIVATE_KEY: %w", err)
+		}
+		d.webpush = s
 	}
 	return d, nil
 }

@@ -1,16 +1,16 @@
 package dispatch
 
 import (
+	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
-
-	webpush "github.com/SherClockHolmes/webpush-go"
 )
 
 // DefaultWebPushTTL is how long a push service keeps a Web Push for an
@@ -32,25 +32,19 @@ const maxWebPushPlaintext = MaxPayloadSize - webpushOverhead
 // into a ProviderError's Reason (and so into a 502's description).
 const maxWebPushReason = 120
 
-// webpushSender pushes to browsers' push services (RFC 8030) through
-// github.com/SherClockHolmes/webpush-go, which encrypts (aes128gcm, RFC
-// 8291) and signs the VAPID JWT (RFC 8292). It is safe for concurrent use:
-// it holds no mutable state but its loudLog and HTTP client.
+// webpushSender pushes to browsers' push services (RFC 8030): aes128gcm
+// encryption (RFC 8291) and a VAPID header (RFC 8292) signed once per push
+// service origin (webpush_crypto.go says why not through webpush-go). It is
+// safe for concurrent use.
 type webpushSender struct {
-	vapid *vapidKey
-	// privateKey is vapid's scalar as webpush-go wants it (unpadded
-	// base64url), however the operator wrote it.
-	privateKey string
-	// subscriber is the JWT's sub as webpush-go wants it: it prefixes
-	// "mailto:" to anything that does not start with "https:", so a
-	// mailto: subject goes in without its scheme.
-	subscriber string
-	allowed    *WebPushOrigins
-	client     *http.Client
-	policy     *retryPolicy
-	ttlSeconds int
-	timeout    time.Duration
-	log        *loudLog
+	vapid   *vapidKey
+	headers *vapidCache
+	allowed *WebPushOrigins
+	client  *http.Client
+	policy  *retryPolicy
+	ttl     string // the TTL header, whole seconds
+	timeout time.Duration
+	log     *loudLog
 }
 
 // newWebPushSender builds the one Web Push sender of a Dispatcher over base,
@@ -63,23 +57,26 @@ type webpushSender struct {
 // allow. And the client never follows a redirect: the endpoint is chosen by
 // whoever registered, and a redirect would let an allowed host send the
 // POST anywhere. The 3xx answer itself comes back and fails the push.
-func newWebPushSender(cfg *Config, k *vapidKey, base http.RoundTripper, policy *retryPolicy, log *loudLog) *webpushSender {
+func newWebPushSender(cfg *Config, k *vapidKey, base http.RoundTripper, policy *retryPolicy, log *loudLog) (*webpushSender, error) {
+	headers, err := newVAPIDCache(k)
+	if err != nil {
+		return nil, err
+	}
 	return &webpushSender{
-		vapid:      k,
-		privateKey: base64.RawURLEncoding.EncodeToString(k.private.Bytes()),
-		subscriber: strings.TrimPrefix(k.subject, "mailto:"),
-		allowed:    cfg.WebPushAllowedOrigins,
+		vapid:   k,
+		headers: headers,
+		allowed: cfg.WebPushAllowedOrigins,
 		client: &http.Client{
 			Transport:     &recordingTransport{next: &webpushGuard{allowed: cfg.WebPushAllowedOrigins, next: base}},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 			// No client timeout: Send's context bounds each push, retries
 			// included, as for the other providers.
 		},
-		policy:     policy,
-		ttlSeconds: int(cfg.WebPushTTL / time.Second),
-		timeout:    cfg.Timeout,
-		log:        log,
-	}
+		policy:  policy,
+		ttl:     strconv.FormatInt(int64(cfg.WebPushTTL/time.Second), 10),
+		timeout: cfg.Timeout,
+		log:     log,
+	}, nil
 }
 
 // Send pushes n to the subscription in token (a PushSubscription's JSON).
@@ -103,49 +100,54 @@ func (s *webpushSender) Send(ctx context.Context, token string, n *Notification)
 		}
 		return pe
 	}
-	buf := acquirePayload()
-	defer releasePayload(buf)
-	*buf = appendWebPushPayload((*buf)[:0], n)
-	if len(*buf) > maxWebPushPlaintext {
+	plain := acquirePayload()
+	defer releasePayload(plain)
+	*plain = appendWebPushPayload((*plain)[:0], n)
+	if len(*plain) > maxWebPushPlaintext {
 		return fmt.Errorf("webpush: payload is %d bytes, the limit is %d (a %d-byte record with its encryption): %w",
-			len(*buf), maxWebPushPlaintext, MaxPayloadSize, ErrPayloadTooLarge)
+			len(*plain), maxWebPushPlaintext, MaxPayloadSize, ErrPayloadTooLarge)
 	}
-	opts := &webpush.Options{
-		HTTPClient:      s.client,
-		Subscriber:      s.subscriber,
-		TTL:             s.ttlSeconds,
-		Urgency:         webpushUrgency(n),
-		VAPIDPublicKey:  s.vapid.public,
-		VAPIDPrivateKey: s.privateKey,
+	body := acquirePayload()
+	defer releasePayload(body)
+	if *body, err = encryptWebPush((*body)[:0], *plain, sub.p256dh, sub.auth); err != nil {
+		return fmt.Errorf("webpush: cannot encrypt: %w", err)
 	}
-	wsub := &webpush.Subscription{Endpoint: sub.endpoint, Keys: webpush.Keys{Auth: sub.rawAuth, P256dh: sub.rawP256dh}}
+	u, err := url.Parse(sub.endpoint)
+	if err != nil {
+		return fmt.Errorf("webpush: endpoint no longer parses: %w", err) // parseSubscription parsed it
+	}
+	origin, _ := originKey(u)
+	auth, err := s.headers.header(origin)
+	if err != nil {
+		return fmt.Errorf("webpush: %w", err)
+	}
+	urgency := webpushUrgency(n)
 
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	var refused error // webpush-go failed before sending anything
 	err = s.policy.run(ctx, TypeWebPush, classifyWebPush, func(ctx context.Context) answer {
 		var rec tryRecord
-		// webpush-go pads the message in place: it appends to the slice it
-		// is given, within buf's spare capacity, and the length we hold is
-		// unchanged, so a retry sends the same plaintext.
-		resp, err := webpush.SendNotificationWithContext(withTryRecord(ctx, &rec), *buf, wsub, opts)
-		switch {
-		case err == nil:
-			defer resp.Body.Close()
-			a := answer{status: resp.StatusCode, retryAfter: rec.retryAfter}
-			a.reason = webpushReason(resp)
-			return a
-		case rec.requests == 0 && !errors.Is(err, ErrEndpointNotAllowed) && ctx.Err() == nil:
-			refused = err
-			return answer{status: -1}
+		req := &http.Request{
+			Method: http.MethodPost,
+			URL:    u,
+			Host:   u.Host,
+			Header: http.Header{
+				"Authorization":    {auth},
+				"Content-Encoding": {"aes128gcm"},
+				"Content-Type":     {"application/octet-stream"},
+				"Ttl":              {s.ttl},
+				"Urgency":          {urgency},
+			},
+			Body:          io.NopCloser(bytes.NewReader(*body)),
+			ContentLength: int64(len(*body)),
 		}
-		return answer{err: cleanCause(err)}
+		resp, err := s.client.Do(req.WithContext(withTryRecord(ctx, &rec)))
+		if err != nil {
+			return answer{err: cleanCause(err)}
+		}
+		defer resp.Body.Close()
+		return answer{status: resp.StatusCode, reason: webpushReason(resp), retryAfter: rec.retryAfter}
 	})
-	if refused != nil {
-		// Encryption or signing failed on input registration accepted:
-		// our bug, not the provider's answer.
-		return fmt.Errorf("webpush: cannot build the push: %w", refused)
-	}
 	if pe, ok := err.(*ProviderError); ok {
 		pe.redactToken(token)
 		pe.redactToken(sub.endpoint)
@@ -186,13 +188,13 @@ func webpushReason(resp *http.Response) string {
 // acts on at once (a session proposal, tag 1100, and a session request, tag
 // 1108), so a browser on low battery still wakes for them; normal for the
 // rest.
-func webpushUrgency(n *Notification) webpush.Urgency {
+func webpushUrgency(n *Notification) string {
 	for _, f := range n.Data {
 		if f.Key == "tag" && (f.Value == "1100" || f.Value == "1108") {
-			return webpush.UrgencyHigh
+			return "high"
 		}
 	}
-	return webpush.UrgencyNormal
+	return "normal"
 }
 
 // appendWebPushPayload appends the JSON object a Web Push carries: the

@@ -169,10 +169,8 @@ const maxSubscriptionSize = 4096
 // subscription is a parsed webpush token.
 type subscription struct {
 	endpoint string
-	p256dh   []byte // 65-byte uncompressed point on P-256
+	p256dh   *ecdh.PublicKey
 	auth     []byte // 16 bytes
-	// raw keys as registered, for webpush-go (which decodes them itself)
-	rawP256dh, rawAuth string
 }
 
 // CheckWebPushSubscription validates a webpush token at registration: the
@@ -211,12 +209,12 @@ func parseSubscription(token string, allowed *WebPushOrigins) (*subscription, er
 	if err := allowed.Check(js.Endpoint); err != nil {
 		return nil, fmt.Errorf("%w: %w", err, ErrBadSubscription)
 	}
-	s := &subscription{endpoint: js.Endpoint, rawP256dh: js.Keys.P256dh, rawAuth: js.Keys.Auth}
-	var err error
-	if s.p256dh, err = decodeB64(js.Keys.P256dh); err != nil || len(s.p256dh) != 65 {
+	s := &subscription{endpoint: js.Endpoint}
+	point, err := decodeB64(js.Keys.P256dh)
+	if err != nil || len(point) != 65 {
 		return nil, fmt.Errorf("keys.p256dh: want the base64url of a 65-byte uncompressed P-256 point: %w", ErrBadSubscription)
 	}
-	if _, err := ecdh.P256().NewPublicKey(s.p256dh); err != nil {
+	if s.p256dh, err = ecdh.P256().NewPublicKey(point); err != nil {
 		return nil, fmt.Errorf("keys.p256dh is not a point on P-256: %w", ErrBadSubscription)
 	}
 	if s.auth, err = decodeB64(js.Keys.Auth); err != nil || len(s.auth) != 16 {

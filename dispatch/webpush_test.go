@@ -8,10 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	webpush "github.com/SherClockHolmes/webpush-go"
 
 	"push-server/dispatch/dispatchtest"
 )
@@ -358,5 +361,110 @@ func TestWebPushDispatcherPublicKey(t *testing.T) {
 	w := newWebPush(t, false, nil)
 	if got := w.d.VAPIDPublicKey(); got != w.public {
 		t.Fatalf("VAPIDPublicKey = %q, want %q", got, w.public)
+	}
+}
+
+// TestWebPushVAPIDHeaderIsSignedOncePerOrigin checks the cached VAPID
+// header: pushes to one push service share one JWT until it is an hour
+// from its exp, then a new one is signed, and each is accepted.
+func TestWebPushVAPIDHeaderIsSignedOncePerOrigin(t *testing.T) {
+	w := newWebPush(t, false, nil)
+	now := time.Now()
+	cache := w.d.webpush.headers
+	cache.now = func() time.Time { return now }
+	a, b := w.mock.Subscribe(w.public), w.mock.Subscribe(w.public)
+	n := &Notification{Kind: KindRaw, Data: []Field{{"topic", "t"}}}
+	send := func(sub string) {
+		t.Helper()
+		if err := w.s.Send(t.Context(), sub, n); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+	send(a)
+	send(b)
+	now = now.Add(vapidJWTRenew - time.Minute)
+	send(a)
+	now = now.Add(2 * time.Minute) // past the renewal point
+	send(b)
+	reqs := w.mock.Requests()
+	if len(reqs) != 4 {
+		t.Fatalf("%d requests, want 4", len(reqs))
+	}
+	auth := func(i int) string { return reqs[i].Header.Get("Authorization") }
+	if auth(0) != auth(1) || auth(1) != auth(2) {
+		t.Errorf("pushes within the JWT's life were signed anew:\n%s\n%s\n%s", auth(0), auth(1), auth(2))
+	}
+	if auth(3) == auth(2) {
+		t.Error("the header was reused past its renewal time")
+	}
+	msgs := w.mock.Received()
+	if d := msgs[3].Expires.Sub(msgs[0].Expires); d < vapidJWTRenew {
+		t.Errorf("the renewed JWT's exp is %v after the first's, want at least %v", d, vapidJWTRenew)
+	}
+}
+
+// TestWebPushVAPIDCacheIsBounded fills the cache with more origins than
+// it holds (Edge's push service has many hosts).
+func TestWebPushVAPIDCacheIsBounded(t *testing.T) {
+	k, err := parseVAPID(mustVAPIDKey(t), testVAPIDSubject, uploadNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newVAPIDCache(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range maxVAPIDOrigins + 10 {
+		if _, err := c.header("https://wns2-" + strconv.Itoa(i) + ".notify.windows.com"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(c.headers) > maxVAPIDOrigins {
+		t.Fatalf("the cache holds %d origins, the bound is %d", len(c.headers), maxVAPIDOrigins)
+	}
+}
+
+func mustVAPIDKey(t *testing.T) string {
+	t.Helper()
+	priv, _, err := GenerateVAPIDKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return priv
+}
+
+// TestWebPushMockAgreesWithWebpushGo sends through webpush-go, the Go
+// library other gateways use, to the mock push service: the mock's
+// decryption and VAPID check, which judge our sender in every test here,
+// accept an implementation we did not write. (node's http_ece judges our
+// encryption in TestWebPushHTTPECEDecrypts.)
+func TestWebPushMockAgreesWithWebpushGo(t *testing.T) {
+	m := dispatchtest.StartWebPushService(t, false)
+	priv, pub := mustVAPIDKey(t), ""
+	k, err := parseVAPID(priv, testVAPIDSubject, uploadNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub = k.public
+	var js webpush.Subscription
+	if err := json.Unmarshal([]byte(m.Subscribe(pub)), &js); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	resp, err := webpush.SendNotificationWithContext(t.Context(), []byte(`{"topic":"t","message":"from webpush-go"}`), &js, &webpush.Options{
+		HTTPClient: client, Subscriber: strings.TrimPrefix(testVAPIDSubject, "mailto:"), TTL: 60,
+		Urgency: webpush.UrgencyHigh, VAPIDPublicKey: pub, VAPIDPrivateKey: priv,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("the mock answered webpush-go %d: %+v", resp.StatusCode, m.Requests())
+	}
+	got := m.Received()
+	if len(got) != 1 || string(got[0].Plaintext) != `{"topic":"t","message":"from webpush-go"}` || got[0].Subject != testVAPIDSubject {
+		t.Fatalf("the mock decrypted %+v", got)
 	}
 }
