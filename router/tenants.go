@@ -315,7 +315,10 @@ func (s *Server) putWebPush(ctx *fasthttp.RequestCtx) error {
 // wallet subscribes with. It is public (no authentication): a wallet's
 // service worker fetches it before it can register. The operator's comes
 // from its providers, a tenant's from its record, stored in the clear
-// beside the sealed key, so neither opens anything.
+// beside the sealed key, so neither opens anything. It is not
+// rate-limited: it costs one tenant read through the client-side cache,
+// which is what the limiter's own count would cost, and wallets behind one
+// address would share the register limits with it.
 func (s *Server) vapidPublicKey(ctx *fasthttp.RequestCtx) error {
 	sc, err := s.recordScope(ctx)
 	if err != nil {
