@@ -507,3 +507,27 @@ func TestWebPushTenantKeys(t *testing.T) {
 		t.Fatal("a tenant without a VAPID key has webpush")
 	}
 }
+
+// TestWebPushUnreachableHidesThePath: a push service that cannot be
+// reached is retried, then ErrUnavailable, and the error names its host,
+// never the endpoint's path (the capability that identifies the browser).
+func TestWebPushUnreachableHidesThePath(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	origin := srv.URL
+	srv.Close() // nothing listens there now
+	origins, err := ParseWebPushOrigins(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig()
+	cfg.VAPIDPrivateKey, cfg.VAPIDSubject, cfg.WebPushAllowedOrigins = mustVAPIDKey(t), testVAPIDSubject, origins
+	s := mustSender(t, mustNew(t, cfg), TypeWebPush)
+	err = s.Send(t.Context(), testSubscription(t, origin+"/push/secretpath", nil), &Notification{Kind: KindRaw})
+	var pe *ProviderError
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &pe) || pe.Attempts != 3 {
+		t.Fatalf("Send = %v, want ErrUnavailable after 3 attempts", err)
+	}
+	if strings.Contains(err.Error(), "secretpath") || !strings.Contains(err.Error(), origin) {
+		t.Fatalf("the error should name the host and hide the path: %v", err)
+	}
+}
