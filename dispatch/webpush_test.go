@@ -468,3 +468,66 @@ func TestWebPushMockAgreesWithWebpushGo(t *testing.T) {
 		t.Fatalf("the mock decrypted %+v", got)
 	}
 }
+
+// TestWebPushTenantKeys builds a tenant's Dispatcher in a Pool: its own
+// VAPID key signs its pushes (the mock binds each subscription to the key
+// it was made with), over the base's allow-list, and another tenant's
+// subscription made for the first tenant's key is refused with 403.
+func TestWebPushTenantKeys(t *testing.T) {
+	m := dispatchtest.StartWebPushService(t, false)
+	origins, err := ParseWebPushOrigins(m.Origin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := baseConfig()
+	base.WebPushAllowedOrigins = origins
+	p := startPool(t, base, 10, 0, nil)
+	tenant := func(id string) (*Dispatcher, Sender) {
+		priv := mustVAPIDKey(t)
+		d := mustGet(t, p, id, 1, Config{Credentials: Credentials{VAPIDPrivateKey: priv, VAPIDSubject: "https://" + id + ".example.com"}})
+		return d, mustSender(t, d, TypeWebPush)
+	}
+	da, sa := tenant("a")
+	db, sb := tenant("b")
+	if da.VAPIDPublicKey() == db.VAPIDPublicKey() || da.VAPIDPublicKey() == "" {
+		t.Fatal("two tenants share a VAPID key")
+	}
+	subA := m.Subscribe(da.VAPIDPublicKey())
+	n := &Notification{Kind: KindRaw, Data: []Field{{"topic", "t"}}}
+	if err := sa.Send(t.Context(), subA, n); err != nil {
+		t.Fatalf("tenant a to its own subscription: %v", err)
+	}
+	if got := m.Received(); len(got) != 1 || got[0].PublicKey != da.VAPIDPublicKey() || got[0].Subject != "https://a.example.com" {
+		t.Fatalf("received %+v, want one signed by tenant a's key and subject", got)
+	}
+	if err := sb.Send(t.Context(), subA, n); !errors.Is(err, ErrTokenDead) {
+		t.Fatalf("tenant b to a subscription made for a's key: %v, want ErrTokenDead (403)", err)
+	}
+	if none := mustGet(t, p, "c", 1, Config{}); none.Available(TypeWebPush) {
+		t.Fatal("a tenant without a VAPID key has webpush")
+	}
+}
+
+// TestWebPushUnreachableHidesThePath: a push service that cannot be
+// reached is retried, then ErrUnavailable, and the error names its host,
+// never the endpoint's path (the capability that identifies the browser).
+func TestWebPushUnreachableHidesThePath(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	origin := srv.URL
+	srv.Close() // nothing listens there now
+	origins, err := ParseWebPushOrigins(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig()
+	cfg.VAPIDPrivateKey, cfg.VAPIDSubject, cfg.WebPushAllowedOrigins = mustVAPIDKey(t), testVAPIDSubject, origins
+	s := mustSender(t, mustNew(t, cfg), TypeWebPush)
+	err = s.Send(t.Context(), testSubscription(t, origin+"/push/secretpath", nil), &Notification{Kind: KindRaw})
+	var pe *ProviderError
+	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &pe) || pe.Attempts != 3 {
+		t.Fatalf("Send = %v, want ErrUnavailable after 3 attempts", err)
+	}
+	if strings.Contains(err.Error(), "secretpath") || !strings.Contains(err.Error(), origin) {
+		t.Fatalf("the error should name the host and hide the path: %v", err)
+	}
+}
