@@ -139,9 +139,11 @@ func checkToken(typ, token string, webpush *dispatch.WebPushOrigins) string {
 			}
 		}
 	case cache.TypeWebPush:
-		// Its words never quote the endpoint's path or the keys.
+		// Its words never quote the endpoint's path or the keys; the
+		// sentinels' package prefixes say nothing to a wallet developer.
 		if err := dispatch.CheckWebPushSubscription(token, webpush); err != nil {
-			return "a webpush token is a PushSubscription's JSON from an allowed push service: " + err.Error()
+			why := strings.TrimSuffix(err.Error(), ": "+dispatch.ErrBadSubscription.Error())
+			return "not a usable PushSubscription: " + strings.ReplaceAll(why, "dispatch: ", "")
 		}
 	}
 	return ""

@@ -138,6 +138,9 @@ func TestWebPushRegistration(t *testing.T) {
 	if bytes.Contains(r.body, []byte(secretPath)) || bytes.Contains(r.body, []byte(base64.RawURLEncoding.EncodeToString(point))) {
 		t.Errorf("the refusal quotes the endpoint's path or the keys: %s", r.body)
 	}
+	if d := r.env.Fields[0].Description; d != "not a usable PushSubscription: endpoint https://push.example.org: endpoint is not an allowed push service" {
+		t.Errorf("the refusal of an endpoint off the list reads %q", d)
+	}
 }
 
 // TestWebPushTenantCredentials: a tenant's VAPID key is uploaded (JSON or
