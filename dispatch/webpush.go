@@ -151,6 +151,7 @@ func (s *webpushSender) Send(ctx context.Context, token string, n *Notification)
 	if pe, ok := err.(*ProviderError); ok {
 		pe.redactToken(token)
 		pe.redactToken(sub.endpoint)
+		pe.redactToken(u.EscapedPath()) // a push service quoting the path alone
 		s.log.report(pe)
 	}
 	return err

@@ -270,9 +270,9 @@ func (m *WebPushService) lookup(subscription string) *webpushSub {
 // Script sets the answers for pushes to a subscription (its JSON, as
 // Subscribe returned it), consumed in order, the last repeating; Script
 // with "" sets the default for every subscription without a script. An
-// Answer's Status is answered as it is after the checks passed (Reason is
-// the body's text); a 3xx Status carries a Location on the mock (see
-// Redirected). No answers removes the script.
+// Answer's Status is answered as it is after the checks passed (0 means
+// 201; Reason is the body's text); a 3xx Status carries a Location on the
+// mock (see Redirected). No answers removes the script.
 func (m *WebPushService) Script(subscription string, answers ...Answer) {
 	m.answers.set(subscription, answers)
 }
