@@ -232,6 +232,24 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if v := env("FCM_V1_CREDENTIALS", ""); v != "" {
 		d.FCMCredentials = []byte(v)
 	}
+	if v := getenv("WEBPUSH_ALLOWED_ORIGINS"); strings.TrimSpace(v) != "" {
+		if d.WebPushAllowedOrigins, err = dispatch.ParseWebPushOrigins(v); err != nil {
+			return nil, fmt.Errorf("WEBPUSH_ALLOWED_ORIGINS: want comma-separated push-service hosts or origins (https, or http for a loopback host): %v", err)
+		}
+	}
+	// Tenants' subscriptions are held to the same list (the Pool's base
+	// is this Config), and registrations of either before they are stored.
+	c.router.WebPushAllowedOrigins = d.WebPushAllowedOrigins
+	if d.WebPushTTL, err = envDelay(getenv, "WEBPUSH_TTL", dispatch.DefaultWebPushTTL, maxWebPushTTL); err != nil {
+		return nil, err
+	}
+	if d.WebPushTTL < time.Second {
+		// dispatch reads 0 as its default; a push service keeps a
+		// message for whole seconds.
+		return nil, fmt.Errorf("WEBPUSH_TTL=%q: want from 1s to %s (a bare number counts seconds)", getenv("WEBPUSH_TTL"), maxWebPushTTL)
+	}
+	d.VAPIDPrivateKey = env("VAPID_PRIVATE_KEY", "")
+	d.VAPIDSubject = env("VAPID_SUBJECT", "")
 	d.APNSURL = env("APNS_URL", "")
 	d.APNSSandboxURL = env("APNS_SANDBOX_URL", "")
 	d.FCMURL = env("FCM_URL", "")
@@ -254,7 +272,36 @@ func parseConfig(getenv func(string) string) (*config, error) {
 			return nil, fmt.Errorf("APNS_CERTIFICATE: %w", err)
 		}
 	}
+	if err := checkVAPIDPublicKey(d, env("VAPID_PUBLIC_KEY", "")); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// maxWebPushTTL bounds WEBPUSH_TTL: push services keep a message at most
+// about four weeks (autopush 60 days, FCM 28), so a longer TTL promises
+// what none of them does.
+const maxWebPushTTL = 28 * 24 * time.Hour
+
+// checkVAPIDPublicKey holds an operator's VAPID_PUBLIC_KEY to the key
+// VAPID_PRIVATE_KEY derives: it is optional (the server derives it), but a
+// deployment that states one and pairs it with another private key would
+// serve wallets a key whose subscriptions every push then fails with 403.
+func checkVAPIDPublicKey(d *dispatch.Config, given string) error {
+	if given == "" {
+		return nil
+	}
+	if d.VAPIDPrivateKey == "" {
+		return errors.New("VAPID_PUBLIC_KEY: given without VAPID_PRIVATE_KEY (set both, or the private key alone: the public key is derived)")
+	}
+	derived, err := dispatch.CheckVAPID(d.VAPIDPrivateKey, d.VAPIDSubject)
+	if err != nil {
+		return fmt.Errorf("VAPID_PRIVATE_KEY: %w", err)
+	}
+	if strings.TrimRight(given, "=") != derived {
+		return fmt.Errorf("VAPID_PUBLIC_KEY=%q: does not match VAPID_PRIVATE_KEY, whose public key is %s (leave VAPID_PUBLIC_KEY unset to use the derived one)", given, derived)
+	}
+	return nil
 }
 
 func envInt(getenv func(string) string, name string, def, lo, hi int) (int, error) {

@@ -35,12 +35,21 @@ type Tenant struct {
 	APNSCertificateNotAfter int64
 	// FCM is the sealed FCM v1 service account, nil when not set up.
 	FCM []byte
+	// WebPush is the sealed VAPID key pair and subject, nil when Web Push
+	// is not set up; WebPushPublicKey is its public key (base64url), kept
+	// in the clear beside it because wallets are handed it to subscribe
+	// with, so that serving it opens nothing.
+	WebPush          []byte
+	WebPushPublicKey string
 	// APNSSuspended (Apple's production host), APNSSandboxSuspended (its
 	// development host) and FCMSuspended hold why that host refused the
 	// tenant's credentials; "" when it is not suspended. The APNs hosts are
 	// suspended apart: credentials valid for one are often refused by the
 	// other, and any client may register for either.
 	APNSSuspended, APNSSandboxSuspended, FCMSuspended string
+	// WebPushSuspended holds why a push service refused the tenant's VAPID
+	// authorisation (401), "" when Web Push is not suspended.
+	WebPushSuspended string
 }
 
 // TenantChange is one atomic change to a tenant. Setting a provider's
@@ -59,9 +68,14 @@ type TenantChange struct {
 	FCM      []byte
 	ClearFCM bool
 
-	// SuspendAPNS, SuspendAPNSSandbox and SuspendFCM, when not "", suspend
-	// that host with that reason.
-	SuspendAPNS, SuspendAPNSSandbox, SuspendFCM string
+	SetWebPush       bool // replace WebPush and WebPushPublicKey with the values below
+	WebPush          []byte
+	WebPushPublicKey string
+	ClearWebPush     bool
+
+	// SuspendAPNS, SuspendAPNSSandbox, SuspendFCM and SuspendWebPush, when
+	// not "", suspend that host with that reason.
+	SuspendAPNS, SuspendAPNSSandbox, SuspendFCM, SuspendWebPush string
 
 	// If, when not nil, makes the change conditional on the tenant being
 	// the one it was decided from (see TenantCondition); when it is not,
@@ -73,7 +87,7 @@ type TenantChange struct {
 // TenantCondition is what a conditional TenantChange requires of the
 // tenant: its Incarnation, and for each provider the change suspends, the
 // very sealed credentials given here (APNS for either APNs host, FCM for
-// FCM), set up and equal byte for byte.
+// FCM, WebPush for Web Push), set up and equal byte for byte.
 //
 // A send reads the tenant when it starts and may hear its provider's
 // refusal seconds later: the suspension it then writes must not fall on
@@ -83,8 +97,8 @@ type TenantChange struct {
 // bytes, while Version also moves for the other provider's changes and
 // for suspensions, which say nothing about these credentials.
 type TenantCondition struct {
-	Incarnation uint64
-	APNS, FCM   []byte
+	Incarnation        uint64
+	APNS, FCM, WebPush []byte
 }
 
 // ErrTenantChanged means a conditional TenantChange was not applied: the

@@ -56,3 +56,33 @@ func TestTenantRecordV2StillReads(t *testing.T) {
 		t.Fatal("a version 2 record with trailing bytes decoded")
 	}
 }
+
+// Web Push made the record longer (version 3). A tenant that does not use
+// it is still written as version 2, which a binary from before Web Push
+// reads (its decoder took version 2 only); one that does round-trips its
+// sealed key, public key and suspension, "not set up" kept apart from set
+// up with empty bytes.
+func TestTenantRecordWebPushLayout(t *testing.T) {
+	plain := Tenant{ID: "a", Version: 3, Incarnation: 9, FCM: []byte("sealed-fcm")}
+	if b := appendTenantRecord(nil, &plain); b[0] != tenantRecordV2 {
+		t.Fatalf("a tenant without Web Push is written as version %d; want 2, which older binaries read", b[0])
+	}
+	for _, wp := range []Tenant{
+		{ID: "a", Version: 4, Incarnation: 9, WebPush: []byte("\x00sealed-vapid\xff"), WebPushPublicKey: "BPub", WebPushSuspended: "401 Unauthorized"},
+		{ID: "a", Version: 5, Incarnation: 9, WebPush: []byte{}},
+		{ID: "a", Version: 6, Incarnation: 9, WebPushSuspended: "left from before a clear"},
+	} {
+		b := appendTenantRecord(nil, &wp)
+		if b[0] != tenantRecordVersion {
+			t.Fatalf("a tenant with Web Push is written as version %d; want %d", b[0], tenantRecordVersion)
+		}
+		got, err := decodeTenantRecord("a", b)
+		if err != nil {
+			t.Fatalf("decode: %v", err)
+		}
+		if (got.WebPush == nil) != (wp.WebPush == nil) || string(got.WebPush) != string(wp.WebPush) ||
+			got.WebPushPublicKey != wp.WebPushPublicKey || got.WebPushSuspended != wp.WebPushSuspended || got.Version != wp.Version {
+			t.Fatalf("round trip: got %+v; want %+v", got, wp)
+		}
+	}
+}

@@ -71,7 +71,8 @@ type poolEntry struct {
 }
 
 // NewPool returns an empty Pool. base carries the settings every tenant
-// shares (APNSURL, APNSSandboxURL, FCMURL, FCMTokenURIs, Timeout,
+// shares (APNSURL, APNSSandboxURL, FCMURL, FCMTokenURIs,
+// WebPushAllowedOrigins, WebPushTTL, Timeout,
 // MaxAttempts, MaxRetriesPerSecond, RetryDelay, RootCAs, Logger); its
 // Credentials are ignored. Tenants' credentials are untrusted, so a
 // nil FCMTokenURIs means GoogleTokenURIs, never "any". Each tenant's

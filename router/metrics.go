@@ -13,7 +13,7 @@ import (
 
 // The router's metrics, in Prometheus text format on /metrics. Labels are
 // bounded: routes are the fixed route names, statuses the HTTP codes the
-// server answers, providers the four types, outcomes the contract names.
+// server answers, providers the five types, outcomes the contract names.
 // Client ids and tokens never become labels.
 var (
 	signatureFailures = metrics.NewCounter(`push_signature_failures_total`)
@@ -36,10 +36,11 @@ var credentialsRejected = hostCounters{
 	apns:        metrics.NewCounter(`push_provider_credentials_rejected_total{provider="apns"}`),
 	apnsSandbox: metrics.NewCounter(`push_provider_credentials_rejected_total{provider="apns-sandbox"}`),
 	fcm:         metrics.NewCounter(`push_provider_credentials_rejected_total{provider="fcm"}`),
+	webpush:     metrics.NewCounter(`push_provider_credentials_rejected_total{provider="webpush"}`),
 }
 
 // hostCounters is one counter per provider host.
-type hostCounters struct{ apns, apnsSandbox, fcm *metrics.Counter }
+type hostCounters struct{ apns, apnsSandbox, fcm, webpush *metrics.Counter }
 
 func (h *hostCounters) inc(typ string) {
 	switch typ {
@@ -49,6 +50,8 @@ func (h *hostCounters) inc(typ string) {
 		h.apnsSandbox.Inc()
 	case dispatch.TypeFCM:
 		h.fcm.Inc()
+	case dispatch.TypeWebPush:
+		h.webpush.Inc()
 	}
 }
 

@@ -109,6 +109,12 @@ type Config struct {
 	// DefaultEventLogBuffer.
 	EventLog       io.Writer
 	EventLogBuffer int
+	// WebPushAllowedOrigins are the push services beyond the browsers'
+	// own that a webpush registration's endpoint may name
+	// (WEBPUSH_ALLOWED_ORIGINS): the same list the senders hold each
+	// request to, for the operator's providers and tenants' alike. nil:
+	// the browsers' push services only.
+	WebPushAllowedOrigins *dispatch.WebPushOrigins
 }
 
 // Deps are the parts a Server sequences. Store, ClientAuth and Providers
@@ -207,6 +213,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	on(fasthttp.MethodPost, "/clients", instrument("register", s.handle(s.register)))
 	on(fasthttp.MethodDelete, "/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
 	on(fasthttp.MethodPost, "/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+	on(fasthttp.MethodGet, "/webpush/vapid-public-key", instrument("webpush_key", s.handle(s.vapidPublicKey)))
 	if cfg.ServeMetrics {
 		on(fasthttp.MethodGet, "/metrics", MetricsHandler)
 	}
@@ -214,14 +221,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		on(fasthttp.MethodPost, "/{tenant_id}/clients", instrument("register", s.handle(s.register)))
 		on(fasthttp.MethodDelete, "/{tenant_id}/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
 		on(fasthttp.MethodPost, "/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+		on(fasthttp.MethodGet, "/{tenant_id}/webpush/vapid-public-key", instrument("webpush_key", s.handle(s.vapidPublicKey)))
 
 		on(fasthttp.MethodPost, "/tenants", instrument("tenants", s.handle(s.createTenant)))
 		on(fasthttp.MethodGet, "/tenants/{tenant_id}", instrument("tenants", s.handle(s.getTenant)))
 		on(fasthttp.MethodDelete, "/tenants/{tenant_id}", instrument("tenants", s.handle(s.deleteTenant)))
 		on(fasthttp.MethodPost, "/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.putAPNS)))
-		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.clearProvider(true))))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.clearProvider(cache.TenantChange{ClearAPNS: true}))))
 		on(fasthttp.MethodPost, "/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.putFCM)))
-		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.clearProvider(false))))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.clearProvider(cache.TenantChange{ClearFCM: true}))))
+		on(fasthttp.MethodPost, "/tenants/{tenant_id}/webpush", instrument("tenants", s.handle(s.putWebPush)))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/webpush", instrument("tenants", s.handle(s.clearProvider(cache.TenantChange{ClearWebPush: true}))))
 		on(fasthttp.MethodPost, "/tenants/{tenant_id}/fcm", instrument("tenants", s.handle(s.legacyFCM)))
 		s.watchStaleTenants()
 	}

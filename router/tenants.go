@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -130,6 +131,9 @@ func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
 	if t.FCM != nil {
 		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeFCM)
 	}
+	if t.WebPush != nil {
+		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeWebPush)
+	}
 	v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeNoop)
 	var reasons []string
 	if t.APNSSuspended != "" {
@@ -143,6 +147,10 @@ func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
 	if t.FCMSuspended != "" {
 		v.Suspensions["fcm"] = t.FCMSuspended
 		reasons = append(reasons, "fcm: "+t.FCMSuspended)
+	}
+	if t.WebPushSuspended != "" {
+		v.Suspensions[dispatch.TypeWebPush] = t.WebPushSuspended
+		reasons = append(reasons, "webpush: "+t.WebPushSuspended)
 	}
 	if len(reasons) > 0 {
 		reason := strings.Join(reasons, "; ")
@@ -272,6 +280,76 @@ func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
 	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
 }
 
+// putWebPush is POST /tenants/{id}/webpush: a VAPID private key and
+// subject, as JSON or multipart, checked (the key is a P-256 scalar, the
+// subject a mailto: or https: URL), sealed and stored with the public key
+// derived from it, which GET /{id}/webpush/vapid-public-key serves.
+func (s *Server) putWebPush(ctx *fasthttp.RequestCtx) error {
+	t, err := s.tenantFromPath(ctx)
+	if err != nil {
+		return err
+	}
+	var key, subject string
+	if bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
+		form, err := ctx.MultipartForm()
+		if err != nil {
+			return badFields(fieldError{"body", "want JSON or multipart/form-data: " + err.Error(), inBody})
+		}
+		k, _ := formPart(form, dispatch.PartVAPIDPrivateKey)
+		sub, _ := formPart(form, dispatch.PartVAPIDSubject)
+		key, subject = string(k), string(sub)
+	} else {
+		var body struct {
+			Key     json.RawMessage `json:"vapid_private_key"`
+			Subject json.RawMessage `json:"vapid_subject"`
+		}
+		if err := decodeObject(ctx.PostBody(), &body); err != nil {
+			return err
+		}
+		var errs []fieldError
+		key, _ = jsonField{dispatch.PartVAPIDPrivateKey, body.Key}.string(&errs)
+		subject, _ = jsonField{dispatch.PartVAPIDSubject, body.Subject}.string(&errs)
+		if len(errs) > 0 {
+			return badFields(errs...)
+		}
+	}
+	public, err := dispatch.CheckVAPID(strings.TrimSpace(key), strings.TrimSpace(subject))
+	if err != nil {
+		return credentialError(errBadWebPushCredentials, err)
+	}
+	creds := dispatch.Credentials{VAPIDPrivateKey: strings.TrimSpace(key), VAPIDSubject: strings.TrimSpace(subject)}
+	change := cache.TenantChange{SetWebPush: true, WebPush: s.deps.Vault.SealWebPush(t.ID, &creds), WebPushPublicKey: public}
+	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
+		return err
+	}
+	s.log.Info("tenant Web Push credentials set", "tenant", t.ID, "vapid_public_key", public, "request_id", requestID(ctx))
+	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
+}
+
+// vapidPublicKey is GET /webpush/vapid-public-key and GET
+// /{tenant_id}/webpush/vapid-public-key: the applicationServerKey a web
+// wallet subscribes with. It is public (no authentication): a wallet's
+// service worker fetches it before it can register. The operator's comes
+// from its providers, a tenant's from its record, stored in the clear
+// beside the sealed key, so neither opens anything. It is not
+// rate-limited: it costs one tenant read through the client-side cache,
+// which is what the limiter's own count would cost, and wallets behind one
+// address would share the register limits with it.
+func (s *Server) vapidPublicKey(ctx *fasthttp.RequestCtx) error {
+	sc, err := s.recordScope(ctx)
+	if err != nil {
+		return err
+	}
+	key := sc.tenant.WebPushPublicKey
+	if sc.id() == "" {
+		key = sc.providers.VAPIDPublicKey()
+	}
+	if key == "" {
+		return errWebPushNotConfigured
+	}
+	return writeJSON(ctx, fasthttp.StatusOK, map[string]string{"vapid_public_key": key})
+}
+
 // legacyFCM is POST /tenants/{id}/fcm: Google shut the legacy API down.
 func (s *Server) legacyFCM(ctx *fasthttp.RequestCtx) error {
 	if _, err := s.tenantFromPath(ctx); err != nil {
@@ -280,18 +358,18 @@ func (s *Server) legacyFCM(ctx *fasthttp.RequestCtx) error {
 	return errFCMLegacyUnsupported
 }
 
-// clearProvider is DELETE /tenants/{id}/apns and /fcm_v1: 204.
-func (s *Server) clearProvider(apns bool) func(ctx *fasthttp.RequestCtx) error {
+// clearProvider is DELETE /tenants/{id}/apns, /fcm_v1 and /webpush: 204.
+// change clears the one provider.
+func (s *Server) clearProvider(change cache.TenantChange) func(ctx *fasthttp.RequestCtx) error {
 	return func(ctx *fasthttp.RequestCtx) error {
 		t, err := s.tenantFromPath(ctx)
 		if err != nil {
 			return err
 		}
-		change := cache.TenantChange{ClearAPNS: apns, ClearFCM: !apns}
 		if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 			return err
 		}
-		if apns {
+		if change.ClearAPNS {
 			s.expiry.changed()
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
@@ -316,8 +394,9 @@ func formPart(form *multipart.Form, name string) ([]byte, bool) {
 	return nil, false
 }
 
-// credentialsError is the 400 of cause (errBadAPNSCredentials or
-// errBadFCMCredentials) naming the part at fault.
+// credentialsError is the 400 of cause (errBadAPNSCredentials,
+// errBadFCMCredentials or errBadWebPushCredentials) naming the part at
+// fault.
 func credentialsError(cause error, part, why string) *requestError {
 	return refused(cause, part+": "+why, fieldError{part, why, inBody})
 }

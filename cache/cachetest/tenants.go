@@ -46,7 +46,9 @@ type RawTenantReader interface {
 //   - an APNs certificate's expiry is kept with its credentials, replaced
 //     or removed with them (token credentials have none), and
 //     APNSCertificateExpiries reports exactly the tenants holding one,
-//     once each, whatever their ids' spelling.
+//     once each, whatever their ids' spelling;
+//   - Web Push's credentials (sealed key and clear public key) and its
+//     suspension follow the same rules, apart from the other providers'.
 func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 	tests := []struct {
 		name string
@@ -62,6 +64,7 @@ func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 		{"DeleteRemovesClients", testDeleteTenantRemovesClients},
 		{"SealedBytesStoredAsGiven", testSealedBytesStoredAsGiven},
 		{"CertificateExpiries", testCertificateExpiries},
+		{"WebPushLikeTheOthers", testWebPushLikeTheOthers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -126,13 +129,15 @@ func tenantEqual(a, b cache.Tenant) bool {
 		a.APNSTopic == b.APNSTopic && a.APNSType == b.APNSType && sameBytes(a.APNS, b.APNS) &&
 		sameBytes(a.FCM, b.FCM) && a.APNSSuspended == b.APNSSuspended &&
 		a.APNSSandboxSuspended == b.APNSSandboxSuspended && a.FCMSuspended == b.FCMSuspended &&
-		a.APNSCertificateNotAfter == b.APNSCertificateNotAfter
+		a.APNSCertificateNotAfter == b.APNSCertificateNotAfter &&
+		sameBytes(a.WebPush, b.WebPush) && a.WebPushPublicKey == b.WebPushPublicKey && a.WebPushSuspended == b.WebPushSuspended
 }
 
 // sealed bytes as dispatch.Vault might produce them: arbitrary binary.
 var (
 	sealedAPNS = []byte("\x00sealed-apns\xff\x01{}")
 	sealedFCM  = []byte("\x00sealed-fcm\xfe\x02/*")
+	sealedWP   = []byte("\x00sealed-vapid\xfd\x03'")
 )
 
 func testCreateTenantIsIdempotent(t *testing.T, s TenantStore) {
@@ -377,6 +382,54 @@ func testSealedBytesStoredAsGiven(t *testing.T, s TenantStore) {
 	for _, sealed := range [][]byte{sealedAPNS, sealedFCM} {
 		if !bytes.Contains(b, sealed) {
 			t.Fatalf("stored tenant record %q does not hold the sealed bytes %q as given", b, sealed)
+		}
+	}
+}
+
+func testWebPushLikeTheOthers(t *testing.T, s TenantStore) {
+	mustCreateTenant(t, s, "a", true)
+	tn := mustTenant(t, s, "a")
+	want := cache.Tenant{FCM: sealedFCM, WebPush: sealedWP, WebPushPublicKey: "BPublicKey"}
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: sealedFCM, SetWebPush: true, WebPush: sealedWP, WebPushPublicKey: "BPublicKey"}, want)
+	read := tn
+
+	// Suspended alone, and conditionally on the key the send used.
+	want.WebPushSuspended = "401 Unauthorized"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendWebPush: want.WebPushSuspended,
+		If: &cache.TenantCondition{Incarnation: read.Incarnation, WebPush: read.WebPush}}, want)
+	// A new key lifts the suspension; a late refusal of the old one does
+	// not land on it.
+	newWP := []byte("\x00sealed-vapid-2")
+	want.WebPush, want.WebPushPublicKey, want.WebPushSuspended = newWP, "BOther", ""
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetWebPush: true, WebPush: newWP, WebPushPublicKey: "BOther"}, want)
+	late := cache.TenantChange{SuspendWebPush: "401", If: &cache.TenantCondition{Incarnation: read.Incarnation, WebPush: read.WebPush}}
+	if err := s.UpdateTenant(ctx(t), "a", late); !errors.Is(err, cache.ErrTenantChanged) {
+		t.Fatalf("a suspension decided from the old VAPID key = %v; want ErrTenantChanged", err)
+	}
+	// The other providers' changes leave Web Push as it is, and the other
+	// way round.
+	want.FCMSuspended = "UNAUTHENTICATED"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendFCM: want.FCMSuspended}, want)
+	want.FCM, want.FCMSuspended = nil, ""
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{ClearFCM: true}, want)
+	want.WebPushSuspended = "401 again"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendWebPush: want.WebPushSuspended}, want)
+	want.FCM = sealedFCM
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: sealedFCM}, want)
+	// Clearing takes key, public key and suspension.
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{ClearWebPush: true}, cache.Tenant{FCM: sealedFCM})
+	if err := s.UpdateTenant(ctx(t), "a", cache.TenantChange{SuspendWebPush: "401", If: &cache.TenantCondition{Incarnation: tn.Incarnation, WebPush: newWP}}); !errors.Is(err, cache.ErrTenantChanged) {
+		t.Fatalf("a suspension of a cleared Web Push = %v; want ErrTenantChanged", err)
+	}
+
+	if raw, ok := s.(RawTenantReader); ok {
+		mustUpdateTenant(t, s, "a", cache.TenantChange{SetWebPush: true, WebPush: sealedWP, WebPushPublicKey: "BPublicKey"})
+		b, err := raw.RawTenantForTest(ctx(t), "a")
+		if err != nil {
+			t.Fatalf("RawTenantForTest: %v", err)
+		}
+		if !bytes.Contains(b, sealedWP) {
+			t.Fatalf("stored tenant record %q does not hold the sealed VAPID key %q as given", b, sealedWP)
 		}
 	}
 }
