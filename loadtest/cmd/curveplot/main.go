@@ -92,6 +92,9 @@ func picture(p *plot.Plot, legend plot.Legend, format string) (io.WriterTo, erro
 		return nil, err
 	}
 	dc := draw.New(c)
+	// White under the legend strip too (the plot fills only its own part),
+	// so the picture reads the same on a dark page.
+	dc.FillPolygon(color.White, []vg.Point{{X: 0, Y: 0}, {X: width, Y: 0}, {X: width, Y: height}, {X: 0, Y: height}})
 	p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
 	legend.Draw(draw.Crop(dc, width-legendWidth+vg.Points(8), 0, 0, -vg.Inch/2))
 	return c, nil
@@ -176,6 +179,7 @@ func render(pts []loadtest.CurvePoint, note string, goals map[string]time.Durati
 	p.Y.Tick.Marker = plot.TickerFunc(logTicks)
 	p.Y.Min, p.Y.Max = lo/1.5, hi*1.5
 	p.X.Min, p.X.Max = 0, xmax*1.05
+	p.X.Tick.Marker = plot.TickerFunc(wholeTicks)
 	p.Add(plotter.NewGrid())
 	legend.Top, legend.Left = true, true
 	legend.ThumbnailWidth = 0.4 * vg.Inch
@@ -250,6 +254,18 @@ func logTicks(lo, hi float64) []plot.Tick {
 				t.Label = strconv.FormatFloat(v, 'f', max(0, -exp), 64)
 			}
 			ticks = append(ticks, t)
+		}
+	}
+	return ticks
+}
+
+// wholeTicks are plot.DefaultTicks labelled as whole numbers: the default
+// labels of a range like 0..5,000 read "2500.00".
+func wholeTicks(lo, hi float64) []plot.Tick {
+	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
+	for i := range ticks {
+		if ticks[i].Label != "" {
+			ticks[i].Label = strconv.FormatFloat(ticks[i].Value, 'f', 0, 64)
 		}
 	}
 	return ticks

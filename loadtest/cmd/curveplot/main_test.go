@@ -40,6 +40,7 @@ func TestPlotsAKnownCurve(t *testing.T) {
 		"noop: ¼ of the bound, 12258/s", "apns: ¼ of the bound, 12229/s",
 		"noop goal: p99 ≤ 2ms there", "apns goal: p99 ≤ 4ms there",
 		"0.2", "1", "10", "100", // y ticks from 0.18 ms to 90 ms
+		"10000", "20000", // x ticks as whole sends/s
 	} {
 		if !texts[want] {
 			t.Errorf("SVG has no text %q", want)
