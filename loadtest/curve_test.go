@@ -107,13 +107,16 @@ func TestCurveCSVRoundTrip(t *testing.T) {
 // request k was due (the pacer never runs ahead of its schedule), every
 // request is answered once, and the rate achieved is within a generous
 // tolerance of the target (a shared machine may stall the pacer, so the
-// lower bound is half the target).
+// lower bound is half the target: only a stall of half a second fails it).
 func TestOpenLoopKeepsItsRate(t *testing.T) {
 	if testing.Short() {
-		t.Skip("paces 4,000 requests over a second")
+		t.Skip("paces 1,000 requests over a second")
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	const rate, window = 4000.0, time.Second
+	// 1,000/s: well below what the in-memory server answers under -race on
+	// a loaded 2-core machine (~1,900/s seen), so the rate measured is the
+	// pacer's, not the server's.
+	const rate, window = 1000.0, time.Second
 	total := int(rate * window.Seconds())
 	batch, err := SignBatch(priv, []string{"a"}, total, 0, time.Now().Unix(), "rate")
 	if err != nil {
