@@ -22,7 +22,8 @@
 # every process it started on every exit path (trap). Knobs (environment):
 # CLIENTS (1000), CLOSED (5s), OPEN (10s), CONNS (64), RSS_CLIENTS (1000000),
 # RSS_SAMPLE (100000), SERVER_CPU (0), LOAD_CPU (1); for curve: CURVE_STEPS (10),
-# CURVE_STEP (5s, each step's open loop), CURVE_OUT (docs/loadtest-curve).
+# CURVE_STEP (5s, each step's open loop), CURVE_OUT (docs/loadtest-curve),
+# CURVE_NOTE (appended to the picture's note line, e.g. "machine shared").
 #
 # send's open loop runs at a quarter of the run's bound (issue 18 goal 3):
 # 0.25 × bound × the verifies/s measured right before that window, and the
@@ -277,6 +278,8 @@ curve)
 	CURVE_STEP=${CURVE_STEP:-5s}
 	CURVE_OUT=${CURVE_OUT:-docs/loadtest-curve}
 	machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3)"
+	# The code measured, taken now: the tree may change during the run.
+	rev=$(git describe --always --dirty 2>/dev/null || echo 'no git')
 	start_redis
 	echo
 	echo "### ceiling: bare fasthttp, for this run's bound (server on core $SERVER_CPU)"
@@ -301,7 +304,7 @@ curve)
 	mkdir -p "$(dirname "$CURVE_OUT")"
 	cp "$work/curve.csv" "$CURVE_OUT.csv"
 	"$bin/curveplot" -in "$CURVE_OUT.csv" -out "$CURVE_OUT.svg" -goals noop=2ms,apns=4ms \
-		-note "$machine; $(date -u '+%Y-%m-%d %H:%M') UTC; $(git rev-parse --short HEAD 2>/dev/null || echo 'no git')"
+		-note "$machine; $(date -u '+%Y-%m-%d %H:%M') UTC; $rev; load average at the end $(cut -d' ' -f1-3 /proc/loadavg)${CURVE_NOTE:+; $CURVE_NOTE}"
 	echo
 	echo "== curve: $CURVE_OUT.csv ($(($(wc -l <"$CURVE_OUT.csv") - 1)) points), $CURVE_OUT.svg"
 	;;

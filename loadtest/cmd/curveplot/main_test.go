@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"push-server/loadtest"
 )
 
 // TestPlotsAKnownCurve draws testdata/curve.csv (three steps each of noop
@@ -50,6 +53,35 @@ func TestPlotsAKnownCurve(t *testing.T) {
 	// once as its legend thumbnail, plus the grid: at least 16 paths.
 	if n := strings.Count(svg, "<path"); n < 16 {
 		t.Errorf("SVG has %d paths; want at least 16 (8 lines and their legend thumbnails)", n)
+	}
+}
+
+// TestMarkFarBeyondTheCurveIsNamedNotDrawn: a quarter of the bound far
+// right of the measured curve (a bound taken on a busy machine) would squeeze
+// the curves into a corner; the legend names it and the axis stays on the
+// curve.
+func TestMarkFarBeyondTheCurveIsNamedNotDrawn(t *testing.T) {
+	pts := []loadtest.CurvePoint{
+		{Series: "noop", TargetRate: 100, Throughput: 100, P50: time.Millisecond, P99: 2 * time.Millisecond, MarkRate: 5000},
+		{Series: "noop", TargetRate: 1000, Throughput: 990, P50: time.Millisecond, P99: 9 * time.Millisecond, MarkRate: 5000},
+	}
+	p, legend, err := render(pts, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.X.Max > 1500 {
+		t.Fatalf("x axis reaches %v; want it to end near the curve's 990/s", p.X.Max)
+	}
+	wt, err := picture(p, legend, "svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if _, err := wt.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "noop: ¼ of the bound, 5000/s, off the right edge") {
+		t.Fatal("the legend does not name the marked rate beyond the curve")
 	}
 }
 
