@@ -180,7 +180,8 @@ func run(args []string, w io.Writer) error {
 	}
 	n := int(math.Ceil(o.maxRate*(o.warmup+o.closed).Seconds() + openRate*o.open.Seconds()))
 	if o.sweep.steps > 0 {
-		n = int(math.Ceil(o.maxRate*(o.warmup+o.closed).Seconds())) + o.sweep.requests(o.maxRate, o.open)
+		// Each sweep step signs its own requests right before it (sweep.go).
+		n = int(math.Ceil(o.maxRate * (o.warmup + o.closed).Seconds()))
 	}
 	var runID [4]byte
 	_, _ = rand.Read(runID[:])
@@ -245,7 +246,11 @@ func run(args []string, w io.Writer) error {
 		result = append(result, fmt.Sprintf("closed_cpu_%s=%.3f", p.name, (procs1[i]-procs0[i]).Seconds()/closed.Elapsed.Seconds()))
 	}
 	if o.sweep.steps > 0 {
-		if err := o.sweep.run(w, o, g, closedRate, verifies); err != nil {
+		sign := func(n int, tag string) (*loadtest.Batch, error) {
+			return loadtest.SignBatch(o.key, ids, n, o.signWorkers, time.Now().Unix(), hex.EncodeToString(runID[:])+tag)
+		}
+		gen := func(b *loadtest.Batch) *loadtest.Generator { return loadtest.NewGenerator(hc, u.Host, b) }
+		if err := o.sweep.run(w, o, sign, gen, closedRate, verifies); err != nil {
 			return err
 		}
 	} else if !o.skipOpenLoop {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"strconv"
 	"time"
 
 	"push-server/loadtest"
@@ -47,21 +48,19 @@ func (s *sweepOptions) check(o *options) error {
 	return err
 }
 
-// requests is how many requests the sweep may send if the closed loop
-// reaches maxRate: what to sign before the window.
-func (s *sweepOptions) requests(maxRate float64, step time.Duration) int {
-	rates, err := loadtest.SweepRates(maxRate, s.steps, s.from, s.to)
-	if err != nil {
-		return 0
-	}
-	return loadtest.SweepRequests(rates, step)
-}
-
 // run sweeps the open-loop rates over the closed-loop maximum closedRate
 // and writes a line per step to w, and a row per step to the CSV. verifies
 // (stdlib verifies/s before the window; 0 if unknown) goes in every row, and
 // with -rate-verifies so does the rate it gives, for the plot to mark.
-func (s *sweepOptions) run(w io.Writer, o *options, g *loadtest.Generator, closedRate, verifies float64) error {
+//
+// Each step signs its own requests (sign, tagged so that no body repeats an
+// earlier step's) and sends them through gen's Generator. Signed all before
+// the closed loop, the last steps' timestamps would pass the server's
+// 300 s freshness window on a slow machine: a run of 2026-12-03 on a
+// loaded machine got 401 for every request of its last step. The server
+// idles while a step signs, so the signing is no part of any window.
+func (s *sweepOptions) run(w io.Writer, o *options, sign func(n int, tag string) (*loadtest.Batch, error),
+	gen func(*loadtest.Batch) *loadtest.Generator, closedRate, verifies float64) error {
 	rates, err := loadtest.SweepRates(closedRate, s.steps, s.from, s.to)
 	if err != nil {
 		return err
@@ -76,12 +75,17 @@ func (s *sweepOptions) run(w io.Writer, o *options, g *loadtest.Generator, close
 	pts := make([]loadtest.CurvePoint, 0, len(rates))
 	for k, rate := range rates {
 		if k > 0 {
-			// Collect the last step's garbage here, outside the windows
-			// (run turned the collector off for them), and let the server
-			// settle.
-			runtime.GC()
+			// Let the server settle after the last step.
 			time.Sleep(s.pause)
 		}
+		n := loadtest.SweepRequests([]float64{rate}, o.open)
+		t0 := time.Now()
+		batch, err := sign(n, "-s"+strconv.Itoa(k+1))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "sweep %d/%d: signed %d requests in %v\n", k+1, len(rates), n, time.Since(t0).Round(time.Millisecond))
+		g := gen(batch)
 		procs0 := snapshot(o.watch)
 		ph := g.OpenLoop(o.openConns, rate, o.open)
 		procs1 := snapshot(o.watch)
@@ -95,9 +99,10 @@ func (s *sweepOptions) run(w io.Writer, o *options, g *loadtest.Generator, close
 			k+1, len(rates), pt.Fraction, rate, o.open, pt.Throughput)
 		fmt.Fprintf(w, "  latency from release: p50 %v p90 %v p99 %v p999 %v\n", fmtDurations([]time.Duration{pt.P50, pt.P90, pt.P99, pt.P999})...)
 		fmt.Fprintf(w, "  CPU, share of one core: %s; statuses %s%s\n", usage(o.watch, procs0, procs1, ph.Elapsed), ph.Statuses, exhausted(ph))
-		if ph.RanOut {
-			break
-		}
+		// Collect the step's batch and samples here, outside the windows
+		// (run turned the collector off for them); nothing refers to them
+		// past this point.
+		runtime.GC()
 	}
 	if s.csv == "" {
 		return nil

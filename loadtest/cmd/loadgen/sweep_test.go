@@ -8,7 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,22 +27,45 @@ import (
 // answered, and the CSV has one header and a row per step with its rate,
 // its count and the marked rate (-rate-verifies × the verify rate).
 func TestSweepWritesOneRowPerStep(t *testing.T) {
-	_, priv, _ := ed25519.GenerateKey(rand.Reader)
-	batch, err := loadtest.SignBatch(priv, []string{"a", "b"}, 1000, 0, time.Now().Unix(), "sweep")
-	if err != nil {
-		t.Fatal(err)
+	if testing.Short() {
+		t.Skip("sweeps for 5 s (1.1 s pauses, to stale a batch signed up front)")
 	}
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	// The server answers 202 to a request signed at most a second ago and
+	// to a body it has not seen, as push-server would (freshness, dedup).
+	var mu sync.Mutex
+	seen := map[string]bool{}
 	ln := fasthttputil.NewInmemoryListener()
 	defer ln.Close()
-	go fasthttp.Serve(ln, func(ctx *fasthttp.RequestCtx) { ctx.SetStatusCode(fasthttp.StatusAccepted) })
+	go fasthttp.Serve(ln, func(ctx *fasthttp.RequestCtx) {
+		ts, _ := strconv.ParseInt(string(ctx.Request.Header.Peek("X-Ed25519-Timestamp")), 10, 64)
+		mu.Lock()
+		dup := seen[string(ctx.PostBody())]
+		seen[string(ctx.PostBody())] = true
+		mu.Unlock()
+		switch {
+		case time.Since(time.Unix(ts, 0)) > 2*time.Second:
+			ctx.SetStatusCode(fasthttp.StatusUnauthorized)
+		case dup:
+			ctx.SetStatusCode(fasthttp.StatusOK)
+		default:
+			ctx.SetStatusCode(fasthttp.StatusAccepted)
+		}
+	})
 	hc := &fasthttp.HostClient{Addr: "x", MaxConns: 8, Dial: func(string) (net.Conn, error) { return ln.Dial() }}
-	g := loadtest.NewGenerator(hc, "x", batch)
+	signed := 0
+	gen := func(b *loadtest.Batch) *loadtest.Generator { return loadtest.NewGenerator(hc, "x", b) }
 
 	path := filepath.Join(t.TempDir(), "curve.csv")
 	for _, series := range []string{"noop", "apns"} {
+		// A run id per series, as each loadgen process draws its own.
+		sign := func(n int, tag string) (*loadtest.Batch, error) {
+			signed += n
+			return loadtest.SignBatch(priv, []string{"a", "b"}, n, 0, time.Now().Unix(), series+tag)
+		}
 		o := &options{openConns: 8, open: 100 * time.Millisecond, rateVerifies: 0.25}
-		o.sweep = sweepOptions{steps: 3, from: 0.2, to: 1, csv: path, series: series}
-		if err := o.sweep.run(io.Discard, o, g, 1000, 2000); err != nil {
+		o.sweep = sweepOptions{steps: 3, from: 0.2, to: 1, pause: 1100 * time.Millisecond, csv: path, series: series}
+		if err := o.sweep.run(io.Discard, o, sign, gen, 1000, 2000); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -49,6 +75,15 @@ func TestSweepWritesOneRowPerStep(t *testing.T) {
 	}
 	if n := strings.Count(string(b), "series,"); n != 1 {
 		t.Fatalf("%d header rows; want 1:\n%s", n, b)
+	}
+	// Every answer 202: each step's requests were signed just before it
+	// (a batch signed up front would be older than the server's 2 s after
+	// the 1.1 s pauses), and no
+	// body repeats another step's.
+	for _, row := range strings.Split(strings.TrimSpace(string(b)), "\n")[1:] {
+		if !regexp.MustCompile(`,202:\d+$`).MatchString(row) {
+			t.Fatalf("row %q: want every answer 202", row)
+		}
 	}
 	pts, err := loadtest.ReadCurveCSV(strings.NewReader(string(b)))
 	if err != nil {
@@ -76,6 +111,9 @@ func TestSweepWritesOneRowPerStep(t *testing.T) {
 	// 100 ms at each rate: 20, 60 and 100 requests, each answered once.
 	if want := []int64{20, 60, 100, 20, 60, 100}; !reflect.DeepEqual(answered, want) {
 		t.Fatalf("answered %v; want %v", answered, want)
+	}
+	if signed != 360 {
+		t.Fatalf("signed %d requests; want each step's own, 360", signed)
 	}
 }
 
