@@ -180,7 +180,7 @@ func render(pts []loadtest.CurvePoint, note string, goals map[string]time.Durati
 	p := plot.New()
 	p.Title.Text = "push-server: open-loop latency against throughput"
 	if note != "" {
-		p.Title.Text += "\n" + note
+		p.Title.Text += "\n" + wrap(note, 80)
 	}
 	p.X.Label.Text = "throughput (answered sends/s); steps from 10 % to 100 % of the closed-loop maximum"
 	p.Y.Label.Text = "latency from release (ms)"
@@ -280,4 +280,26 @@ func wholeTicks(lo, hi float64) []plot.Tick {
 		}
 	}
 	return ticks
+}
+
+// wrap breaks s after "; " separators so that no line is much longer than
+// width characters: the title is centred over the plot, and a longer line is
+// cut at both edges.
+func wrap(s string, width int) string {
+	var b strings.Builder
+	line := 0
+	for i, part := range strings.Split(s, "; ") {
+		if i > 0 {
+			if line+2+len([]rune(part)) > width {
+				b.WriteString(";\n")
+				line = 0
+			} else {
+				b.WriteString("; ")
+				line += 2
+			}
+		}
+		b.WriteString(part)
+		line += len([]rune(part))
+	}
+	return b.String()
 }

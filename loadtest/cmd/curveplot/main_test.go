@@ -130,3 +130,14 @@ func TestLogTicksLabelOneTwoFive(t *testing.T) {
 		t.Fatal("no minor ticks")
 	}
 }
+
+func TestWrapBreaksTheNoteAtSeparators(t *testing.T) {
+	note := "2 cores, AMD EPYC, go1.26.8; 2026-12-03 23:17 UTC; 90d2902-dirty; load average at the end 11.63 7.95 10.59"
+	want := "2 cores, AMD EPYC, go1.26.8; 2026-12-03 23:17 UTC; 90d2902-dirty;\nload average at the end 11.63 7.95 10.59"
+	if got := wrap(note, 80); got != want {
+		t.Fatalf("wrap = %q; want %q", got, want)
+	}
+	if got := wrap("short; note", 80); got != "short; note" {
+		t.Fatalf("wrap of a short note = %q", got)
+	}
+}
