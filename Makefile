@@ -108,7 +108,7 @@ BENCH_COUNT ?= 6
 BENCH_PKGS ?= ./...
 BENCH_OUT ?= bench/latest.txt
 BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
-.PHONY: bench-compare bench-baseline loadtest loadtest-rss
+.PHONY: bench-compare bench-baseline loadtest loadtest-rss loadtest-curve
 bench-compare: redis-server
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS) | grep -v '^cpu:' | tee $(BENCH_OUT)
 	$(BENCHSTAT) bench/baseline.txt $(BENCH_OUT)
@@ -125,3 +125,9 @@ loadtest: redis-server
 # loadtest-rss: server RSS with 1,000,000 clients in Redis.
 loadtest-rss: redis-server
 	loadtest/run.sh rss
+
+# loadtest-curve: open loops from 10 % to 100 % of the closed-loop maximum,
+# noop and APNs, drawn as docs/loadtest-curve.svg from docs/loadtest-curve.csv
+# (≈ 4 min; CURVE_STEPS, CURVE_STEP, CURVE_OUT in loadtest/run.sh).
+loadtest-curve: redis-server
+	loadtest/run.sh curve
