@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss loadtest-forged fuzz build redis-server clean sdk hostile faults
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss loadtest-forged fuzz build redis-server clean sdk http-ece hostile faults
 
 build:
 	$(GO) build -o bin/push-server .
@@ -25,7 +25,7 @@ $(DEV_ENV):
 # PUSH_SERVER_FULL_TESTS=1 turns a missing redis-server or SDK into a
 # failure: a plain `go test ./...` skips those tests, saying how to run them;
 # `go test -short ./...` skips every Redis, cluster, binary and SDK test.
-test: redis-server sdk lint
+test: redis-server sdk http-ece lint
 	PUSH_SERVER_FULL_TESTS=1 $(GO) test -race -count=1 -timeout 10m ./...
 	# The allocation tests (…DoesNotAllocate, …AllocatesOnce, …AllocatesOnly…) build only without -race (the race detector allocates).
 	PUSH_SERVER_FULL_TESTS=1 $(GO) test -count=1 -run 'DoesNotAllocate|AllocatesOnce|AllocatesOnly' ./...
@@ -35,6 +35,13 @@ SDK_DIR := router/testdata/walletconnect-sdk
 sdk: $(SDK_DIR)/node_modules/.package-lock.json
 $(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package-lock.json
 	npm ci --prefix $(SDK_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# http-ece installs the pinned npm package http_ece, the second implementation
+# that decrypts what the Web Push sender encrypts (TestWebPushHTTPECEDecrypts).
+ECE_DIR := dispatch/testdata/http-ece
+http-ece: $(ECE_DIR)/node_modules/.package-lock.json
+$(ECE_DIR)/node_modules/.package-lock.json: $(ECE_DIR)/package-lock.json
+	npm ci --prefix $(ECE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -101,7 +108,7 @@ BENCH_COUNT ?= 6
 BENCH_PKGS ?= ./...
 BENCH_OUT ?= bench/latest.txt
 BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
-.PHONY: bench-compare bench-baseline loadtest loadtest-rss loadtest-forged
+.PHONY: bench-compare bench-baseline loadtest loadtest-rss loadtest-curve loadtest-forged
 bench-compare: redis-server
 	set -o pipefail; $(GO) test -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) $(BENCH_PKGS) | grep -v '^cpu:' | tee $(BENCH_OUT)
 	$(BENCHSTAT) bench/baseline.txt $(BENCH_OUT)
@@ -118,6 +125,12 @@ loadtest: redis-server
 # loadtest-rss: server RSS with 1,000,000 clients in Redis.
 loadtest-rss: redis-server
 	loadtest/run.sh rss
+
+# loadtest-curve: open loops from 10 % to 100 % of the closed-loop maximum,
+# noop and APNs, drawn as docs/loadtest-curve.svg from docs/loadtest-curve.csv
+# (≈ 4 min; CURVE_STEPS, CURVE_STEP, CURVE_OUT in loadtest/run.sh).
+loadtest-curve: redis-server
+	loadtest/run.sh curve
 
 # loadtest-forged: the noop send path with 20 % of the sends forged (signed by
 # a wrong key) against clean sends, same server: the good sends' share of

@@ -12,9 +12,12 @@
 //     soon as the last is answered; completions per second is the maximum
 //     throughput;
 //  3. open loop for -open at -rate per second (default: half the closed-loop
-//     maximum): requests leave on a fixed schedule whatever the server does,
-//     and each latency is measured from when the request was due, so queueing
-//     behind a slow server counts (no coordinated omission).
+//     maximum; with -rate-verifies, a multiple of the stdlib verifies/s that
+//     -before-window measured): requests leave on a fixed schedule whatever
+//     the server does, and each latency is measured from when the request was
+//     due, so queueing behind a slow server counts (no coordinated omission).
+//     With -sweep N, N open loops instead, from -sweep-from to -sweep-to of
+//     the closed-loop maximum: the throughput/latency curve (sweep.go).
 //
 // It prints a human summary and one "RESULT key=value …" line for scripts.
 // Every HTTP status (and transport error) is counted per phase.
@@ -68,6 +71,10 @@ type options struct {
 	pinCPU       int
 	beforeWindow string
 	watch        []watched
+	// rateVerifies, when positive, sets the open loop's rate to this many
+	// times the verifies/s the -before-window command printed.
+	rateVerifies float64
+	sweep        sweepOptions
 	forged       float64
 }
 
@@ -100,6 +107,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.pinCPU, "pin-cpu", -1, "after signing, move to this CPU with GOMAXPROCS=1 (-1 = stay)")
 	fs.StringVar(&o.beforeWindow, "before-window", "", "shell command run after signing, right before the warm-up (e.g. the verify baseline)")
 	watch := fs.String("watch", "", "processes whose CPU share and RSS to report: name=pid[,name=pid…]")
+	fs.Float64Var(&o.rateVerifies, "rate-verifies", 0, "open-loop rate as a multiple of the stdlib verifies/s that -before-window printed (VERIFY verifies_per_s=…); with -sweep, only marked in the CSV")
+	o.sweep.flags(fs)
 	fs.Float64Var(&o.forged, "forged", 0, "share of the sends (0 to 1) signed with a random key instead of -key: forgeries the server must answer 401")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -132,6 +141,12 @@ func parseFlags(args []string) (*options, error) {
 		o.prefix = "load-" + hex.EncodeToString(r[:]) + "-"
 	}
 	o.skipOpenLoop = o.open <= 0
+	if o.rateVerifies < 0 || (o.rateVerifies > 0 && o.beforeWindow == "") {
+		return nil, errors.New("-rate-verifies needs a positive factor and a -before-window command that prints the verify rate")
+	}
+	if err := o.sweep.check(&o); err != nil {
+		return nil, err
+	}
 	return &o, nil
 }
 
@@ -169,6 +184,10 @@ func run(args []string, w io.Writer) error {
 		openRate = o.maxRate / 2
 	}
 	n := int(math.Ceil(o.maxRate*(o.warmup+o.closed).Seconds() + openRate*o.open.Seconds()))
+	if o.sweep.steps > 0 {
+		// Each sweep step signs its own requests right before it (sweep.go).
+		n = int(math.Ceil(o.maxRate * (o.warmup + o.closed).Seconds()))
+	}
 	var runID [4]byte
 	_, _ = rand.Read(runID[:])
 	start := time.Now()
@@ -189,11 +208,19 @@ func run(args []string, w io.Writer) error {
 			return err
 		}
 	}
+	var verifies float64 // stdlib verifies/s, when -before-window printed it
 	if o.beforeWindow != "" {
+		var out strings.Builder
 		cmd := exec.Command("/bin/sh", "-c", o.beforeWindow)
-		cmd.Stdout, cmd.Stderr = w, os.Stderr
+		cmd.Stdout, cmd.Stderr = io.MultiWriter(w, &out), os.Stderr
 		if err := cmd.Run(); err != nil {
 			return fmt.Errorf("-before-window: %w", err)
+		}
+		if v, ok := loadtest.ResultValue(out.String(), "verifies_per_s"); ok {
+			verifies, _ = strconv.ParseFloat(v, 64)
+		}
+		if o.rateVerifies > 0 && !(verifies > 0) {
+			return errors.New("-rate-verifies: the -before-window command printed no VERIFY verifies_per_s=…")
 		}
 	}
 
@@ -229,9 +256,19 @@ func run(args []string, w io.Writer) error {
 	for i, p := range o.watch {
 		result = append(result, fmt.Sprintf("closed_cpu_%s=%.3f", p.name, (procs1[i]-procs0[i]).Seconds()/closed.Elapsed.Seconds()))
 	}
-	if !o.skipOpenLoop {
-		if o.rate <= 0 {
-			openRate = math.Floor(closedRate / 2)
+	if o.sweep.steps > 0 {
+		sign := func(n int, tag string) (*loadtest.Batch, error) {
+			return loadtest.SignBatch(o.key, ids, n, o.signWorkers, time.Now().Unix(), hex.EncodeToString(runID[:])+tag)
+		}
+		gen := func(b *loadtest.Batch) *loadtest.Generator { return loadtest.NewGenerator(hc, u.Host, b) }
+		if err := o.sweep.run(w, o, sign, gen, closedRate, verifies); err != nil {
+			return err
+		}
+	} else if !o.skipOpenLoop {
+		openRate = openRateOf(o, closedRate, verifies)
+		if o.rateVerifies > 0 {
+			fmt.Fprintf(w, "open-loop rate: %.4f × %.0f verifies/s = %.0f/s (%.3f of the closed-loop maximum)\n",
+				o.rateVerifies, verifies, openRate, openRate/closedRate)
 		}
 		cpu1, procs2 := cpuTime(), snapshot(o.watch)
 		open := g.OpenLoop(o.openConns, openRate, o.open)
@@ -252,6 +289,9 @@ func run(args []string, w io.Writer) error {
 			fmt.Sprintf("p50_us=%d", p[0].Microseconds()), fmt.Sprintf("p90_us=%d", p[1].Microseconds()),
 			fmt.Sprintf("p99_us=%d", p[2].Microseconds()), fmt.Sprintf("p999_us=%d", p[3].Microseconds()),
 			fmt.Sprintf("due_p99_us=%d", pd[1].Microseconds()), fmt.Sprintf("pacer_late_p99_us=%d", pl[1].Microseconds()))
+		if o.rateVerifies > 0 {
+			result = append(result, fmt.Sprintf("open_rate_verifies=%.4f", o.rateVerifies))
+		}
 	}
 	for _, p := range o.watch {
 		if cur, peak, err := rss(p.pid); err == nil {
@@ -261,6 +301,20 @@ func run(args []string, w io.Writer) error {
 	}
 	fmt.Fprintln(w, "RESULT", strings.Join(result, " "))
 	return nil
+}
+
+// openRateOf is the open loop's rate: -rate-verifies × the verifies/s
+// measured before the window (run.sh passes a quarter of the bound, issue
+// 18 goal 3), else -rate, else half the closed-loop maximum.
+func openRateOf(o *options, closedRate, verifies float64) float64 {
+	switch {
+	case o.rateVerifies > 0:
+		return math.Floor(o.rateVerifies * verifies)
+	case o.rate > 0:
+		return o.rate
+	default:
+		return math.Floor(closedRate / 2)
+	}
 }
 
 func workersOr(n int) int {
