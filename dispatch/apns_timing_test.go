@@ -88,7 +88,8 @@ func processCPU(tb testing.TB) time.Duration {
 
 // BenchmarkAPNsPush pushes through the real apns2 client, our transport and
 // TLS, from 64 goroutines per P (pushes in flight on one connection, as
-// under the load test's 64 connections).
+// under the load test's 64 connections), each with the router's context (a
+// deadline of PROVIDER_TIMEOUT), whose cost is included.
 //
 // By default the mock is dispatchtest's, in this process: ns/op and the
 // allocations include the mock's. For the client's own cost, run
@@ -99,15 +100,20 @@ func processCPU(tb testing.TB) time.Duration {
 func BenchmarkAPNsPush(b *testing.B) {
 	s, count := benchAPNs(b)
 	n := benchNotification()
+	timeout := baseConfig().Timeout
 	before := count()
 	b.ReportAllocs()
 	b.SetParallelism(64)
 	b.ResetTimer()
 	cpu := processCPU(b)
 	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
 		for pb.Next() {
-			if err := s.Send(ctx, testToken, n); err != nil {
+			// As router/send.go calls it: a deadline of PROVIDER_TIMEOUT,
+			// which is also the sender's Config.Timeout.
+			ctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err := s.Send(ctx, testToken, n)
+			cancel()
+			if err != nil {
 				b.Error(err)
 				return
 			}

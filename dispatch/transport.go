@@ -114,6 +114,25 @@ func withTryRecord(ctx context.Context, r *tryRecord) context.Context {
 	return context.WithValue(ctx, tryRecordKey{}, r)
 }
 
+// tryContext is a context that carries its own tryRecord: one allocation a
+// try, where withTryRecord's record escapes into a second one. It is never
+// reused: x/net/http2 may still hold a request's context after RoundTrip
+// returns.
+type tryContext struct {
+	context.Context
+	rec tryRecord
+}
+
+func newTryContext(parent context.Context) *tryContext { return &tryContext{Context: parent} }
+
+// Value returns the record for tryRecordKey and asks the parent otherwise.
+func (c *tryContext) Value(key any) any {
+	if _, ok := key.(tryRecordKey); ok {
+		return &c.rec
+	}
+	return c.Context.Value(key)
+}
+
 // recordingTransport notes each answer in the request's tryRecord.
 type recordingTransport struct {
 	next http.RoundTripper
