@@ -37,10 +37,10 @@ func TestAPNsPayloadDoesNotAllocate(t *testing.T) {
 // where they come from.
 const maxAPNsPushAllocs = 81
 
-// TestAPNsPushAllocations pushes to dispatchtest's TLS mock APNs run in a
-// process of its own (TestAPNsMockProcess), so that AllocsPerRun, which
-// counts the whole process, counts the client alone.
-func TestAPNsPushAllocations(t *testing.T) {
+// TestAPNsPushAllocatesOnlyThePinnedCount pushes to dispatchtest's TLS mock
+// APNs run in a process of its own (TestAPNsMockProcess), so that
+// AllocsPerRun, which counts the whole process, counts the client alone.
+func TestAPNsPushAllocatesOnlyThePinnedCount(t *testing.T) {
 	url, roots := startAPNsMockProcess(t)
 	key := newAPNsKey(t)
 	cfg := baseConfig()
@@ -73,7 +73,7 @@ const apnsMockProcessEnv = "DISPATCH_TEST_APNS_MOCK_PROCESS"
 // standard input closes.
 func TestAPNsMockProcess(t *testing.T) {
 	if os.Getenv(apnsMockProcessEnv) == "" {
-		t.Skip("the mock APNs process of TestAPNsPushAllocations")
+		t.Skip("the mock APNs process of TestAPNsPushAllocatesOnlyThePinnedCount")
 	}
 	m, err := dispatchtest.NewAPNs(dispatchtest.APNsOptions{TLS: true})
 	if err != nil {
