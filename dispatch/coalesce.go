@@ -29,7 +29,8 @@ import (
 // waits for one scheduler turn, not for a timer. Measured on the APNs load
 // run with the conn under TLS: write syscalls per push 2.3 → 1.5 (the
 // fasthttp answer and Redis included), sends/s +4–15 % against flushing
-// without the yield. Moved above TLS: see BENCHMARKS.md (APNs transport).
+// without the yield. Above TLS rather than under it: BENCHMARKS.md, "the
+// APNs push, client side".
 //
 // Only the flusher writes, so a caller never blocks on the socket, except
 // when maxCoalesced bytes already wait (back-pressure). Write deadlines are

@@ -373,9 +373,10 @@ func TestDialH2TLSRefusesAServerThatDoesNotSpeakHTTP2(t *testing.T) {
 // recordCounter is a TCP proxy in front of a TLS server that counts the TLS
 // records the client sends, by type, as a capture of the wire would.
 type recordCounter struct {
-	addr string
-	mu   sync.Mutex
-	n    map[byte]int
+	addr  string
+	mu    sync.Mutex
+	n     map[byte]int
+	conns []net.Conn // both ends of every proxied connection, closed at Cleanup
 }
 
 func startRecordCounter(t *testing.T, target string) *recordCounter {
@@ -386,7 +387,17 @@ func startRecordCounter(t *testing.T, target string) *recordCounter {
 	}
 	rc := &recordCounter{addr: ln.Addr().String(), n: make(map[byte]int)}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	// Closes what it proxies rather than waiting for the ends to: a
+	// Dispatcher's Close closes only idle connections.
+	t.Cleanup(func() {
+		ln.Close()
+		rc.mu.Lock()
+		for _, c := range rc.conns {
+			c.Close()
+		}
+		rc.mu.Unlock()
+		wg.Wait()
+	})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -400,6 +411,9 @@ func startRecordCounter(t *testing.T, target string) *recordCounter {
 				client.Close()
 				continue
 			}
+			rc.mu.Lock()
+			rc.conns = append(rc.conns, client, server)
+			rc.mu.Unlock()
 			wg.Add(2)
 			go func() { // server → client, untouched
 				defer wg.Done()
