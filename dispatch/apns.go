@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/sideshow/apns2"
@@ -50,7 +51,9 @@ func (s *apnsSender) Send(ctx context.Context, token string, n *Notification) er
 	if len(*buf) > MaxPayloadSize {
 		return fmt.Errorf("%s: payload is %d bytes, the limit is %d: %w", s.name, len(*buf), MaxPayloadSize, ErrPayloadTooLarge)
 	}
-	note := apns2.Notification{
+	note := notePool.Get().(*apns2.Notification)
+	defer releaseNote(note)
+	*note = apns2.Notification{
 		// apns2 builds the URL as host + "/3/device/" + token: escaped, a
 		// token can only ever be one path segment, whatever was stored
 		// (registration refuses such tokens, but not those stored before
@@ -79,21 +82,37 @@ func (s *apnsSender) Send(ctx context.Context, token string, n *Notification) er
 		note.PushType, note.Priority = apns2.PushTypeBackground, apnsPriorityLow
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
+	// The router's context already ends within the timeout (both are
+	// PROVIDER_TIMEOUT): a timer context of our own would only cost a
+	// timer and four allocations a push.
+	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.timeout {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+	}
 	err := s.policy.run(ctx, s.name, classifyAPNs, func(ctx context.Context) answer {
-		var rec tryRecord
-		resp, err := s.client.PushWithContext(withTryRecord(ctx, &rec), &note)
+		tc := newTryContext(ctx)
+		resp, err := s.client.PushWithContext(tc, note)
 		if err != nil {
 			return answer{err: cleanCause(err)}
 		}
-		return answer{status: resp.StatusCode, reason: resp.Reason, retryAfter: rec.retryAfter}
+		return answer{status: resp.StatusCode, reason: resp.Reason, retryAfter: tc.rec.retryAfter}
 	})
 	if pe, ok := err.(*ProviderError); ok {
 		pe.redactToken(token)
 		s.log.report(pe)
 	}
 	return err
+}
+
+// notePool holds apns2 notifications: PushWithContext keeps no reference
+// to one once it returns (it marshals the payload and copies the strings
+// into the request), so each is reused instead of escaping per push.
+var notePool = sync.Pool{New: func() any { return new(apns2.Notification) }}
+
+func releaseNote(n *apns2.Notification) {
+	*n = apns2.Notification{} // drop the payload buffer, itself pooled
+	notePool.Put(n)
 }
 
 // newAPNsClient builds the long-lived apns2 client of one host. The

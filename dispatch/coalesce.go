@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"crypto/tls"
 	"net"
 	"runtime"
 	"sync"
@@ -8,26 +9,32 @@ import (
 )
 
 // coalescingConn gathers the writes of concurrent pushes on one provider
-// connection into one write syscall.
+// connection into one write to the layer below, and so into one TLS record
+// and one write syscall.
 //
 // x/net/http2's client flushes after every frame it writes: a push costs a
-// HEADERS flush and a DATA flush, two TLS records and two syscalls, and on a
-// busy connection each push's syscalls are paid separately (they were a
-// quarter of the CPU an APNs push cost). Under the TLS layer, this conn takes
-// a write into a buffer and returns at once; one flusher goroutine per
-// connection hands whatever has gathered to the socket. The flusher is woken
-// by the first write into an empty buffer and then yields once
-// (runtime.Gosched, as the relay-signature batcher does), so that the pushes
-// already runnable, on this core or another, queue their frames before it
-// takes the buffer: under load the frames of many pushes leave in one
-// syscall. A lone push waits for one scheduler turn, not for a timer.
-// Measured on the APNs load run: write syscalls per push 2.3 → 1.5 (the
+// HEADERS flush and a DATA flush. Over TLS, each flush that reaches
+// crypto/tls is a record of its own, sealed on the goroutine x/net/http2
+// starts for each request; that goroutine's small new stack grows inside
+// the AES-GCM code, and the copy cost as much as the sealing itself. So this
+// conn sits above TLS: a write goes into a buffer and returns at once, and
+// one flusher goroutine per connection hands whatever has gathered to TLS
+// in one Write, one record for up to 16 KB of frames, sealed on the
+// flusher's stack, which has long since grown. For h2c it sits over the TCP
+// socket directly. The flusher is woken by the first write into an empty
+// buffer and then yields once (runtime.Gosched, as the relay-signature
+// batcher does), so that the pushes already runnable, on this core or
+// another, queue their frames before it takes the buffer: under load the
+// frames of many pushes leave in one record and one syscall. A lone push
+// waits for one scheduler turn, not for a timer. Measured on the APNs load
+// run with the conn under TLS: write syscalls per push 2.3 → 1.5 (the
 // fasthttp answer and Redis included), sends/s +4–15 % against flushing
-// without the yield, p99 within the run-to-run noise.
+// without the yield. Above TLS rather than under it: BENCHMARKS.md, "the
+// APNs push, client side".
 //
-// Only the flusher writes to the socket, so a caller never blocks on it,
-// except when maxCoalesced bytes already wait (back-pressure). Write
-// deadlines are therefore the flusher's, not the caller's: each socket write
+// Only the flusher writes, so a caller never blocks on the socket, except
+// when maxCoalesced bytes already wait (back-pressure). Write deadlines are
+// therefore the flusher's, not the caller's: each write to the layer below
 // must finish within flushTimeout, or the connection fails. SetWriteDeadline
 // is accepted and ignored, so http2.Transport.WriteByteTimeout has no effect
 // on these connections (it is not set).
@@ -39,7 +46,12 @@ import (
 // transport error and are retried by the sender's policy. The socket is
 // closed only by Close.
 type coalescingConn struct {
+	// Conn is what the flusher writes to and the reader reads from: the
+	// TLS connection, or the socket itself for h2c.
 	net.Conn
+	// raw is the socket: its deadlines bound the flusher's writes (a TLS
+	// connection passes them down too), and a forced Close closes it.
+	raw net.Conn
 
 	mu      sync.Mutex
 	space   sync.Cond     // on mu: pending was taken, or the conn failed or is closing
@@ -66,9 +78,16 @@ const (
 	failedReadGrace = 100 * time.Millisecond
 )
 
-func newCoalescingConn(c net.Conn) *coalescingConn {
+// newCoalescingConn returns a coalescingConn writing straight to the
+// socket c.
+func newCoalescingConn(c net.Conn) *coalescingConn { return newCoalescingConnOver(c, c) }
+
+// newCoalescingConnOver returns a coalescingConn writing to c, a layer (TLS)
+// over the socket raw.
+func newCoalescingConnOver(c, raw net.Conn) *coalescingConn {
 	cc := &coalescingConn{
 		Conn:    c,
+		raw:     raw,
 		pending: make([]byte, 0, 16<<10),
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
@@ -108,6 +127,16 @@ func (c *coalescingConn) SetWriteDeadline(time.Time) error { return nil }
 // SetDeadline sets the read deadline only; see SetWriteDeadline.
 func (c *coalescingConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
+// coalescingTLSConn is a coalescingConn over TLS. ConnectionState lets
+// http2.Transport fill in Response.TLS, as it does for its own dials.
+type coalescingTLSConn struct {
+	*coalescingConn
+	tls *tls.Conn
+}
+
+// ConnectionState returns the TLS connection's state.
+func (c coalescingTLSConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
 // usable reports whether writes are still accepted; mu is held.
 func (c *coalescingConn) usable() bool { return !c.closing && c.failed == nil }
 
@@ -137,7 +166,7 @@ func (c *coalescingConn) flushOnce(out *[]byte) bool {
 	if !c.closing {
 		// Under mu, so that Close's shorter deadline, set under mu
 		// too, is never overwritten by this one.
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(flushTimeout))
+		_ = c.raw.SetWriteDeadline(time.Now().Add(flushTimeout))
 	}
 	c.mu.Unlock()
 	if len(*out) == 0 {
@@ -148,28 +177,36 @@ func (c *coalescingConn) flushOnce(out *[]byte) bool {
 		c.failed = err
 		c.space.Broadcast()
 		c.mu.Unlock()
-		_ = c.Conn.SetReadDeadline(time.Now().Add(failedReadGrace))
+		_ = c.raw.SetReadDeadline(time.Now().Add(failedReadGrace))
 		return false
 	}
 	return true
 }
 
-// Close hands what is still pending to the socket (bounded by
+// Close hands what is still pending to the layer below (bounded by
 // closeFlushTimeout, which also cuts short a socket write already blocked),
-// stops the flusher and closes the socket. A second Close, such as
-// x/net/http2's forced close while the first one waits, closes the socket
-// at once.
+// stops the flusher and closes the connection: over TLS that sends
+// close_notify first, within the same closeFlushTimeout. A second Close, such as x/net/http2's forced
+// close while the first one waits, closes the socket at once.
 func (c *coalescingConn) Close() error {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return c.Conn.Close()
+		return c.raw.Close()
 	}
 	c.closing = true
-	_ = c.Conn.SetWriteDeadline(time.Now().Add(closeFlushTimeout))
+	deadline := time.Now().Add(closeFlushTimeout)
+	_ = c.raw.SetWriteDeadline(deadline)
 	close(c.wake)
 	c.space.Broadcast()
 	c.mu.Unlock()
 	<-c.done
+	if c.Conn == c.raw {
+		return c.Conn.Close()
+	}
+	// crypto/tls sets a write deadline of its own (5 s) for close_notify:
+	// the socket is closed under it at the deadline set above.
+	force := time.AfterFunc(time.Until(deadline), func() { _ = c.raw.Close() })
+	defer force.Stop()
 	return c.Conn.Close()
 }

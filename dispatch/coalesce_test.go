@@ -35,6 +35,15 @@ type gatedConn struct {
 	moved    chan struct{} // closed (and replaced) when the deadline moves
 	entered  chan struct{} // a write has started (buffered)
 	fail     error
+	pass     bool          // writes also go to the socket, for a peer that reads them
+	closed   chan struct{} // closed by Close: a held write fails, as on a closed socket
+	once     sync.Once
+}
+
+// Close ends a held write too, as closing a socket does.
+func (g *gatedConn) Close() error {
+	g.once.Do(func() { close(g.closed) })
+	return g.Conn.Close()
 }
 
 // SetWriteDeadline applies to a held write too, as it does to a write
@@ -72,6 +81,8 @@ func (g *gatedConn) Write(p []byte) (int, error) {
 			return 0, os.ErrDeadlineExceeded
 		case <-moved:
 			continue
+		case <-g.closed:
+			return 0, net.ErrClosed
 		}
 		break
 	}
@@ -83,7 +94,11 @@ func (g *gatedConn) Write(p []byte) (int, error) {
 	}
 	g.mu.Lock()
 	g.writes = append(g.writes, bytes.Clone(p))
+	pass := g.pass
 	g.mu.Unlock()
+	if pass {
+		return g.Conn.Write(p)
+	}
 	return len(p), nil
 }
 
@@ -118,7 +133,7 @@ func newGatedConn(t *testing.T) (*gatedConn, net.Conn) {
 		t.Fatal("accept failed")
 	}
 	t.Cleanup(func() { client.Close(); server.Close() })
-	return &gatedConn{Conn: client, entered: make(chan struct{}, 1)}, server
+	return &gatedConn{Conn: client, entered: make(chan struct{}, 1), closed: make(chan struct{})}, server
 }
 
 // TestCoalescingConnGathersWritesWhileTheSocketIsBusy is the point of the
@@ -352,5 +367,200 @@ func TestDialH2TLSRefusesAServerThatDoesNotSpeakHTTP2(t *testing.T) {
 	testkit.Poll(5*time.Second, func() bool { return runtime.NumGoroutine() <= before })
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines after the refused dial, %d before: the flusher was left running", n, before)
+	}
+}
+
+// recordCounter is a TCP proxy in front of a TLS server that counts the TLS
+// records the client sends, by type, as a capture of the wire would.
+type recordCounter struct {
+	addr  string
+	mu    sync.Mutex
+	n     map[byte]int
+	conns []net.Conn // both ends of every proxied connection, closed at Cleanup
+}
+
+func startRecordCounter(t *testing.T, target string) *recordCounter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &recordCounter{addr: ln.Addr().String(), n: make(map[byte]int)}
+	var wg sync.WaitGroup
+	// Closes what it proxies rather than waiting for the ends to: a
+	// Dispatcher's Close closes only idle connections.
+	t.Cleanup(func() {
+		ln.Close()
+		rc.mu.Lock()
+		for _, c := range rc.conns {
+			c.Close()
+		}
+		rc.mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			rc.mu.Lock()
+			rc.conns = append(rc.conns, client, server)
+			rc.mu.Unlock()
+			wg.Add(2)
+			go func() { // server → client, untouched
+				defer wg.Done()
+				_, _ = io.Copy(client, server)
+				client.Close()
+			}()
+			go func() { // client → server, record by record
+				defer wg.Done()
+				defer server.Close()
+				var hdr [5]byte
+				for {
+					if _, err := io.ReadFull(client, hdr[:]); err != nil {
+						return
+					}
+					body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+					if _, err := io.ReadFull(client, body); err != nil {
+						return
+					}
+					rc.mu.Lock()
+					rc.n[hdr[0]]++
+					rc.mu.Unlock()
+					if _, err := server.Write(append(hdr[:], body...)); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return rc
+}
+
+// appData is how many application-data records (type 23) went through.
+func (rc *recordCounter) appData() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.n[23]
+}
+
+// TestConcurrentPushesShareTLSRecords: pushes in flight together on one
+// APNs connection leave in shared TLS records. x/net/http2 flushes a
+// HEADERS and a DATA frame per push; when each flush was a TLS record (the
+// coalescing under TLS), a push cost at least two records, each sealed on
+// the request's own new goroutine.
+func TestConcurrentPushesShareTLSRecords(t *testing.T) {
+	key := newAPNsKey(t)
+	m := dispatchtest.StartAPNs(t, true)
+	m.TrustKey(testKeyID, testTeamID, &key.key.PublicKey)
+	rc := startRecordCounter(t, strings.TrimPrefix(m.URL(), "https://"))
+	cfg := baseConfig()
+	cfg.APNSType, cfg.APNSTopic, cfg.APNSPKCS8PEM, cfg.APNSKeyID, cfg.APNSTeamID = APNSTypeToken, testTopic, key.pem, testKeyID, testTeamID
+	cfg.APNSURL, cfg.APNSSandboxURL, cfg.RootCAs = "https://"+rc.addr, "https://"+rc.addr, m.RootCAs()
+	s := mustSender(t, mustNew(t, cfg), TypeAPNS)
+	if err := s.Send(t.Context(), testToken, visible()); err != nil { // dials
+		t.Fatal(err)
+	}
+
+	const pushes = 64
+	before := rc.appData()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range pushes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := s.Send(t.Context(), testToken, visible()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if got := len(m.Requests()); got != pushes+1 {
+		t.Fatalf("the mock got %d pushes; want %d", got, pushes+1)
+	}
+	records := rc.appData() - before
+	t.Logf("%d pushes in %d TLS records", pushes, records)
+	if records >= pushes {
+		t.Errorf("%d concurrent pushes took %d TLS records; want fewer records than pushes (two a push without coalescing above TLS)", pushes, records)
+	}
+}
+
+// TestCoalescingTLSConnCloseIsBounded: over TLS, Close sends close_notify
+// after the pending frames, and a peer that stopped reading holds it no
+// longer than closeFlushTimeout in all (crypto/tls alone would wait 5 s for
+// close_notify).
+func TestCoalescingTLSConnCloseIsBounded(t *testing.T) {
+	cert, err := dispatchtest.SelfSignedCert("close test server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.Leaf)
+	g, peer := newGatedConn(t)
+	g.pass = true
+	srv := tls.Server(peer, &tls.Config{Certificates: []tls.Certificate{cert}})
+	handshook := make(chan error, 1)
+	go func() { handshook <- srv.Handshake() }()
+	tc := tls.Client(g, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err := tc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-handshook; err != nil {
+		t.Fatal(err)
+	}
+
+	// A peer that reads: the frames, then close_notify (io.EOF), arrive.
+	c := newCoalescingConnOver(tc, g)
+	if _, err := c.Write([]byte("last frames")); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(srv); read <- string(b) }()
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close = %v", err)
+	}
+	if got := <-read; got != "last frames" {
+		t.Errorf("the peer read %q before close_notify; want %q", got, "last frames")
+	}
+
+	// A peer that reads nothing: Close returns within closeFlushTimeout.
+	g2, peer2 := newGatedConn(t)
+	g2.pass = true
+	srv2 := tls.Server(peer2, &tls.Config{Certificates: []tls.Certificate{cert}})
+	go func() { handshook <- srv2.Handshake() }()
+	tc2 := tls.Client(g2, &tls.Config{RootCAs: roots, ServerName: "localhost"})
+	if err := tc2.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	<-handshook
+	g2.mu.Lock()
+	g2.gate = make(chan struct{}) // never opens
+	g2.mu.Unlock()
+	c2 := newCoalescingConnOver(tc2, g2)
+	if _, err := c2.Write([]byte("stuck")); err != nil {
+		t.Fatal(err)
+	}
+	<-g2.entered
+	start := time.Now()
+	closed := make(chan error, 1)
+	go func() { closed <- c2.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(closeFlushTimeout + 5*time.Second):
+		t.Fatalf("Close still blocked after %s on a peer that reads nothing", closeFlushTimeout+5*time.Second)
+	}
+	if took := time.Since(start); took > closeFlushTimeout+time.Second {
+		t.Errorf("Close took %s; want about closeFlushTimeout (%s)", took, closeFlushTimeout)
 	}
 }

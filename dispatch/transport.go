@@ -33,8 +33,8 @@ var dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: keepAlive}
 // http2.Transport dials TLS only through DialTLSContext, so AllowHTTP plus
 // a plain TCP dial there gives HTTP/2 without TLS. "https" presents the
 // client certificate (certificate auth) and trusts roots (nil = system).
-// Either way the socket is a coalescingConn, so that concurrent pushes share
-// write syscalls.
+// Either way HTTP/2 writes to a coalescingConn (over TLS, not under it), so
+// that concurrent pushes share TLS records and write syscalls.
 func newAPNsTransport(scheme string, cert *tls.Certificate, roots *x509.CertPool) *http2.Transport {
 	if scheme == "http" {
 		return &http2.Transport{
@@ -56,15 +56,16 @@ func newAPNsTransport(scheme string, cert *tls.Certificate, roots *x509.CertPool
 	return &http2.Transport{TLSClientConfig: tc, DialTLSContext: dialH2TLS, ReadIdleTimeout: readIdleTimeout}
 }
 
-// dialH2TLS opens a TLS connection for HTTP/2 over a coalescingConn. cfg is
-// the transport's, with ServerName and NextProtos ["h2"] already set; like
-// http2.Transport's own dial, it refuses a server that does not choose h2.
+// dialH2TLS opens a TLS connection for HTTP/2 under a coalescingConn. cfg
+// is the transport's, with ServerName and NextProtos ["h2"] already set;
+// like http2.Transport's own dial, it refuses a server that does not choose
+// h2.
 func dialH2TLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 	raw, err := dialer.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(newCoalescingConn(raw), cfg)
+	tc := tls.Client(raw, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		tc.Close()
 		return nil, err
@@ -73,7 +74,7 @@ func dialH2TLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.
 		tc.Close()
 		return nil, fmt.Errorf("%s: server did not agree to HTTP/2 (ALPN %q)", addr, st.NegotiatedProtocol)
 	}
-	return tc, nil
+	return coalescingTLSConn{newCoalescingConnOver(tc, raw), tc}, nil
 }
 
 // newFCMTransport returns the transport for FCM and its OAuth token
@@ -111,6 +112,25 @@ type tryRecordKey struct{}
 
 func withTryRecord(ctx context.Context, r *tryRecord) context.Context {
 	return context.WithValue(ctx, tryRecordKey{}, r)
+}
+
+// tryContext is a context that carries its own tryRecord: one allocation a
+// try, where withTryRecord's record escapes into a second one. It is never
+// reused: x/net/http2 may still hold a request's context after RoundTrip
+// returns.
+type tryContext struct {
+	context.Context
+	rec tryRecord
+}
+
+func newTryContext(parent context.Context) *tryContext { return &tryContext{Context: parent} }
+
+// Value returns the record for tryRecordKey and asks the parent otherwise.
+func (c *tryContext) Value(key any) any {
+	if _, ok := key.(tryRecordKey); ok {
+		return &c.rec
+	}
+	return c.Context.Value(key)
 }
 
 // recordingTransport notes each answer in the request's tryRecord.
