@@ -38,7 +38,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	body := ctx.PostBody()
 	if s.cfg.ValidateSignatures {
 		h := &ctx.Request.Header
-		if err := s.relay.Verify(h.Peek(headerTimestamp), h.Peek(headerSignature), body); err != nil {
+		st := s.stepOf(ctx, spanVerify)
+		err := s.relay.Verify(h.Peek(headerTimestamp), h.Peek(headerSignature), body)
+		if st.end(err); err != nil {
 			return err
 		}
 	}
@@ -59,8 +61,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
+	st := s.stepOf(ctx, spanLookup)
 	client, err := s.store.Lookup(bg, sc.id(), id)
-	if err != nil {
+	if st.end(err); err != nil {
 		return err
 	}
 	n, rerr := req.notification(client.AlwaysRaw)
@@ -75,7 +78,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		return &providerRefused{provider: client.Type, reason: "suspended: " + reason}
 	}
 
+	st = s.stepOf(ctx, spanClaim)
 	claim, err := s.store.Reserve(bg, sc.id(), id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
+	st.endClaim(err)
 	local := ""
 	switch {
 	case errors.Is(err, cache.ErrAlreadyDelivered):
@@ -100,9 +105,11 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	}
 
 	sendCtx, cancel := context.WithTimeout(bg, s.cfg.SendTimeout)
+	st = s.stepOf(ctx, spanPush)
 	start := time.Now()
 	err = sender.Send(sendCtx, client.Token, &n)
 	cancel()
+	st.endPush(client.Type, err)
 	sends.observe(client.Type, outcomeOf(err), time.Since(start))
 	if err != nil {
 		// Not delivered: forget the claim so that a retry is delivered.

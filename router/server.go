@@ -23,6 +23,7 @@ import (
 
 	fasthttprouter "github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"push-server/cache"
 	"push-server/dispatch"
@@ -89,6 +90,11 @@ type Config struct {
 	// deleted (or created again) through another instance are looked for
 	// and closed; 0 means DefaultStaleTenantSweep.
 	StaleTenantSweep time.Duration
+	// TracerProvider, when set, traces every send: a span with a child per
+	// step (tracing.go). nil turns tracing off, and then the send path
+	// builds no span nor context at all. main sets it from the OTEL_*
+	// environment.
+	TracerProvider trace.TracerProvider
 }
 
 // Deps are the parts a Server sequences. Store, ClientAuth and Providers
@@ -127,6 +133,7 @@ type Server struct {
 	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
 	draining   atomic.Bool  // set by Drain: readiness fails, connections close
 	localDedup *localDedup  // dedup while the store's primary is unreachable
+	tracer     trace.Tracer // nil: tracing off (see tracing.go)
 }
 
 // New builds a Server.
@@ -158,6 +165,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		healthBody: []byte("OK, push-server v" + cfg.Version),
 		localDedup: newLocalDedup(100000),
 	}
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 
 	r := fasthttprouter.New()
 	// A bare 301/308 is not our envelope: answer the exact path or 404.
@@ -180,14 +190,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	on(fasthttp.MethodGet, "/health/ready", instrument("ready", s.handle(s.ready)))
 	on(fasthttp.MethodPost, "/clients", instrument("register", s.handle(s.register)))
 	on(fasthttp.MethodDelete, "/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
-	on(fasthttp.MethodPost, "/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+	on(fasthttp.MethodPost, "/clients/{client_id}", instrument("send", s.handle(s.shed(s.traced("/clients/{client_id}", s.send)))))
 	if cfg.ServeMetrics {
 		on(fasthttp.MethodGet, "/metrics", MetricsHandler)
 	}
 	if deps.Tenants != nil {
 		on(fasthttp.MethodPost, "/{tenant_id}/clients", instrument("register", s.handle(s.register)))
 		on(fasthttp.MethodDelete, "/{tenant_id}/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
-		on(fasthttp.MethodPost, "/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+		on(fasthttp.MethodPost, "/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.traced("/{tenant_id}/clients/{client_id}", s.send)))))
 
 		on(fasthttp.MethodPost, "/tenants", instrument("tenants", s.handle(s.createTenant)))
 		on(fasthttp.MethodGet, "/tenants/{tenant_id}", instrument("tenants", s.handle(s.getTenant)))
