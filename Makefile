@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile faults
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile faults k6-check image
 
 build:
 	$(GO) build -o bin/push-server .
@@ -25,7 +25,7 @@ $(DEV_ENV):
 # PUSH_SERVER_FULL_TESTS=1 turns a missing redis-server or SDK into a
 # failure: a plain `go test ./...` skips those tests, saying how to run them;
 # `go test -short ./...` skips every Redis, cluster, binary and SDK test.
-test: redis-server sdk lint
+test: redis-server sdk lint k6-check
 	PUSH_SERVER_FULL_TESTS=1 $(GO) test -race -count=1 -timeout 10m ./...
 	# The allocation tests (…DoesNotAllocate, …AllocatesOnce, …AllocatesOnly…) build only without -race (the race detector allocates).
 	PUSH_SERVER_FULL_TESTS=1 $(GO) test -count=1 -run 'DoesNotAllocate|AllocatesOnce|AllocatesOnly' ./...
@@ -35,6 +35,16 @@ SDK_DIR := router/testdata/walletconnect-sdk
 sdk: $(SDK_DIR)/node_modules/.package-lock.json
 $(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package-lock.json
 	npm ci --prefix $(SDK_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# k6-check type-checks loadtest/k6/*.js against k6's API types (@types/k6)
+# with TypeScript (tsc --checkJs --noEmit, loadtest/k6/jsconfig.json): k6
+# cannot be installed here, but a script calling a k6 API wrongly fails
+# here. Both packages are pinned in loadtest/k6/package-lock.json.
+K6_DIR := loadtest/k6
+k6-check: $(K6_DIR)/node_modules/.package-lock.json
+	cd $(K6_DIR) && ./node_modules/.bin/tsc -p jsconfig.json
+$(K6_DIR)/node_modules/.package-lock.json: $(K6_DIR)/package-lock.json
+	npm ci --prefix $(K6_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
