@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile faults k6-check image
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile faults k6-check image image-check
 
 build:
 	$(GO) build -o bin/push-server .
@@ -45,6 +45,20 @@ k6-check: $(K6_DIR)/node_modules/.package-lock.json
 	cd $(K6_DIR) && ./node_modules/.bin/tsc -p jsconfig.json
 $(K6_DIR)/node_modules/.package-lock.json: $(K6_DIR)/package-lock.json
 	npm ci --prefix $(K6_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# image builds the container image (Dockerfile; docs/deploy.md, "Container
+# image") with docker, else podman, else buildah; IMAGE_TOOL picks one.
+# image-check builds and runs its final stage with buildah where no registry
+# is reachable (the build stage's output made on the host); it skips when
+# buildah is absent.
+IMAGE ?= push-server
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_TOOL ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null; then echo podman; elif command -v buildah >/dev/null; then echo buildah; else echo docker; fi)
+image:
+	$(IMAGE_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
+image-check:
+	./image-check.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
