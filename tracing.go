@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
@@ -64,4 +66,20 @@ func startTracing(ctx context.Context, getenv func(string) string, log *slog.Log
 	}))
 	tp = sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 	return tp, tp.Shutdown, nil
+}
+
+// checkTracing is what `push-server check` checks of tracing: that serve
+// would accept the OTEL_* settings (an unknown exporter or protocol stops
+// it with exit 2). Nothing is exported: the provider is shut down unused.
+func checkTracing(getenv func(string) string, stderr io.Writer) int {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, stop, err := startTracing(context.Background(), getenv, quiet)
+	if err != nil {
+		fmt.Fprintln(stderr, "push-server: tracing:", err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = stop(ctx)
+	return 0
 }

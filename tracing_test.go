@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 )
@@ -34,11 +36,18 @@ func TestTracingIsOffUnlessConfigured(t *testing.T) {
 	}
 }
 
+// TestTracingRefusesAnUnknownExporter: serve and `push-server check` stop
+// with exit 2 on an exporter the SDK does not know.
 func TestTracingRefusesAnUnknownExporter(t *testing.T) {
 	t.Setenv("OTEL_TRACES_EXPORTER", "zipkin-over-pigeons")
 	_, _, err := startTracing(context.Background(), os.Getenv, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil {
 		t.Fatal("an unknown OTEL_TRACES_EXPORTER was accepted")
+	}
+	var stdout, stderr bytes.Buffer
+	env := map[string]string{"RELAY_PUBLIC_KEY": testKey, "DATA_DIR": t.TempDir(), "OTEL_TRACES_EXPORTER": "zipkin-over-pigeons"}
+	if code := run([]string{"check"}, envMap(env), &stdout, &stderr); code != 2 || !strings.HasPrefix(stderr.String(), "push-server: tracing: OTEL_TRACES_EXPORTER") {
+		t.Fatalf("check: exit %d, stderr %q; want 2 naming OTEL_TRACES_EXPORTER", code, stderr.String())
 	}
 }
 
