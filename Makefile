@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk hostile faults k6-check image image-check
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss fuzz build redis-server clean sdk http-ece hostile faults k6-check image image-check
 
 build:
 	$(GO) build -o bin/push-server .
@@ -25,7 +25,7 @@ $(DEV_ENV):
 # PUSH_SERVER_FULL_TESTS=1 turns a missing redis-server or SDK into a
 # failure: a plain `go test ./...` skips those tests, saying how to run them;
 # `go test -short ./...` skips every Redis, cluster, binary and SDK test.
-test: redis-server sdk lint k6-check
+test: redis-server sdk http-ece lint k6-check
 	PUSH_SERVER_FULL_TESTS=1 $(GO) test -race -count=1 -timeout 10m ./...
 	# The allocation tests (…DoesNotAllocate, …AllocatesOnce, …AllocatesOnly…) build only without -race (the race detector allocates).
 	PUSH_SERVER_FULL_TESTS=1 $(GO) test -count=1 -run 'DoesNotAllocate|AllocatesOnce|AllocatesOnly' ./...
@@ -59,6 +59,13 @@ image:
 
 image-check:
 	./image-check.sh
+
+# http-ece installs the pinned npm package http_ece, the second implementation
+# that decrypts what the Web Push sender encrypts (TestWebPushHTTPECEDecrypts).
+ECE_DIR := dispatch/testdata/http-ece
+http-ece: $(ECE_DIR)/node_modules/.package-lock.json
+$(ECE_DIR)/node_modules/.package-lock.json: $(ECE_DIR)/package-lock.json
+	npm ci --prefix $(ECE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -10,11 +10,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
+	"push-server/dispatch"
 	"push-server/dispatch/dispatchtest"
 	"push-server/verify"
 )
@@ -49,6 +48,18 @@ func keygen(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(w, "RELAY_PUBLIC_KEY=%x\nRELAY_PRIVATE_KEY=%x\n", pub, priv.Seed())
+	return nil
+}
+
+// vapidKeygen prints a fresh VAPID key pair for Web Push, in keygen's
+// env-file form: the private key as web-push tools print it (base64url of
+// the P-256 scalar) and the public key wallets subscribe with.
+func vapidKeygen(w io.Writer) error {
+	priv, pub, err := dispatch.GenerateVAPIDKeys()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "VAPID_PUBLIC_KEY=%s\nVAPID_PRIVATE_KEY=%s\n", pub, priv)
 	return nil
 }
 
@@ -108,17 +119,20 @@ func tenantToken(args []string, getenv func(string) string, w io.Writer) error {
 	return nil
 }
 
-// mockProviders runs the mock APNs and FCM servers for trying the gateway
-// without Apple or Google.
-func mockProviders(args []string, w io.Writer) error {
+// mockProviders runs the mock APNs, FCM and Web Push servers for trying
+// the gateway without Apple, Google or a browser. It prints the settings
+// that point the gateway at them, WEBPUSH_ALLOWED_ORIGINS included (the
+// mock push service's origin: plain HTTP on loopback, which only a
+// loopback origin may be).
+// It runs until ctx ends (run ends it on SIGTERM or SIGINT).
+func mockProviders(ctx context.Context, args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("mock-providers", flag.ContinueOnError)
 	apnsAddr := fs.String("apns", "127.0.0.1:8443", "mock APNs listen address")
 	fcmAddr := fs.String("fcm", "127.0.0.1:8444", "mock FCM listen address")
+	webpushAddr := fs.String("webpush", "127.0.0.1:8445", "mock Web Push service listen address")
 	apnsTLS := fs.Bool("tls", false, "serve APNs over TLS (self-signed) instead of h2c")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	return dispatchtest.Serve(ctx, w, *apnsAddr, *fcmAddr, *apnsTLS)
+	return dispatchtest.ServeMocks(ctx, w, dispatchtest.ServeOptions{APNsAddr: *apnsAddr, FCMAddr: *fcmAddr, WebPushAddr: *webpushAddr, APNsTLS: *apnsTLS})
 }

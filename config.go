@@ -40,6 +40,9 @@ type config struct {
 	maxAge         time.Duration
 	metricsPort    int // 0: /metrics on the API port
 	shutdownDelay  time.Duration
+	// eventLog is EVENT_LOG: "" (off), "stdout" or a file path, which
+	// serve opens (appending) so that check opens nothing.
+	eventLog string
 	// Multi-tenant mode, on when jwtSecret is set.
 	jwtSecret      []byte
 	credentialsKey []byte
@@ -181,6 +184,10 @@ func parseConfig(getenv func(string) string) (*config, error) {
 		return nil, fmt.Errorf("TELEMETRY_PROMETHEUS_PORT=%d: must differ from PORT", c.metricsPort)
 	}
 	c.router.ServeMetrics = c.metricsPort == 0
+	if c.router.TenantLabels, err = envInt(getenv, "METRICS_TENANT_LABELS", 0, 0, 1000); err != nil {
+		return nil, err
+	}
+	c.eventLog = env("EVENT_LOG", "")
 	if secret := getenv("JWT_SECRET"); secret != "" {
 		if len(secret) < 32 {
 			return nil, fmt.Errorf("JWT_SECRET: want at least 32 bytes, got %d", len(secret))
@@ -225,6 +232,24 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if v := env("FCM_V1_CREDENTIALS", ""); v != "" {
 		d.FCMCredentials = []byte(v)
 	}
+	if v := getenv("WEBPUSH_ALLOWED_ORIGINS"); strings.TrimSpace(v) != "" {
+		if d.WebPushAllowedOrigins, err = dispatch.ParseWebPushOrigins(v); err != nil {
+			return nil, fmt.Errorf("WEBPUSH_ALLOWED_ORIGINS: want comma-separated push-service hosts or origins (https, or http for a loopback host): %v", err)
+		}
+	}
+	// Tenants' subscriptions are held to the same list (the Pool's base
+	// is this Config), and registrations of either before they are stored.
+	c.router.WebPushAllowedOrigins = d.WebPushAllowedOrigins
+	if d.WebPushTTL, err = envDelay(getenv, "WEBPUSH_TTL", dispatch.DefaultWebPushTTL, maxWebPushTTL); err != nil {
+		return nil, err
+	}
+	if d.WebPushTTL < time.Second {
+		// dispatch reads 0 as its default; a push service keeps a
+		// message for whole seconds.
+		return nil, fmt.Errorf("WEBPUSH_TTL=%q: want from 1s to %s (a bare number counts seconds)", getenv("WEBPUSH_TTL"), maxWebPushTTL)
+	}
+	d.VAPIDPrivateKey = env("VAPID_PRIVATE_KEY", "")
+	d.VAPIDSubject = env("VAPID_SUBJECT", "")
 	d.APNSURL = env("APNS_URL", "")
 	d.APNSSandboxURL = env("APNS_SANDBOX_URL", "")
 	d.FCMURL = env("FCM_URL", "")
@@ -241,7 +266,42 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
+	if d.APNSType == dispatch.APNSTypeCertificate {
+		// Validate opened it: this reads the date the router watches.
+		if c.router.APNSCertificateNotAfter, err = dispatch.APNSCertificateNotAfter(d.APNSCertificate, d.APNSCertificatePassword); err != nil {
+			return nil, fmt.Errorf("APNS_CERTIFICATE: %w", err)
+		}
+	}
+	if err := checkVAPIDPublicKey(d, env("VAPID_PUBLIC_KEY", "")); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// maxWebPushTTL bounds WEBPUSH_TTL: push services keep a message at most
+// about four weeks (autopush 60 days, FCM 28), so a longer TTL promises
+// what none of them does.
+const maxWebPushTTL = 28 * 24 * time.Hour
+
+// checkVAPIDPublicKey holds an operator's VAPID_PUBLIC_KEY to the key
+// VAPID_PRIVATE_KEY derives: it is optional (the server derives it), but a
+// deployment that states one and pairs it with another private key would
+// serve wallets a key whose subscriptions every push then fails with 403.
+func checkVAPIDPublicKey(d *dispatch.Config, given string) error {
+	if given == "" {
+		return nil
+	}
+	if d.VAPIDPrivateKey == "" {
+		return errors.New("VAPID_PUBLIC_KEY: given without VAPID_PRIVATE_KEY (set both, or the private key alone: the public key is derived)")
+	}
+	derived, err := dispatch.CheckVAPID(d.VAPIDPrivateKey, d.VAPIDSubject)
+	if err != nil {
+		return fmt.Errorf("VAPID_PRIVATE_KEY: %w", err)
+	}
+	if strings.TrimRight(given, "=") != derived {
+		return fmt.Errorf("VAPID_PUBLIC_KEY=%q: does not match VAPID_PRIVATE_KEY, whose public key is %s (leave VAPID_PUBLIC_KEY unset to use the derived one)", given, derived)
+	}
+	return nil
 }
 
 func envInt(getenv func(string) string, name string, def, lo, hi int) (int, error) {

@@ -1,15 +1,16 @@
 // Command push-server is a push-notification gateway: wallets register
 // device tokens, relays send signed notifications, and it pushes them through
-// APNs and FCM. See README.md and docs/.
+// APNs, FCM and Web Push. See README.md and docs/.
 //
 // Usage:
 //
 //	push-server                      serve (configured from the environment)
 //	push-server check                validate the environment, exit 0 or 2
 //	push-server keygen               print a relay Ed25519 key pair (hex)
+//	push-server vapid-keygen         print a VAPID key pair for Web Push (base64url)
 //	push-server sign --key HEX --body FILE [--timestamp N]
 //	                                 print the headers a relay would send
-//	push-server mock-providers       run the mock APNs and FCM servers
+//	push-server mock-providers       run the mock APNs, FCM and Web Push servers
 //	push-server tenant-token --tenant ID [--ttl 1h]
 //	                                 print a tenants-API token (needs JWT_SECRET)
 //	push-server version
@@ -56,16 +57,20 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		return check(getenv, stdout, stderr)
 	case "keygen":
 		err = keygen(stdout)
+	case "vapid-keygen":
+		err = vapidKeygen(stdout)
 	case "sign":
 		err = sign(args, stdout)
 	case "mock-providers":
-		err = mockProviders(args, stdout)
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		err = mockProviders(ctx, args, stdout)
+		stop()
 	case "tenant-token":
 		err = tenantToken(args, getenv, stdout)
 	case "version", "--version", "-version":
 		printVersion(stdout)
 	default:
-		err = fmt.Errorf("unknown command %q: want serve, check, keygen, sign, mock-providers, tenant-token or version", cmd)
+		err = fmt.Errorf("unknown command %q: want serve, check, keygen, vapid-keygen, sign, mock-providers, tenant-token or version", cmd)
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server:", err)
@@ -150,6 +155,18 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 		log.Info("multi-tenant mode on")
 	}
 	router.PublishRetries(retryCounters...)
+	if cfg.eventLog != "" {
+		out, err := openEventLog(cfg.eventLog)
+		if err != nil {
+			fmt.Fprintln(stderr, "push-server: EVENT_LOG:", err)
+			return 2
+		}
+		// Deferred calls run after serveUntilSignal's Shutdown, which
+		// writes the lines still queued.
+		defer out.Close()
+		cfg.router.EventLog = out
+		log.Info("event log on", "to", cfg.eventLog)
+	}
 	srv, err := router.New(cfg.router, deps)
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server:", err)
@@ -266,6 +283,19 @@ func serveUntilSignal(srv *router.Server, ln net.Listener, cfg *config, log *slo
 	}
 	return 0
 }
+
+// openEventLog opens EVENT_LOG: standard output for "stdout" (left open
+// by Close), else the file, appended to and created owner-writable.
+func openEventLog(to string) (io.WriteCloser, error) {
+	if to == "stdout" {
+		return nopCloser{os.Stdout}, nil
+	}
+	return os.OpenFile(to, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
 
 // newLogger logs JSON unless LOG_FORMAT=text.
 func newLogger(getenv func(string) string, w io.Writer) *slog.Logger {

@@ -224,7 +224,7 @@ func (r *Redis) writeBehind(ctx context.Context, final bool) error {
 	if len(cmds) == 0 {
 		return nil
 	}
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	return r.settleBehind(cmds, keys, expires, r.c.DoMulti(ctx, cmds...), len(cmds))
 }
@@ -327,7 +327,7 @@ func (r *Redis) writeKept(ctx context.Context) {
 			ms := strconv.FormatInt(max(time.Duration(expires[i]-now).Milliseconds(), 1), 10)
 			cmds[i] = r.c.B().Eval().Script(keptScript).Numkeys(1).Key(k).Arg(ms).Build()
 		}
-		wctx, cancel := r.deadlines.within(ctx)
+		wctx, cancel := r.deadlines.Within(ctx)
 		resps := r.c.DoMulti(wctx, cmds...)
 		cancel()
 		failed := false

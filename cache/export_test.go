@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -67,4 +68,11 @@ func (r *Redis) RefreshForTest(ctx context.Context, tenant, id string, now int64
 	}
 	r.refresh(ctx, tenant, id, &rec, now)
 	return nil
+}
+
+// FrontCachedForTest reports whether a look-up of client id would be
+// answered from the front cache (see frontCache).
+func (r *Redis) FrontCachedForTest(tenant, id string) bool {
+	e, _ := r.front.get(r.clientKey(tenant, id), time.Now().UnixNano())
+	return e != nil
 }

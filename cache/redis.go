@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"push-server/internal/deadline"
 )
 
 // RedisConfig configures NewRedis. Zero fields take the defaults below.
@@ -149,9 +151,9 @@ type Redis struct {
 	prefix   string
 	cacheTTL time.Duration
 	nonces   *nonceSource
-	// deadlines bounds each call by timeout (see deadlines);
+	// deadlines bounds each call by timeout (see deadline.Shared);
 	// replicaDeadlines by the half of it a look-up gives the replica.
-	deadlines, replicaDeadlines *deadlines
+	deadlines, replicaDeadlines *deadline.Shared
 	// clientKeys and tokenKeys make a look-up's keys without allocating.
 	clientKeys, tokenKeys *keyInterner
 	// millis spells the dedup records' expiries.
@@ -176,6 +178,10 @@ type Redis struct {
 	// carryMarks sends queued marks with each Reserve (not on a cluster;
 	// see reserveWithBehind).
 	carryMarks bool
+	// front answers repeated look-ups on the primary without asking
+	// rueidis (see frontCache); its invalidations come from the primary's
+	// connections.
+	front *frontCache
 
 	stop      chan struct{} // closed by Close; ends the replica connector and flushBehind
 	bg        sync.WaitGroup
@@ -232,7 +238,10 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 	replicaOpt.CacheSizeEachConn = cfg.CacheSize
 	opt.MaxFlushDelay = cfg.MaxFlushDelay
 	replicaOpt.MaxFlushDelay = cfg.MaxFlushDelay
-	c, err := rueidis.NewClient(tuneOption(opt, cfg.Timeout))
+	front := newFrontCache(maxInternedKeys)
+	opt = tuneOption(opt, cfg.Timeout)
+	opt.OnInvalidations = front.onInvalidations
+	c, err := rueidis.NewClient(opt)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to redis: %v: %w", err, ErrUnavailable)
 	}
@@ -247,8 +256,8 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		c:                c,
 		prefix:           cfg.KeyPrefix,
 		cacheTTL:         cfg.CacheTTL,
-		deadlines:        newDeadlines(cfg.Timeout),
-		replicaDeadlines: newDeadlines(cfg.Timeout / 2),
+		deadlines:        deadline.New(cfg.Timeout),
+		replicaDeadlines: deadline.New(cfg.Timeout / 2),
 		clientKeys:       newKeyInterner(maxInternedKeys),
 		tokenKeys:        newKeyInterner(maxInternedKeys),
 		nonces:           newNonceSource(),
@@ -257,6 +266,7 @@ func NewRedis(cfg RedisConfig) (*Redis, error) {
 		clientTTLArg:     strconv.FormatInt(max(cfg.ClientTTL, 0).Milliseconds(), 10),
 		behind:           newBehindQueue(),
 		carryMarks:       c.Mode() != rueidis.ClientModeCluster,
+		front:            front,
 		stop:             make(chan struct{}),
 	}
 	r.bg.Go(r.flushBehind)
@@ -480,7 +490,7 @@ func durationMs(d time.Duration) int64 {
 
 // Ping implements Store.
 func (r *Redis) Ping(ctx context.Context) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	if err := r.c.Do(ctx, r.c.B().Ping().Build()).Error(); err != nil {
 		return unavailable("ping redis", err)

@@ -83,7 +83,7 @@ func ownerValue(nonce uint64, id string) string {
 
 // Register implements Store; see Redis for the steps and why they are safe.
 func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	hash := sha256.Sum256([]byte(c.Token))
@@ -229,7 +229,7 @@ func (r *Redis) boundRecord(ctx context.Context, key string, hash *[sha256.Size]
 // Unregister implements Store: one script checks whether the client is
 // bound and deletes its record.
 func (r *Redis) Unregister(ctx context.Context, tenant, id string, proved bool) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	ck := r.clientKey(tenant, id)
@@ -276,7 +276,7 @@ func recordReply(res rueidis.RedisResult) (prev []byte, refused bool, err error)
 // hash and deletes it, so a registration with another token that lands
 // between a look-up and this call survives.
 func (r *Redis) UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	ck := r.clientKey(tenant, id)
@@ -312,7 +312,7 @@ func (r *Redis) releaseToken(ctx context.Context, tenant, id, ck string, prev []
 // both through the client-side cache: a hit costs no round trip. With a
 // replica, the replica answers first; see Redis for what it may miss.
 func (r *Redis) Lookup(parent context.Context, tenant, id string) (Client, error) {
-	ctx, cancel := r.deadlines.within(parent)
+	ctx, cancel := r.deadlines.Within(parent)
 	defer cancel()
 
 	rc := r.readReplica()
@@ -321,7 +321,7 @@ func (r *Redis) Lookup(parent context.Context, tenant, id string) (Client, error
 	}
 	// The replica's half of the timeout, shared per tick like the whole (a
 	// child of the shared context would make every look-up take its lock).
-	rctx, rcancel := r.replicaDeadlines.within(parent)
+	rctx, rcancel := r.replicaDeadlines.Within(parent)
 	c, err := r.lookupOn(rctx, rc, tenant, id)
 	rcancel()
 	switch {
@@ -347,9 +347,23 @@ func (r *Redis) Lookup(parent context.Context, tenant, id string) (Client, error
 	return r.lookupOn(ctx, r.c, tenant, id)
 }
 
-// lookupOn is Lookup on one server's client.
+// lookupOn is Lookup on one server's client. On the primary, a client
+// looked up recently is answered from the front cache (see frontCache).
 func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id string) (Client, error) {
-	b, err := rc.DoCache(ctx, rc.B().Get().Key(r.clientKey(tenant, id)).Cache(), r.cacheTTL).ToString()
+	ck := r.clientKey(tenant, id)
+	var gen uint64
+	front := rc == r.c && r.front != nil
+	if front {
+		now := time.Now()
+		var e *frontEntry
+		if e, gen = r.front.get(ck, now.UnixNano()); e != nil {
+			if r.clientTTL <= 0 || !refreshDue(e.stamp, now.UnixMilli(), r.clientTTL) {
+				return e.client, nil
+			}
+		}
+	}
+	recReply := rc.DoCache(ctx, rc.B().Get().Key(ck).Cache(), r.cacheTTL)
+	b, err := recReply.ToString()
 	if rueidis.IsRedisNil(err) {
 		return Client{}, ErrClientNotFound
 	}
@@ -361,7 +375,9 @@ func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id stri
 	if err != nil {
 		return Client{}, fmt.Errorf("cannot read client %q: %w", id, err)
 	}
-	owner, err := rc.DoCache(ctx, rc.B().Get().Key(r.tokenKey(tenant, &rec.hash)).Cache(), r.cacheTTL).ToString()
+	tk := r.tokenKey(tenant, &rec.hash)
+	ownerReply := rc.DoCache(ctx, rc.B().Get().Key(tk).Cache(), r.cacheTTL)
+	owner, err := ownerReply.ToString()
 	if rueidis.IsRedisNil(err) {
 		return Client{}, ErrClientNotFound
 	}
@@ -374,10 +390,18 @@ func (r *Redis) lookupOn(ctx context.Context, rc rueidis.Client, tenant, id stri
 	}
 	if r.clientTTL > 0 {
 		if now := time.Now().UnixMilli(); refreshDue(rec.stamp, now, r.clientTTL) {
+			// The refresh rewrites the record: its invalidation would drop
+			// a front entry stored now at once.
 			r.refresh(ctx, tenant, id, &rec, now)
+			front = false
 		}
 	}
-	return Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw, Bound: rec.bound}, nil
+	c := Client{ID: id, Type: rec.typ, Token: rec.token, AlwaysRaw: rec.alwaysRaw, Bound: rec.bound}
+	if front {
+		r.front.put(ck, &frontEntry{client: c, tokenKey: tk, stamp: rec.stamp,
+			expires: frontExpiry(time.Now().UnixNano(), r.cacheTTL, recReply.CachePXAT(), ownerReply.CachePXAT())}, gen)
+	}
+	return c, nil
 }
 
 // refresh extends client id's registration by the client TTL from now:

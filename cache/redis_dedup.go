@@ -47,7 +47,7 @@ func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string,
 
 // reserveOnce is one attempt of Reserve, within its own deadline.
 func (r *Redis) reserveOnce(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	nonce := r.nonces.next()
@@ -85,7 +85,7 @@ func (r *Redis) reserveOnce(ctx context.Context, tenant, clientID, messageID str
 // truth. Its Release then finds the key not its own and leaves it. With the
 // key kept from Reserve it allocates nothing.
 func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	if err := r.c.Do(ctx, r.commitCommand(r.reservedKey(res), ttl)).Error(); err != nil {
@@ -106,7 +106,7 @@ func (r *Redis) reservedKey(res Reservation) string {
 // Release implements Store: it deletes the key only if it still holds res's
 // claim.
 func (r *Redis) Release(ctx context.Context, res Reservation) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
 	if err := compareAndDeleteScript.Exec(ctx, r.c, []string{r.reservedKey(res)}, []string{pendingValue(res.Nonce)}).Error(); err != nil {

@@ -15,11 +15,13 @@ import (
 //	P tenant:{T}   HASH: v (Version), i (Incarnation, decimal), at, aty, a
 //	               (APNs topic, type, sealed credentials), f (sealed FCM),
 //	               as, ass, fs (suspension reasons: APNs production, APNs
-//	               sandbox, FCM)
+//	               sandbox, FCM), ae (the APNs certificate's notAfter, unix
+//	               seconds; absent for token auth), w, wk, ws (sealed Web
+//	               Push VAPID key, its public key, suspension reason)
 //	P rl:{<key>}   rate-limit counter of the current window, expiring with it
 //
 // A tenant exists while its hash exists; the field v is always present.
-// Absent a and f mean the provider is not set up; an absent i is a tenant
+// Absent a, f and w mean the provider is not set up; an absent i is a tenant
 // created before incarnations existed (incarnation 0).
 
 var (
@@ -34,29 +36,39 @@ var (
 	// clear APNs, clear FCM, set APNs, topic, type, sealed APNs, set FCM,
 	// sealed FCM, APNs suspension, FCM suspension, APNs sandbox suspension,
 	// conditional, incarnation, sealed APNs and sealed FCM of the
-	// condition; flags are "1" or "0". The condition is
-	// TenantChange.holds (an absent i is incarnation 0, an absent a or f
-	// never matches); the rest goes in the order of TenantChange.apply:
-	// clears, sets (lifting suspensions), suspensions.
+	// condition, then Web Push's: clear, set, sealed key, public key,
+	// suspension, sealed key of the condition; last the APNs certificate's
+	// notAfter ("" for none); flags are "1" or "0". The
+	// condition is TenantChange.holds (an absent i is incarnation 0, an
+	// absent a, f or w never matches); the rest goes in the order of
+	// TenantChange.apply: clears, sets (lifting suspensions), suspensions.
 	updateTenantScript = rueidis.NewLuaScript(`if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 if ARGV[12] == '1' then
   if (redis.call('HGET', KEYS[1], 'i') or '0') ~= ARGV[13] then return -1 end
   if (ARGV[9] ~= '' or ARGV[11] ~= '') and redis.call('HGET', KEYS[1], 'a') ~= ARGV[14] then return -1 end
   if ARGV[10] ~= '' and redis.call('HGET', KEYS[1], 'f') ~= ARGV[15] then return -1 end
+  if ARGV[20] ~= '' and redis.call('HGET', KEYS[1], 'w') ~= ARGV[21] then return -1 end
 end
-if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'at', 'aty', 'a', 'as', 'ass') end
+if ARGV[1] == '1' then redis.call('HDEL', KEYS[1], 'at', 'aty', 'a', 'as', 'ass', 'ae') end
 if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'f', 'fs') end
+if ARGV[16] == '1' then redis.call('HDEL', KEYS[1], 'w', 'wk', 'ws') end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'at', ARGV[4], 'aty', ARGV[5], 'a', ARGV[6])
   redis.call('HDEL', KEYS[1], 'as', 'ass')
+  if ARGV[22] ~= '' then redis.call('HSET', KEYS[1], 'ae', ARGV[22]) else redis.call('HDEL', KEYS[1], 'ae') end
 end
 if ARGV[7] == '1' then
   redis.call('HSET', KEYS[1], 'f', ARGV[8])
   redis.call('HDEL', KEYS[1], 'fs')
 end
+if ARGV[17] == '1' then
+  redis.call('HSET', KEYS[1], 'w', ARGV[18], 'wk', ARGV[19])
+  redis.call('HDEL', KEYS[1], 'ws')
+end
 if ARGV[9] ~= '' then redis.call('HSET', KEYS[1], 'as', ARGV[9]) end
 if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'fs', ARGV[10]) end
 if ARGV[11] ~= '' then redis.call('HSET', KEYS[1], 'ass', ARGV[11]) end
+if ARGV[20] ~= '' then redis.call('HSET', KEYS[1], 'ws', ARGV[20]) end
 return redis.call('HINCRBY', KEYS[1], 'v', 1)`)
 
 	// createTenantScript creates KEYS[1] with version 0 and incarnation
@@ -122,7 +134,7 @@ func (r *Redis) tenantDataPattern(tenant string) string {
 // CreateTenant implements Tenants with HSETNX on the version field (the
 // field exists exactly when the tenant does) and the incarnation beside it.
 func (r *Redis) CreateTenant(ctx context.Context, id string) (bool, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	k := r.tenantKey(id)
 	created, err := createTenantScript.Exec(ctx, r.c, []string{k}, []string{strconv.FormatUint(newIncarnation(), 10)}).AsBool()
@@ -139,7 +151,7 @@ func (r *Redis) CreateTenant(ctx context.Context, id string) (bool, error) {
 // cache (not the replica, so a change is never hidden by replication lag);
 // another instance's change arrives by invalidation.
 func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	m, err := r.c.DoCache(ctx, r.c.B().Hgetall().Key(r.tenantKey(id)).Cache(), r.cacheTTL).AsStrMap()
 	if err != nil {
@@ -167,6 +179,13 @@ func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
 		APNSSuspended:        m["as"],
 		APNSSandboxSuspended: m["ass"],
 		FCMSuspended:         m["fs"],
+		WebPushPublicKey:     m["wk"],
+		WebPushSuspended:     m["ws"],
+	}
+	if ae, ok := m["ae"]; ok {
+		if t.APNSCertificateNotAfter, err = strconv.ParseInt(ae, 10, 64); err != nil {
+			return Tenant{}, fmt.Errorf("cannot read tenant %q: APNs certificate expiry %q: %w", id, ae, errCorruptTenant)
+		}
 	}
 	if a, ok := m["a"]; ok {
 		t.APNS = []byte(a)
@@ -174,13 +193,16 @@ func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
 	if f, ok := m["f"]; ok {
 		t.FCM = []byte(f)
 	}
+	if w, ok := m["w"]; ok {
+		t.WebPush = []byte(w)
+	}
 	return t, nil
 }
 
 // UpdateTenant implements Tenants with one script on the tenant's key,
 // which also checks change.If.
 func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	flag := func(b bool) string {
 		if b {
@@ -199,6 +221,9 @@ func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange
 		flag(change.SetFCM), rueidis.BinaryString(change.FCM),
 		change.SuspendAPNS, change.SuspendFCM, change.SuspendAPNSSandbox,
 		flag(change.If != nil), strconv.FormatUint(cond.Incarnation, 10), rueidis.BinaryString(cond.APNS), rueidis.BinaryString(cond.FCM),
+		flag(change.ClearWebPush), flag(change.SetWebPush), rueidis.BinaryString(change.WebPush), change.WebPushPublicKey,
+		change.SuspendWebPush, rueidis.BinaryString(cond.WebPush),
+		notAfterArg(change.APNSCertificateNotAfter),
 	}).AsInt64()
 	if rueidis.IsRedisNil(err) {
 		return ErrTenantNotFound
@@ -253,7 +278,7 @@ func (r *Redis) DeleteTenant(ctx context.Context, id string) error {
 			}
 		}
 	}
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	r.settle(ctx, []string{k})
 	return nil
@@ -279,7 +304,7 @@ func (r *Redis) deleteKeys(ctx context.Context, keys []string) error {
 }
 
 func (r *Redis) withTimeout(ctx context.Context, f func(context.Context) error) error {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	return f(ctx)
 }
@@ -287,7 +312,7 @@ func (r *Redis) withTimeout(ctx context.Context, f func(context.Context) error) 
 // Allow implements Limiter with a fixed-window counter on the primary,
 // shared by every instance.
 func (r *Redis) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
-	ctx, cancel := r.deadlines.within(ctx)
+	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	vals, err := allowScript.Exec(ctx, r.c, []string{r.limitKey(key)}, []string{strconv.FormatInt(durationMs(window), 10)}).AsIntSlice()
 	if err == nil && len(vals) != 2 {

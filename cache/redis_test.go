@@ -427,3 +427,43 @@ func TestRedisReserveWaitsForAMarkOnItsWay(t *testing.T) {
 		t.Fatalf("Reserve of a claim held elsewhere = %v; want ErrDeliveryInProgress", err)
 	}
 }
+
+// TestRedisFrontCacheForgetsAcrossAReconnect: while a store's connection is
+// down, Redis cannot tell it of changes; the look-ups it kept in front of
+// rueidis' cache must go with the connection, as rueidis' own cache does,
+// or the store would answer a moved token for the whole CacheTTL.
+func TestRedisFrontCacheForgetsAcrossAReconnect(t *testing.T) {
+	addr := cachetest.StartRedis(t)
+	url, prefix := "redis://"+addr, randomPrefix()
+	ctx := t.Context()
+	a := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix})
+	b := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix, CacheTTL: time.Hour})
+	old := cache.Client{ID: "kept", Type: cache.TypeAPNS, Token: "tok-1"}
+	if err := a.Register(ctx, "", old); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, b, "kept", old, nil, time.Second)
+	if !b.FrontCachedForTest("", "kept") {
+		t.Fatal("a repeated look-up is not answered from the front cache")
+	}
+
+	// Drop every client connection but the killer's, then change the
+	// client through a store connected afterwards.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("CLIENT KILL TYPE normal\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64)
+	if n, err := conn.Read(buf); err != nil || buf[0] != ':' {
+		t.Fatalf("CLIENT KILL answered %q, %v", buf[:n], err)
+	}
+	moved := cache.Client{ID: "kept", Type: cache.TypeFCM, Token: "tok-2"}
+	if err := newRedis(t, cache.RedisConfig{URL: url, KeyPrefix: prefix}).Register(ctx, "", moved); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, b, "kept", moved, nil, time.Second)
+}

@@ -20,6 +20,9 @@ const (
 	TypeAPNSSandbox = "apns-sandbox"
 	TypeFCM         = "fcm"
 	TypeNoop        = "noop"
+	// TypeWebPush is a browser's Web Push subscription (RFC 8030): the
+	// token is the PushSubscription's JSON.
+	TypeWebPush = "webpush"
 )
 
 // Client is one registered device.

@@ -28,32 +28,54 @@ type Tenant struct {
 	// credentials; APNS is their sealed form, nil when APNs is not set up.
 	APNSTopic, APNSType string
 	APNS                []byte
+	// APNSCertificateNotAfter is when the tenant's APNs certificate expires
+	// (unix seconds, its notAfter), kept in the clear beside the sealed
+	// credentials so that expiry can be watched without opening them; 0 for
+	// token auth, no APNs, or a certificate uploaded before it was kept.
+	APNSCertificateNotAfter int64
 	// FCM is the sealed FCM v1 service account, nil when not set up.
 	FCM []byte
+	// WebPush is the sealed VAPID key pair and subject, nil when Web Push
+	// is not set up; WebPushPublicKey is its public key (base64url), kept
+	// in the clear beside it because wallets are handed it to subscribe
+	// with, so that serving it opens nothing.
+	WebPush          []byte
+	WebPushPublicKey string
 	// APNSSuspended (Apple's production host), APNSSandboxSuspended (its
 	// development host) and FCMSuspended hold why that host refused the
 	// tenant's credentials; "" when it is not suspended. The APNs hosts are
 	// suspended apart: credentials valid for one are often refused by the
 	// other, and any client may register for either.
 	APNSSuspended, APNSSandboxSuspended, FCMSuspended string
+	// WebPushSuspended holds why a push service refused the tenant's VAPID
+	// authorisation (401), "" when Web Push is not suspended.
+	WebPushSuspended string
 }
 
 // TenantChange is one atomic change to a tenant. Setting a provider's
 // credentials lifts its suspensions (for APNs: both hosts').
 type TenantChange struct {
-	SetAPNS   bool // replace APNSTopic, APNSType and APNS with the values below
+	SetAPNS   bool // replace APNSTopic, APNSType, APNS and APNSCertificateNotAfter with the values below
 	APNSTopic string
 	APNSType  string
 	APNS      []byte
-	ClearAPNS bool
+	// APNSCertificateNotAfter goes with SetAPNS: the certificate's notAfter
+	// (unix seconds), 0 for token auth.
+	APNSCertificateNotAfter int64
+	ClearAPNS               bool
 
 	SetFCM   bool
 	FCM      []byte
 	ClearFCM bool
 
-	// SuspendAPNS, SuspendAPNSSandbox and SuspendFCM, when not "", suspend
-	// that host with that reason.
-	SuspendAPNS, SuspendAPNSSandbox, SuspendFCM string
+	SetWebPush       bool // replace WebPush and WebPushPublicKey with the values below
+	WebPush          []byte
+	WebPushPublicKey string
+	ClearWebPush     bool
+
+	// SuspendAPNS, SuspendAPNSSandbox, SuspendFCM and SuspendWebPush, when
+	// not "", suspend that host with that reason.
+	SuspendAPNS, SuspendAPNSSandbox, SuspendFCM, SuspendWebPush string
 
 	// If, when not nil, makes the change conditional on the tenant being
 	// the one it was decided from (see TenantCondition); when it is not,
@@ -65,7 +87,7 @@ type TenantChange struct {
 // TenantCondition is what a conditional TenantChange requires of the
 // tenant: its Incarnation, and for each provider the change suspends, the
 // very sealed credentials given here (APNS for either APNs host, FCM for
-// FCM), set up and equal byte for byte.
+// FCM, WebPush for Web Push), set up and equal byte for byte.
 //
 // A send reads the tenant when it starts and may hear its provider's
 // refusal seconds later: the suspension it then writes must not fall on
@@ -75,8 +97,8 @@ type TenantChange struct {
 // bytes, while Version also moves for the other provider's changes and
 // for suspensions, which say nothing about these credentials.
 type TenantCondition struct {
-	Incarnation uint64
-	APNS, FCM   []byte
+	Incarnation        uint64
+	APNS, FCM, WebPush []byte
 }
 
 // ErrTenantChanged means a conditional TenantChange was not applied: the
@@ -101,6 +123,13 @@ type Tenants interface {
 	// DeleteTenant removes the tenant with its clients, token index entries
 	// and dedup records. Deleting an unknown tenant is not an error.
 	DeleteTenant(ctx context.Context, id string) error
+	// APNSCertificateExpiries calls each once for every tenant whose record
+	// holds an APNs certificate expiry (APNSCertificateNotAfter != 0), in
+	// no particular order. It reads every tenant record, in batches, so
+	// its cost grows with the number of tenants: it is for a periodic
+	// sweep, never the request path. A tenant changed meanwhile may be
+	// seen before or after the change.
+	APNSCertificateExpiries(ctx context.Context, each func(tenant string, notAfter int64)) error
 }
 
 // Limiter counts events for rate limits. Allow counts one event under key

@@ -56,6 +56,7 @@ type credentials struct {
 	apnsCert tls.Certificate   // certificate auth; zero otherwise
 	apnsKey  *ecdsa.PrivateKey // token auth; nil otherwise
 	fcm      *serviceAccount   // nil when FCM is not configured
+	vapid    *vapidKey         // nil when Web Push is not configured
 }
 
 // serviceAccount is the part of a service-account JSON that dispatch reads
@@ -114,6 +115,18 @@ func (c *Config) parse() (*credentials, error) {
 		}
 		cr.fcm = sa
 	}
+	if c.VAPIDPrivateKey != "" {
+		// VAPID_SUBJECT alone is ignored, as the other APNS_* settings
+		// are without APNS_TYPE.
+		k, err := parseVAPID(c.VAPIDPrivateKey, c.VAPIDSubject, envNames)
+		if err != nil {
+			return nil, err
+		}
+		cr.vapid = k
+	}
+	if c.WebPushTTL < 0 {
+		return nil, fmt.Errorf("WEBPUSH_TTL: want a positive duration, got %s", c.WebPushTTL)
+	}
 	for _, u := range [...]struct{ name, value string }{
 		{"APNS_URL", c.APNSURL}, {"APNS_SANDBOX_URL", c.APNSSandboxURL}, {"FCM_URL", c.FCMURL},
 	} {
@@ -139,12 +152,14 @@ func (c *Config) parse() (*credentials, error) {
 // these names, so the caller can point at the input at fault.
 type partNames struct {
 	cert, password, pem, keyID, teamID, topic, fcm string
+	vapidKey, vapidSubject                         string
 }
 
 // envNames names the inputs of single-tenant mode.
 var envNames = &partNames{
 	cert: "APNS_CERTIFICATE", password: "APNS_CERTIFICATE_PASSWORD", pem: "APNS_PKCS8_PEM",
 	keyID: "APNS_KEY_ID", teamID: "APNS_TEAM_ID", topic: "APNS_TOPIC", fcm: "FCM_V1_CREDENTIALS",
+	vapidKey: "VAPID_PRIVATE_KEY", vapidSubject: "VAPID_SUBJECT",
 }
 
 // credErr is a *CredentialError for part with a formatted reason.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/sideshow/apns2/token"
 	"golang.org/x/oauth2"
@@ -26,12 +27,14 @@ const (
 	PartAPNSTeamID              = "apns_team_id"
 	PartAPNSTopic               = "apns_topic"
 	PartFCMCredentials          = "credentials"
+	PartVAPIDPrivateKey         = "vapid_private_key"
+	PartVAPIDSubject            = "vapid_subject"
 )
 
 // Credentials are the settings that say who the gateway is to the
 // providers: what a tenant uploads, and what single-tenant mode reads from
 // the environment. A Pool builds a tenant's Dispatcher from these and
-// nothing else, and the Vault seals them for storage (SealAPNS, SealFCM),
+// nothing else, and the Vault seals them for storage (SealAPNS, SealFCM, SealWebPush),
 // so a field added here reaches tenants without further wiring.
 //
 // The JSON tags are the stored form of a tenant's sealed APNs blob: blobs
@@ -48,12 +51,19 @@ type Credentials struct {
 	APNSKeyID               string `json:"key_id,omitempty"`      // APNS_KEY_ID
 	APNSTeamID              string `json:"team_id,omitempty"`     // APNS_TEAM_ID
 	FCMCredentials          []byte `json:"-"`                     // FCM_V1_CREDENTIALS, service-account JSON
+	// VAPIDPrivateKey (VAPID_PRIVATE_KEY) is the base64url of the 32-byte
+	// P-256 scalar that signs Web Push's VAPID JWTs; with VAPIDSubject
+	// (VAPID_SUBJECT, a mailto: or https: URL) it enables "webpush". Both
+	// are sealed in a blob of their own (Vault.SealWebPush).
+	VAPIDPrivateKey string `json:"-"`
+	VAPIDSubject    string `json:"-"`
 }
 
 // uploadNames names the inputs of a tenant's credential upload.
 var uploadNames = &partNames{
 	cert: PartAPNSCertificate, password: PartAPNSCertificatePassword, pem: PartAPNSPKCS8PEM,
 	keyID: PartAPNSKeyID, teamID: PartAPNSTeamID, topic: PartAPNSTopic, fcm: PartFCMCredentials,
+	vapidKey: PartVAPIDPrivateKey, vapidSubject: PartVAPIDSubject,
 }
 
 // CredentialError says which input of a credential set is bad and why. The
@@ -76,6 +86,18 @@ func (e *CredentialError) Unwrap() error { return e.Err }
 func CheckAPNSCertificate(p12 []byte, password string) error {
 	_, err := parseP12(p12, password, uploadNames)
 	return err
+}
+
+// APNSCertificateNotAfter checks a .p12 as CheckAPNSCertificate does (p12
+// is binary or standard base64; errors name the upload's parts) and returns
+// when its certificate expires, its notAfter: the date the gateway watches
+// and warns about.
+func APNSCertificateNotAfter(p12 []byte, password string) (time.Time, error) {
+	cert, err := parseP12(p12, password, uploadNames)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return cert.Leaf.NotAfter, nil
 }
 
 // CheckAPNSKey checks an uploaded .p8 key (PEM text, or standard base64 of

@@ -211,3 +211,20 @@ func TestCheckFCMCredentialsHonoursDeadline(t *testing.T) {
 		t.Errorf("hanging token_uri: %v does not wrap ErrUnavailable", err)
 	}
 }
+
+// The expiry the gateway watches is the certificate's own notAfter, and a
+// .p12 that CheckAPNSCertificate refuses gives no date.
+func TestAPNSCertificateNotAfter(t *testing.T) {
+	notAfter := time.Now().Add(20 * 24 * time.Hour).Truncate(time.Second)
+	cert := newClientCert(t, notAfter)
+	got, err := APNSCertificateNotAfter(cert.p12(t, pkcs12.Modern, "pw"), "pw")
+	if err != nil || !got.Equal(notAfter) {
+		t.Fatalf("APNSCertificateNotAfter = %v, %v; want %v", got, err, notAfter)
+	}
+	expired := newClientCert(t, time.Now().Add(-time.Minute))
+	if _, err := APNSCertificateNotAfter(expired.p12(t, pkcs12.Modern, "pw"), "pw"); err == nil {
+		t.Fatal("an expired certificate gave an expiry date, not an error")
+	}
+	wantPart(t, "wrong password", func() error { _, err := APNSCertificateNotAfter(cert.p12(t, pkcs12.Modern, "pw"), "x"); return err }(),
+		PartAPNSCertificatePassword, "does not open")
+}

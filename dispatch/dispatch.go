@@ -1,5 +1,6 @@
 // Package dispatch turns a provider-neutral Notification into a push: APNs
-// (sideshow/apns2), FCM HTTP v1 (firebase.google.com/go/v4 messaging) or noop.
+// (sideshow/apns2), FCM HTTP v1 (firebase.google.com/go/v4 messaging), Web
+// Push (RFC 8030/8291/8292, webpush*.go) or noop.
 // It owns payload building, size limits, retries and the classification of
 // provider errors into the sentinels below; the router decides what the
 // caller sees. dispatch imports none of router, verify or cache: a dead token
@@ -54,10 +55,13 @@ const (
 	TypeAPNS        = "apns"
 	TypeAPNSSandbox = "apns-sandbox"
 	TypeFCM         = "fcm"
+	TypeWebPush     = "webpush"
 	TypeNoop        = "noop"
 )
 
-// MaxPayloadSize is the largest push payload APNs and FCM accept, in bytes.
+// MaxPayloadSize is the largest push payload APNs and FCM accept, in bytes,
+// and the largest Web Push record (RFC 8291's 4096 bytes, encryption
+// overhead included).
 const MaxPayloadSize = 4096
 
 // Errors a Sender returns; wrapped errors match them with errors.Is.
@@ -94,7 +98,7 @@ var (
 // sentinels above, so callers switch with errors.Is and show Error() to
 // humans.
 type ProviderError struct {
-	Provider string // "apns", "apns-sandbox", "fcm"
+	Provider string // "apns", "apns-sandbox", "fcm", "webpush"
 	Status   int    // HTTP status of the last answer, 0 when none came
 	Reason   string // the provider's reason string, e.g. "BadDeviceToken"
 	Attempts int    // how many times the push was tried

@@ -35,6 +35,17 @@ type Config struct {
 	// the operator's own FCM_V1_CREDENTIALS. Pool always sets it.
 	FCMTokenURIs *TokenURIs
 
+	// WebPushAllowedOrigins (WEBPUSH_ALLOWED_ORIGINS) are the push
+	// services beyond the browsers' own that a webpush subscription's
+	// endpoint may name; nil allows the browsers' only. The sender checks
+	// it again before every request, so narrowing it stops pushes to
+	// endpoints registered before.
+	WebPushAllowedOrigins *WebPushOrigins
+	// WebPushTTL (WEBPUSH_TTL) is how long a push service keeps a Web Push
+	// for an offline browser, sent as the TTL header in whole seconds; 0
+	// means DefaultWebPushTTL.
+	WebPushTTL time.Duration
+
 	// Timeout bounds one push, retries included (PROVIDER_TIMEOUT); 0 means
 	// DefaultTimeout.
 	Timeout time.Duration
@@ -75,9 +86,10 @@ type Config struct {
 // use; Close it when done.
 type Dispatcher struct {
 	noop        *Noop
-	apns        *apnsSender // nil when APNs is not configured
-	apnsSandbox *apnsSender // nil when APNs is not configured
-	fcm         *fcmSender  // nil when FCM is not configured
+	apns        *apnsSender    // nil when APNs is not configured
+	apnsSandbox *apnsSender    // nil when APNs is not configured
+	fcm         *fcmSender     // nil when FCM is not configured
+	webpush     *webpushSender // nil when Web Push is not configured
 	closers     []interface{ CloseIdleConnections() }
 	closes      atomic.Int32 // how often Close ran, for the Pool's tests
 	budget      *retryBudget // shared by every provider's retry policy
@@ -87,7 +99,9 @@ type Dispatcher struct {
 // set, "apns" (production host, or APNS_URL) and "apns-sandbox"
 // (development host, or APNS_SANDBOX_URL), each an apns2 client over an
 // HTTP/2 transport shared per scheme, with one provider token for both;
-// with FCM_V1_CREDENTIALS set, "fcm", one messaging client. Nothing is
+// with FCM_V1_CREDENTIALS set, "fcm", one messaging client; with
+// VAPID_PRIVATE_KEY set, "webpush", one HTTP client for every push service.
+// Nothing is
 // dialled until the first push. "noop" always exists.
 func New(cfg Config) (*Dispatcher, error) {
 	cr, err := cfg.parse()
@@ -182,6 +196,19 @@ func New(cfg Config) (*Dispatcher, error) {
 		}
 		d.fcm = s
 	}
+	if cr.vapid != nil {
+		if cfg.WebPushTTL == 0 {
+			cfg.WebPushTTL = DefaultWebPushTTL
+		}
+		t := newFCMTransport(cfg.RootCAs, cfg.Proxy)
+		d.closers = append(d.closers, t)
+		s, err := newWebPushSender(&cfg, cr.vapid, t, policy, &loudLog{logger: cfg.Logger})
+		if err != nil {
+			d.Close()
+			return nil, fmt.Errorf("VAPID_PRIVATE_KEY: %w", err)
+		}
+		d.webpush = s
+	}
 	return d, nil
 }
 
@@ -197,6 +224,8 @@ func (d *Dispatcher) Sender(typ string) (Sender, error) {
 		return d.apnsSandbox, nil
 	case strings.EqualFold(typ, TypeFCM) && d.fcm != nil:
 		return d.fcm, nil
+	case strings.EqualFold(typ, TypeWebPush) && d.webpush != nil:
+		return d.webpush, nil
 	case strings.EqualFold(typ, TypeNoop):
 		return d.noop, nil
 	}
@@ -207,6 +236,16 @@ func (d *Dispatcher) Sender(typ string) (Sender, error) {
 func (d *Dispatcher) Available(typ string) bool {
 	_, err := d.Sender(typ)
 	return err == nil
+}
+
+// VAPIDPublicKey returns the base64url VAPID public key of this
+// Dispatcher's Web Push (the applicationServerKey a browser subscribes
+// with), or "" when Web Push is not configured.
+func (d *Dispatcher) VAPIDPublicKey() string {
+	if d.webpush == nil {
+		return ""
+	}
+	return d.webpush.vapid.public
 }
 
 // Noop returns the dispatcher's noop provider, to read its count.

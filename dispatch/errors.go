@@ -153,6 +153,48 @@ func classifyFCM(a answer) (error, bool) {
 	return ErrUnavailable, false
 }
 
+// classifyWebPush maps one push service's answer to a sentinel and whether
+// to try again. Statuses: RFC 8030 section 5 and 8.3, RFC 8292 section 4.
+func classifyWebPush(a answer) (error, bool) {
+	if a.status == 0 {
+		if errors.Is(a.err, ErrEndpointNotAllowed) {
+			// Our allow-list refused the request (narrowed since the
+			// client registered): nothing was sent, and the operator's
+			// choice is no sign that the subscription is dead.
+			return ErrMisconfigured, false
+		}
+		return classifyTransport(a.err)
+	}
+	switch a.status {
+	case http.StatusNotFound, http.StatusGone:
+		// The subscription expired or the user revoked it.
+		return ErrTokenDead, false
+	case http.StatusForbidden:
+		// RFC 8292 section 4.2: the VAPID key is not the one the
+		// subscription was made with. Every other subscription made with
+		// our key works, so it is this subscription's end, not a reason to
+		// suspend anything: a client may register a subscription made for
+		// another server.
+		return ErrTokenDead, false
+	case http.StatusUnauthorized:
+		// RFC 8292 section 4.2: the push service refused our VAPID
+		// authorisation itself (key or JWT), for every subscription.
+		return ErrCredentialsRejected, false
+	case http.StatusBadRequest:
+		// A malformed request: ours to look at, but a subscription's
+		// endpoint can provoke it too, so it suspends nothing.
+		return ErrMisconfigured, false
+	case http.StatusRequestEntityTooLarge:
+		return ErrPayloadTooLarge, false
+	case http.StatusTooManyRequests:
+		return ErrUnavailable, true
+	}
+	if a.status >= 500 {
+		return ErrUnavailable, true
+	}
+	return ErrUnavailable, false
+}
+
 // classifyTransport handles a try that got no HTTP answer. Most such
 // failures pass (connection refused, reset, timeout): retry. A failure
 // about trust is ours and does not pass: the provider's certificate is not

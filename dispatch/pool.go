@@ -71,7 +71,8 @@ type poolEntry struct {
 }
 
 // NewPool returns an empty Pool. base carries the settings every tenant
-// shares (APNSURL, APNSSandboxURL, FCMURL, FCMTokenURIs, Timeout,
+// shares (APNSURL, APNSSandboxURL, FCMURL, FCMTokenURIs,
+// WebPushAllowedOrigins, WebPushTTL, Timeout,
 // MaxAttempts, MaxRetriesPerSecond, RetryDelay, RootCAs, Logger); its
 // Credentials are ignored. Tenants' credentials are untrusted, so a
 // nil FCMTokenURIs means GoogleTokenURIs, never "any". Each tenant's
@@ -312,16 +313,7 @@ func (p *Pool) WatchStale(period time.Duration, stale func(tenantID string, inca
 	p.mu.Unlock()
 	go func() {
 		defer p.watchers.Done()
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-p.stop:
-				return
-			case <-t.C:
-				p.removeStale(stale)
-			}
-		}
+		p.every(period, func() { p.removeStale(stale) })
 	}()
 }
 
@@ -365,14 +357,19 @@ func (p *Pool) Len() int {
 // janitor evicts idle tenants every tick until Close.
 func (p *Pool) janitor(every time.Duration) {
 	defer close(p.done)
-	t := time.NewTicker(every)
+	p.every(every, p.evictIdle)
+}
+
+// every runs round once a period until Close.
+func (p *Pool) every(period time.Duration, round func()) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
-			p.evictIdle()
+			round()
 		}
 	}
 }

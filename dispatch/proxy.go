@@ -29,10 +29,10 @@ type ProxyFunc func(target *url.URL) (*url.URL, error)
 // not cached for the process, so a Dispatcher built later sees the
 // environment as it is then.
 //
-// APNs (dialProvider), FCM and the OAuth token fetch (newFCMTransport's
-// Proxy) all go through the proxy it names; another provider client (Web
-// Push) should build its transport with newFCMTransport(roots, proxy) so
-// that it does too.
+// APNs (dialProvider), FCM, Web Push and the OAuth token fetch
+// (newFCMTransport's Proxy) all go through the proxy it names; another
+// provider client should build its transport with newFCMTransport(roots,
+// cfg.Proxy), or dial with dialProvider, so that it does too.
 func ProxyFromEnvironment() ProxyFunc {
 	return httpproxy.FromEnvironment().ProxyFunc()
 }

@@ -78,12 +78,31 @@ func (v *Vault) SealFCM(tenantID string, c *Credentials) []byte {
 	return v.seal(tenantID, c.FCMCredentials)
 }
 
-// OpenCredentials opens a tenant's sealed blobs, as SealAPNS and SealFCM
-// made them, into its Credentials; apnsTopic is the topic stored in the
-// clear beside the APNs blob. A nil blob leaves that provider
-// unconfigured. An error names the provider whose blob does not open
-// (wrapping ErrSealed) or does not decode.
-func (v *Vault) OpenCredentials(tenantID string, apns, fcm []byte, apnsTopic string) (Credentials, error) {
+// webpushBlob is the stored form of a tenant's sealed Web Push blob.
+type webpushBlob struct {
+	PrivateKey string `json:"vapid_private_key"`
+	Subject    string `json:"vapid_subject"`
+}
+
+// SealWebPush seals c's VAPID private key and subject for tenantID: the
+// blob a tenant record keeps for Web Push, apart from the others so that it
+// can be replaced or cleared alone. The public key is derived when it is
+// needed (CheckVAPID), so nothing about the key is kept in the clear.
+func (v *Vault) SealWebPush(tenantID string, c *Credentials) []byte {
+	plain, err := json.Marshal(webpushBlob{PrivateKey: c.VAPIDPrivateKey, Subject: c.VAPIDSubject})
+	if err != nil {
+		panic("BUG: VAPID credentials do not marshal: " + err.Error())
+	}
+	return v.seal(tenantID, plain)
+}
+
+// OpenCredentials opens a tenant's sealed blobs, as SealAPNS, SealFCM and
+// SealWebPush made them, into its Credentials; apnsTopic is the topic
+// stored in the clear beside the APNs blob. webpush is optional (at most
+// one blob), so callers from before Web Push need no change. A nil blob
+// leaves that provider unconfigured. An error names the provider whose blob
+// does not open (wrapping ErrSealed) or does not decode.
+func (v *Vault) OpenCredentials(tenantID string, apns, fcm []byte, apnsTopic string, webpush ...[]byte) (Credentials, error) {
 	var c Credentials
 	if apns != nil {
 		plain, err := v.open(tenantID, apns)
@@ -101,6 +120,20 @@ func (v *Vault) OpenCredentials(tenantID string, apns, fcm []byte, apnsTopic str
 			return Credentials{}, fmt.Errorf("cannot open tenant %s's FCM credentials: %w", tenantID, err)
 		}
 		c.FCMCredentials = plain
+	}
+	if len(webpush) > 1 {
+		panic("BUG: OpenCredentials takes at most one Web Push blob")
+	}
+	if len(webpush) == 1 && webpush[0] != nil {
+		plain, err := v.open(tenantID, webpush[0])
+		if err != nil {
+			return Credentials{}, fmt.Errorf("cannot open tenant %s's Web Push credentials: %w", tenantID, err)
+		}
+		var b webpushBlob
+		if err := json.Unmarshal(plain, &b); err != nil {
+			return Credentials{}, fmt.Errorf("cannot decode tenant %s's Web Push credentials: %w", tenantID, err)
+		}
+		c.VAPIDPrivateKey, c.VAPIDSubject = b.PrivateKey, b.Subject
 	}
 	return c, nil
 }

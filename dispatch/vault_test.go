@@ -100,14 +100,14 @@ func TestVaultCredentialsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := everyCredential(t, "")
-	apns, fcm := v.SealAPNS("acme", &want), v.SealFCM("acme", &want)
-	for _, secret := range [][]byte{want.APNSPKCS8PEM, want.FCMCredentials, []byte(want.APNSCertificatePassword)} {
-		if bytes.Contains(apns, secret) || bytes.Contains(fcm, secret) {
+	apns, fcm, webpush := v.SealAPNS("acme", &want), v.SealFCM("acme", &want), v.SealWebPush("acme", &want)
+	for _, secret := range [][]byte{want.APNSPKCS8PEM, want.FCMCredentials, []byte(want.APNSCertificatePassword), []byte(want.VAPIDPrivateKey)} {
+		if bytes.Contains(apns, secret) || bytes.Contains(fcm, secret) || bytes.Contains(webpush, secret) {
 			t.Fatalf("a sealed blob contains %q in the clear", secret)
 		}
 	}
 	// The topic is stored in the clear beside the blobs, not in them.
-	got, err := v.OpenCredentials("acme", apns, fcm, want.APNSTopic)
+	got, err := v.OpenCredentials("acme", apns, fcm, want.APNSTopic, webpush)
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("OpenCredentials = %+v, %v; want %+v (a field that does not survive sealing never reaches tenants)", got, err, want)
 	}
@@ -117,8 +117,16 @@ func TestVaultCredentialsRoundTrip(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(onlyFCM, Credentials{FCMCredentials: want.FCMCredentials}) {
 		t.Fatalf("FCM only: %+v, %v", onlyFCM, err)
 	}
+	onlyWebPush, err := v.OpenCredentials("acme", nil, nil, "", webpush)
+	if err != nil || !reflect.DeepEqual(onlyWebPush, Credentials{VAPIDPrivateKey: want.VAPIDPrivateKey, VAPIDSubject: want.VAPIDSubject}) {
+		t.Fatalf("Web Push only: %+v, %v", onlyWebPush, err)
+	}
+	if _, err := v.OpenCredentials("other", nil, nil, "", webpush); !errors.Is(err, ErrSealed) {
+		t.Fatalf("another tenant's Web Push blob opened: %v", err)
+	}
 	wantAPNS := want
 	wantAPNS.FCMCredentials = nil
+	wantAPNS.VAPIDPrivateKey, wantAPNS.VAPIDSubject = "", ""
 	if onlyAPNS, err := v.OpenCredentials("acme", apns, nil, want.APNSTopic); err != nil || !reflect.DeepEqual(onlyAPNS, wantAPNS) {
 		t.Fatalf("APNs only: %+v, %v", onlyAPNS, err)
 	}

@@ -22,14 +22,14 @@ func TestRegisterRefusesInvalidUTF8(t *testing.T) {
 		"{\"client_id\":\"c\xc3\",\"type\":\"noop\",\"token\":\"t\"}":  "client_id",
 		`{"client_id":"c1","type":"noop\udfff","token":"t"}`:           "type",
 	} {
-		_, err := parseRegister([]byte(body))
+		_, err := parseRegister([]byte(body), nil)
 		rerr, ok := err.(*requestError)
 		if !ok || rerr.status() != 400 || len(rerr.fields) != 1 || rerr.fields[0].Field != field {
 			t.Errorf("parseRegister(%q) = %v; want 400 naming %s", body, err, field)
 		}
 	}
 	// A valid pair and other escapes still read as the characters they are.
-	c, err := parseRegister([]byte(`{"client_id":"c\u00e9","type":"noop","token":"t\ud83d\ude00\/x"}`))
+	c, err := parseRegister([]byte(`{"client_id":"c\u00e9","type":"noop","token":"t\ud83d\ude00\/x"}`), nil)
 	if err != nil || c.ID != "cé" || c.Token != "t😀/x" {
 		t.Fatalf("parseRegister(escapes) = %+v, %v", c, err)
 	}
@@ -46,7 +46,7 @@ func TestRegisterRefusesDuplicateMembers(t *testing.T) {
 		`{"client_id":"c1","type":"noop","token":"a","x":{"y":1,"y":2}}`:         "x.y",
 		`{"client_id":"c1","type":"noop","token":"t\u006fken","t\u006fken":"b"}`: "token",
 	} {
-		_, err := parseRegister([]byte(body))
+		_, err := parseRegister([]byte(body), nil)
 		rerr, ok := err.(*requestError)
 		if !ok || rerr.status() != 400 || len(rerr.fields) != 1 || rerr.fields[0].Field != field ||
 			!strings.Contains(rerr.fields[0].Description, "more than once") {
@@ -82,7 +82,7 @@ func FuzzRegisterAgrees(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c, err := parseRegister(body)
+		c, err := parseRegister(body, nil)
 		if err != nil {
 			return
 		}

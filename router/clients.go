@@ -9,6 +9,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"push-server/cache"
+	"push-server/dispatch"
 )
 
 // registerBody is POST /clients's body before type checks.
@@ -23,12 +24,12 @@ type registerBody struct {
 const maxTokenSize = 4096
 
 // knownTypes are the provider types a client may register with.
-var knownTypes = map[string]bool{cache.TypeAPNS: true, cache.TypeAPNSSandbox: true, cache.TypeFCM: true, cache.TypeNoop: true}
+var knownTypes = map[string]bool{cache.TypeAPNS: true, cache.TypeAPNSSandbox: true, cache.TypeFCM: true, cache.TypeNoop: true, cache.TypeWebPush: true}
 
 // register is POST /clients: validate every field, authenticate the client
 // when a JWT is given (or required), check the provider, store durably.
 func (s *Server) register(ctx *fasthttp.RequestCtx) error {
-	c, perr := parseRegister(ctx.PostBody())
+	c, perr := parseRegister(ctx.PostBody(), s.cfg.WebPushAllowedOrigins)
 	if perr != nil {
 		return perr
 	}
@@ -61,7 +62,9 @@ func (s *Server) register(ctx *fasthttp.RequestCtx) error {
 }
 
 // parseRegister type-checks the body and reports every bad field at once.
-func parseRegister(body []byte) (cache.Client, error) {
+// webpush is the allow-list a webpush subscription's endpoint is held to
+// (nil: the browsers' push services only).
+func parseRegister(body []byte, webpush *dispatch.WebPushOrigins) (cache.Client, error) {
 	var raw registerBody
 	if err := decodeObject(body, &raw); err != nil {
 		return cache.Client{}, err
@@ -82,7 +85,7 @@ func parseRegister(body []byte) (cache.Client, error) {
 	if ok {
 		c.Type = strings.ToLower(typ)
 		if !knownTypes[c.Type] {
-			errs = append(errs, fieldError{"type", "must be one of apns, apns-sandbox, fcm, noop", inBody})
+			errs = append(errs, fieldError{"type", "must be one of apns, apns-sandbox, fcm, noop, webpush", inBody})
 		}
 	} else if !typeField.present() {
 		errs = append(errs, fieldError{"type", "required", inBody})
@@ -96,7 +99,7 @@ func parseRegister(body []byte) (cache.Client, error) {
 	case ok:
 		if why := checkText(token); why != "" {
 			errs = append(errs, fieldError{"token", why, inBody})
-		} else if why := checkToken(c.Type, token); why != "" {
+		} else if why := checkToken(c.Type, token, webpush); why != "" {
 			errs = append(errs, fieldError{"token", why, inBody})
 		}
 		c.Token = token
@@ -117,8 +120,11 @@ func parseRegister(body []byte) (cache.Client, error) {
 // characters are no part of any hex token either. FCM's registration tokens
 // are URL-safe base64 with ':' between the instance id and the rest (and
 // '.' seen in some), so anything else is not an FCM token. Dispatch escapes
-// the token as well, for tokens stored before this check existed.
-func checkToken(typ, token string) string {
+// the token as well, for tokens stored before this check existed. A
+// webpush token is a PushSubscription whose endpoint is where the gateway
+// will POST: it must be on the allow-list, checked here so that a refused
+// one is never stored (the sender checks again before each request).
+func checkToken(typ, token string, webpush *dispatch.WebPushOrigins) string {
 	switch typ {
 	case cache.TypeAPNS, cache.TypeAPNSSandbox:
 		for _, r := range token {
@@ -131,6 +137,13 @@ func checkToken(typ, token string) string {
 			if !fcmTokenByte(token[i]) {
 				return "an FCM registration token has only letters, digits, '-', '_', ':' and '.'"
 			}
+		}
+	case cache.TypeWebPush:
+		// Its words never quote the endpoint's path or the keys; the
+		// sentinels' package prefixes say nothing to a wallet developer.
+		if err := dispatch.CheckWebPushSubscription(token, webpush); err != nil {
+			why := strings.TrimSuffix(err.Error(), ": "+dispatch.ErrBadSubscription.Error())
+			return "not a usable PushSubscription: " + strings.ReplaceAll(why, "dispatch: ", "")
 		}
 	}
 	return ""

@@ -58,6 +58,7 @@ func (c *Config) Validate() error {
 		{"MAX_INFLIGHT_SENDS", c.MaxInFlightSends},
 		{"RATE_LIMIT_PER_IP", c.RateLimits.PerIP},
 		{"RATE_LIMIT_PER_CLIENT", c.RateLimits.PerClient},
+		{"router: EventLogBuffer", c.EventLogBuffer},
 	} {
 		if n.value < 0 {
 			return fmt.Errorf("%s: want a whole number of at least 0, got %d", n.name, n.value)
@@ -75,10 +76,15 @@ func (c *Config) Validate() error {
 		{"router: WriteTimeout", c.WriteTimeout},
 		{"router: IdleTimeout", c.IdleTimeout},
 		{"router: StaleTenantSweep", c.StaleTenantSweep},
+		{"router: CredentialSweep", c.CredentialSweep},
+		{"router: TenantLabelWindow", c.TenantLabelWindow},
 	} {
 		if d.value < 0 {
 			return fmt.Errorf("%s: want a positive duration, got %s", d.name, d.value)
 		}
+	}
+	if c.TenantLabels < 0 || c.TenantLabels > maxTenantLabels {
+		return fmt.Errorf("METRICS_TENANT_LABELS: want a whole number from 0 (off) to %d, got %d", maxTenantLabels, c.TenantLabels)
 	}
 	if p := c.RateLimits.IPv6Prefix; p < 0 || p > 128 {
 		return fmt.Errorf("RATE_LIMIT_IPV6_PREFIX: want a prefix length from 1 to 128, got %d", p)
@@ -122,6 +128,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.StaleTenantSweep == 0 {
 		c.StaleTenantSweep = DefaultStaleTenantSweep
+	}
+	if c.CredentialSweep == 0 {
+		c.CredentialSweep = DefaultCredentialSweep
+	}
+	if c.TenantLabelWindow == 0 {
+		c.TenantLabelWindow = DefaultTenantLabelWindow
+	}
+	if c.EventLogBuffer == 0 {
+		c.EventLogBuffer = DefaultEventLogBuffer
 	}
 	return c
 }

@@ -50,23 +50,25 @@ type envelope struct {
 // the server's state rather than in a leaf. Each has its row in errorNames,
 // which alone gives it a status and a contract name.
 var (
-	errNotFound             = errors.New("router: no such route")
-	errMethodNotAllowed     = errors.New("router: method not allowed")
-	errInternal             = errors.New("router: internal error")
-	errSendsOverloaded      = errors.New("router: too many sends in flight")
-	errConnsOverloaded      = errors.New("router: too many connections")
-	errConnsFromPeer        = errors.New("router: too many connections from one address")
-	errRateLimited          = errors.New("router: rate limited")
-	errShuttingDown         = errors.New("router: shutting down")
-	errBodyTooLarge         = errors.New("router: request body too large")
-	errHeadersTooLarge      = errors.New("router: request headers too large")
-	errRequestTimeout       = errors.New("router: request not received in time")
-	errBadHTTP              = errors.New("router: unparseable HTTP")
-	errUnauthenticated      = errors.New("router: authentication failed")
-	errProviderNotOffered   = errors.New("router: provider not configured")
-	errBadAPNSCredentials   = errors.New("router: bad APNs credentials")
-	errBadFCMCredentials    = errors.New("router: bad FCM v1 credentials")
-	errFCMLegacyUnsupported = errors.New("router: legacy FCM unsupported")
+	errNotFound              = errors.New("router: no such route")
+	errMethodNotAllowed      = errors.New("router: method not allowed")
+	errInternal              = errors.New("router: internal error")
+	errSendsOverloaded       = errors.New("router: too many sends in flight")
+	errConnsOverloaded       = errors.New("router: too many connections")
+	errConnsFromPeer         = errors.New("router: too many connections from one address")
+	errRateLimited           = errors.New("router: rate limited")
+	errShuttingDown          = errors.New("router: shutting down")
+	errBodyTooLarge          = errors.New("router: request body too large")
+	errHeadersTooLarge       = errors.New("router: request headers too large")
+	errRequestTimeout        = errors.New("router: request not received in time")
+	errBadHTTP               = errors.New("router: unparseable HTTP")
+	errUnauthenticated       = errors.New("router: authentication failed")
+	errProviderNotOffered    = errors.New("router: provider not configured")
+	errBadAPNSCredentials    = errors.New("router: bad APNs credentials")
+	errBadFCMCredentials     = errors.New("router: bad FCM v1 credentials")
+	errBadWebPushCredentials = errors.New("router: bad Web Push credentials")
+	errFCMLegacyUnsupported  = errors.New("router: legacy FCM unsupported")
+	errWebPushNotConfigured  = errors.New("router: Web Push not configured")
 )
 
 // requestError is an error the router found in the request itself (a bad
@@ -195,6 +197,10 @@ var errorNames = [...]errorName{
 	{err: errProviderNotOffered, status: fasthttp.StatusBadRequest, name: "provider_not_available"},
 	{err: errBadAPNSCredentials, status: fasthttp.StatusBadRequest, name: "bad_apns_credentials"},
 	{err: errBadFCMCredentials, status: fasthttp.StatusBadRequest, name: "bad_fcm_v1_credentials"},
+	{err: errBadWebPushCredentials, status: fasthttp.StatusBadRequest, name: "bad_webpush_credentials"},
+	// GET /webpush/vapid-public-key where Web Push is not configured: the
+	// route exists, the key does not (API.md, "Web Push").
+	{err: errWebPushNotConfigured, status: fasthttp.StatusNotFound, name: "provider_not_available", desc: "Web Push is not configured here: there is no VAPID public key to subscribe with"},
 	{err: errFCMLegacyUnsupported, status: fasthttp.StatusGone, name: "fcm_legacy_unsupported", desc: "the legacy FCM API was shut down by Google; upload a service account to /tenants/{id}/fcm_v1"},
 }
 

@@ -50,6 +50,8 @@ func TestErrorNamesArePinned(t *testing.T) {
 		{errProviderNotOffered, 400, "provider_not_available"},
 		{errBadAPNSCredentials, 400, "bad_apns_credentials"},
 		{errBadFCMCredentials, 400, "bad_fcm_v1_credentials"},
+		{errBadWebPushCredentials, 400, "bad_webpush_credentials"},
+		{errWebPushNotConfigured, 404, "provider_not_available"},
 		{errFCMLegacyUnsupported, 410, "fcm_legacy_unsupported"},
 	}
 	if len(want) != len(errorNames) {

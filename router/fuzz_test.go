@@ -37,7 +37,7 @@ func FuzzRegisterParse(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		c, err := parseRegister(body)
+		c, err := parseRegister(body, nil)
 		if err != nil {
 			if c.ID != "" || c.Token != "" {
 				t.Fatalf("parseRegister(%q) returned a client and an error", body)

@@ -37,6 +37,9 @@ type sendRequest struct {
 	scratch                     []byte // unescaped strings
 	errs                        []fieldError
 	keys                        keySet // member names seen, for duplicates
+	// out is the notification built from the body (send), here so that it
+	// is not allocated per send.
+	out dispatch.Notification
 }
 
 var sendRequestPool = sync.Pool{New: func() any { return new(sendRequest) }}
@@ -267,7 +270,8 @@ func (r *sendRequest) compose(alwaysRaw bool) (dispatch.Notification, *requestEr
 	if r.hasTag && (r.tag == tagSessionPropose || r.tag == tagSessionRequest) {
 		n.Kind = dispatch.KindVisible
 		n.Title, n.Body = "Signature required", "You have a message to sign"
-		n.Data = encryptedData(n.Data, topic, blob, hasTopic, hasBlob)
+		// One allocation for the three fields instead of three as it grows.
+		n.Data = encryptedData(make([]dispatch.Field, 0, 3), topic, blob, hasTopic, hasBlob)
 		n.Data = append(n.Data, dispatch.Field{Key: "tag", Value: strconv.FormatUint(r.tag, 10)})
 		return n, nil
 	}
@@ -299,7 +303,7 @@ func (r *sendRequest) compose(alwaysRaw bool) (dispatch.Notification, *requestEr
 		return n, badFields(errs...)
 	}
 	n.Kind = dispatch.KindEncrypted
-	n.Data = encryptedData(n.Data, topic, blob, true, true)
+	n.Data = encryptedData(make([]dispatch.Field, 0, 2), topic, blob, true, true)
 	return n, nil
 }
 

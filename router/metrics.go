@@ -13,7 +13,7 @@ import (
 
 // The router's metrics, in Prometheus text format on /metrics. Labels are
 // bounded: routes are the fixed route names, statuses the HTTP codes the
-// server answers, providers the four types, outcomes the contract names.
+// server answers, providers the five types, outcomes the contract names.
 // Client ids and tokens never become labels.
 var (
 	signatureFailures = metrics.NewCounter(`push_signature_failures_total`)
@@ -36,10 +36,11 @@ var credentialsRejected = hostCounters{
 	apns:        metrics.NewCounter(`push_provider_credentials_rejected_total{provider="apns"}`),
 	apnsSandbox: metrics.NewCounter(`push_provider_credentials_rejected_total{provider="apns-sandbox"}`),
 	fcm:         metrics.NewCounter(`push_provider_credentials_rejected_total{provider="fcm"}`),
+	webpush:     metrics.NewCounter(`push_provider_credentials_rejected_total{provider="webpush"}`),
 }
 
 // hostCounters is one counter per provider host.
-type hostCounters struct{ apns, apnsSandbox, fcm *metrics.Counter }
+type hostCounters struct{ apns, apnsSandbox, fcm, webpush *metrics.Counter }
 
 func (h *hostCounters) inc(typ string) {
 	switch typ {
@@ -49,6 +50,8 @@ func (h *hostCounters) inc(typ string) {
 		h.apnsSandbox.Inc()
 	case dispatch.TypeFCM:
 		h.fcm.Inc()
+	case dispatch.TypeWebPush:
+		h.webpush.Inc()
 	}
 }
 
@@ -97,16 +100,39 @@ func instrument(name string, h fasthttp.RequestHandler) fasthttp.RequestHandler 
 	}
 }
 
-// sendMetrics counts sends per provider by outcome and times the provider.
+// sendMetrics counts sends per provider by outcome and times the provider;
+// with METRICS_TENANT_LABELS on, tenants' sends are counted per tenant
+// label too (see tenantLabels).
 type sendMetrics struct {
 	mu       sync.RWMutex
 	outcomes map[[2]string]*metrics.Counter
 	latency  map[string]*metrics.PrometheusHistogram
+	// byTenant: (provider, outcome, tenant label) → counter.
+	byTenant map[[3]string]*metrics.Counter
 }
 
 var sends = &sendMetrics{
 	outcomes: map[[2]string]*metrics.Counter{},
 	latency:  map[string]*metrics.PrometheusHistogram{},
+	byTenant: map[[3]string]*metrics.Counter{},
+}
+
+// sent records one provider hand-off that started at start: the send
+// counters and latency, and the event log's line. It is the send path's
+// one hook into metrics; with METRICS_TENANT_LABELS and EVENT_LOG off it
+// allocates nothing.
+func (s *Server) sent(tenant, provider string, err error, start time.Time, messageID string) {
+	now := time.Now()
+	took := now.Sub(start)
+	outcome := outcomeOf(err)
+	if s.labels != nil && tenant != "" {
+		// The operator's own routes (tenant "") keep the unlabelled series:
+		// tenant="" would be the same series to Prometheus.
+		sends.observeTenant(provider, outcome, s.labels.label(tenant, now), took)
+	} else {
+		sends.observe(provider, outcome, took)
+	}
+	s.events.record(now, tenant, provider, outcome, took, messageID)
 }
 
 // observe records one provider hand-off: outcome is "delivered" or the
@@ -122,14 +148,58 @@ func (m *sendMetrics) observe(provider, outcome string, took time.Duration) {
 			c = metrics.GetOrCreateCounter(`push_sends_total{provider="` + provider + `",outcome="` + outcome + `"}`)
 			m.outcomes[key] = c
 		}
-		if h = m.latency[provider]; h == nil {
-			h = metrics.GetOrCreatePrometheusHistogram(`push_provider_duration_seconds{provider="` + provider + `"}`)
-			m.latency[provider] = h
-		}
+		h = m.histogram(provider)
 		m.mu.Unlock()
 	}
 	c.Inc()
 	h.Update(took.Seconds())
+}
+
+// observeTenant is observe with a tenant label ("other" or a tenant id,
+// which the tenants API restricts to [A-Za-z0-9_-]).
+func (m *sendMetrics) observeTenant(provider, outcome, tenant string, took time.Duration) {
+	key := [3]string{provider, outcome, tenant}
+	m.mu.RLock()
+	c, h := m.byTenant[key], m.latency[provider]
+	m.mu.RUnlock()
+	if c == nil || h == nil {
+		m.mu.Lock()
+		if c = m.byTenant[key]; c == nil {
+			c = metrics.GetOrCreateCounter(tenantSeries(key))
+			m.byTenant[key] = c
+		}
+		h = m.histogram(provider)
+		m.mu.Unlock()
+	}
+	c.Inc()
+	h.Update(took.Seconds())
+}
+
+// histogram returns provider's latency histogram; m.mu is held for writing.
+func (m *sendMetrics) histogram(provider string) *metrics.PrometheusHistogram {
+	h := m.latency[provider]
+	if h == nil {
+		h = metrics.GetOrCreatePrometheusHistogram(`push_provider_duration_seconds{provider="` + provider + `"}`)
+		m.latency[provider] = h
+	}
+	return h
+}
+
+// forgetTenant removes a tenant label's series from /metrics: tenantLabels
+// calls it for tenants no longer among the busiest.
+func (m *sendMetrics) forgetTenant(tenant string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for key := range m.byTenant {
+		if key[2] == tenant {
+			metrics.UnregisterMetric(tenantSeries(key))
+			delete(m.byTenant, key)
+		}
+	}
+}
+
+func tenantSeries(key [3]string) string {
+	return `push_sends_total{provider="` + key[0] + `",outcome="` + key[1] + `",tenant="` + key[2] + `"}`
 }
 
 // setBuildInfo publishes the version as a constant gauge, the Prometheus

@@ -107,6 +107,8 @@ func (sc *scope) available(typ string) bool {
 		return sc.tenant.APNS != nil
 	case dispatch.TypeFCM:
 		return sc.tenant.FCM != nil
+	case dispatch.TypeWebPush:
+		return sc.tenant.WebPush != nil
 	case dispatch.TypeNoop:
 		return true
 	}
@@ -116,12 +118,14 @@ func (sc *scope) available(typ string) bool {
 // tenantConfig opens a tenant's sealed credentials into the settings its
 // provider clients are built from.
 func (s *Server) tenantConfig(t cache.Tenant) (dispatch.Config, error) {
-	creds, err := s.deps.Vault.OpenCredentials(t.ID, t.APNS, t.FCM, t.APNSTopic)
+	creds, err := s.deps.Vault.OpenCredentials(t.ID, t.APNS, t.FCM, t.APNSTopic, t.WebPush)
 	return dispatch.Config{Credentials: creds}, err
 }
 
 // suspended returns the reason typ's provider host is suspended for the
-// tenant, or "". Apple's two hosts are suspended apart.
+// tenant, or "". Apple's two hosts are suspended apart. Web Push counts as
+// one host: a 401 means the push service refused the tenant's VAPID key,
+// which every push service would.
 func (sc *scope) suspended(typ string) string {
 	switch typ {
 	case dispatch.TypeAPNS:
@@ -130,6 +134,8 @@ func (sc *scope) suspended(typ string) string {
 		return sc.tenant.APNSSandboxSuspended
 	case dispatch.TypeFCM:
 		return sc.tenant.FCMSuspended
+	case dispatch.TypeWebPush:
+		return sc.tenant.WebPushSuspended
 	}
 	return ""
 }
@@ -152,6 +158,8 @@ func (s *Server) suspend(ctx *fasthttp.RequestCtx, sc *scope, typ string, cause 
 		change.SuspendAPNSSandbox = cause.Error()
 	case dispatch.TypeFCM:
 		change.SuspendFCM = cause.Error()
+	case dispatch.TypeWebPush:
+		change.SuspendWebPush = cause.Error()
 	default:
 		return
 	}
@@ -159,7 +167,7 @@ func (s *Server) suspend(ctx *fasthttp.RequestCtx, sc *scope, typ string, cause 
 	// up to a provider timeout later: by then the operator may have
 	// uploaded new credentials or deleted and re-created the tenant, which
 	// this refusal says nothing about.
-	change.If = &cache.TenantCondition{Incarnation: sc.tenant.Incarnation, APNS: sc.tenant.APNS, FCM: sc.tenant.FCM}
+	change.If = &cache.TenantCondition{Incarnation: sc.tenant.Incarnation, APNS: sc.tenant.APNS, FCM: sc.tenant.FCM, WebPush: sc.tenant.WebPush}
 	err := s.deps.Tenants.UpdateTenant(context.Background(), sc.id(), change)
 	if errors.Is(err, cache.ErrTenantChanged) || errors.Is(err, cache.ErrTenantNotFound) {
 		s.log.Info("tenant provider not suspended: the tenant or its credentials changed since the send read them", "tenant", sc.id(), "provider", typ, "request_id", requestID(ctx), "reason", cause.Error())

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/url"
@@ -27,6 +28,7 @@ import (
 
 	"push-server/cache"
 	"push-server/dispatch"
+	"push-server/internal/deadline"
 	"push-server/verify"
 )
 
@@ -90,6 +92,30 @@ type Config struct {
 	// deleted (or created again) through another instance are looked for
 	// and closed; 0 means DefaultStaleTenantSweep.
 	StaleTenantSweep time.Duration
+	// APNSCertificateNotAfter is when the operator's APNs certificate
+	// expires (zero for token auth or no APNs): exported and warned about
+	// (see expiryWatch).
+	APNSCertificateNotAfter time.Time
+	// CredentialSweep is how often certificate expiries are looked at; 0
+	// means DefaultCredentialSweep.
+	CredentialSweep time.Duration
+	// TenantLabels gives push_sends_total a tenant label for the busiest
+	// TenantLabels tenants, "other" for the rest (METRICS_TENANT_LABELS;
+	// 0, the default, is off). TenantLabelWindow is how often the busiest
+	// are chosen again; 0 means DefaultTenantLabelWindow.
+	TenantLabels      int
+	TenantLabelWindow time.Duration
+	// EventLog, when set, receives one JSON line per send (EVENT_LOG; see
+	// eventLog). EventLogBuffer bounds the lines waiting for it; 0 means
+	// DefaultEventLogBuffer.
+	EventLog       io.Writer
+	EventLogBuffer int
+	// WebPushAllowedOrigins are the push services beyond the browsers'
+	// own that a webpush registration's endpoint may name
+	// (WEBPUSH_ALLOWED_ORIGINS): the same list the senders hold each
+	// request to, for the operator's providers and tenants' alike. nil:
+	// the browsers' push services only.
+	WebPushAllowedOrigins *dispatch.WebPushOrigins
 	// TracerProvider, when set, traces every send: a span with a child per
 	// step (tracing.go). nil turns tracing off, and then the send path
 	// builds no span nor context at all. main sets it from the OTEL_*
@@ -130,10 +156,15 @@ type Server struct {
 	log        *slog.Logger
 	http       *fasthttp.Server
 	healthBody []byte
-	inFlight   atomic.Int64 // sends being handled; see Config.MaxInFlightSends
-	draining   atomic.Bool  // set by Drain: readiness fails, connections close
-	localDedup *localDedup  // dedup while the store's primary is unreachable
-	tracer     trace.Tracer // nil: tracing off (see tracing.go)
+	inFlight   atomic.Int64  // sends being handled; see Config.MaxInFlightSends
+	draining   atomic.Bool   // set by Drain: readiness fails, connections close
+	localDedup *localDedup   // dedup while the store's primary is unreachable
+	expiry     *expiryWatch  // nil when no certificate is watched
+	labels     *tenantLabels // nil unless METRICS_TENANT_LABELS is on
+	events     *eventLog     // nil unless EVENT_LOG is set
+	// sendDeadlines bounds each provider hand-off by SendTimeout.
+	sendDeadlines *deadline.Shared
+	tracer        trace.Tracer // nil: tracing off (see tracing.go)
 }
 
 // New builds a Server.
@@ -165,6 +196,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		healthBody: []byte("OK, push-server v" + cfg.Version),
 		localDedup: newLocalDedup(100000),
 	}
+	s.sendDeadlines = deadline.NewTick(cfg.SendTimeout, sendDeadlineTick)
 	if cfg.TracerProvider != nil {
 		s.tracer = cfg.TracerProvider.Tracer(tracerName)
 	}
@@ -191,6 +223,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	on(fasthttp.MethodPost, "/clients", instrument("register", s.handle(s.register)))
 	on(fasthttp.MethodDelete, "/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
 	on(fasthttp.MethodPost, "/clients/{client_id}", instrument("send", s.handle(s.shed(s.traced("/clients/{client_id}", s.send)))))
+	on(fasthttp.MethodGet, "/webpush/vapid-public-key", instrument("webpush_key", s.handle(s.vapidPublicKey)))
 	if cfg.ServeMetrics {
 		on(fasthttp.MethodGet, "/metrics", MetricsHandler)
 	}
@@ -198,18 +231,24 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		on(fasthttp.MethodPost, "/{tenant_id}/clients", instrument("register", s.handle(s.register)))
 		on(fasthttp.MethodDelete, "/{tenant_id}/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
 		on(fasthttp.MethodPost, "/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.traced("/{tenant_id}/clients/{client_id}", s.send)))))
+		on(fasthttp.MethodGet, "/{tenant_id}/webpush/vapid-public-key", instrument("webpush_key", s.handle(s.vapidPublicKey)))
 
 		on(fasthttp.MethodPost, "/tenants", instrument("tenants", s.handle(s.createTenant)))
 		on(fasthttp.MethodGet, "/tenants/{tenant_id}", instrument("tenants", s.handle(s.getTenant)))
 		on(fasthttp.MethodDelete, "/tenants/{tenant_id}", instrument("tenants", s.handle(s.deleteTenant)))
 		on(fasthttp.MethodPost, "/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.putAPNS)))
-		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.clearProvider(true))))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/apns", instrument("tenants", s.handle(s.clearProvider(cache.TenantChange{ClearAPNS: true}))))
 		on(fasthttp.MethodPost, "/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.putFCM)))
-		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.clearProvider(false))))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/fcm_v1", instrument("tenants", s.handle(s.clearProvider(cache.TenantChange{ClearFCM: true}))))
+		on(fasthttp.MethodPost, "/tenants/{tenant_id}/webpush", instrument("tenants", s.handle(s.putWebPush)))
+		on(fasthttp.MethodDelete, "/tenants/{tenant_id}/webpush", instrument("tenants", s.handle(s.clearProvider(cache.TenantChange{ClearWebPush: true}))))
 		on(fasthttp.MethodPost, "/tenants/{tenant_id}/fcm", instrument("tenants", s.handle(s.legacyFCM)))
 		s.watchStaleTenants()
 	}
 	setBuildInfo(cfg.Version)
+	s.expiry = newExpiryWatch(s.log, deps.Tenants, cfg.APNSCertificateNotAfter, cfg.CredentialSweep).start()
+	s.labels = newTenantLabels(cfg.TenantLabels, cfg.TenantLabelWindow, sends.forgetTenant)
+	s.events = newEventLog(cfg.EventLog, cfg.EventLogBuffer, s.log)
 
 	s.http = &fasthttp.Server{
 		Handler:            s.closeWhileDraining(r.Handler),
@@ -261,7 +300,16 @@ func (s *Server) Serve(ln net.Listener) error {
 // requests in flight to finish. Call Drain first and give load balancers
 // time to notice: connections still in the kernel's accept queue when the
 // listener closes are reset unread.
-func (s *Server) Shutdown(ctx context.Context) error { return s.http.ShutdownWithContext(ctx) }
+//
+// It then stops the Server's background work: the credential expiry watch,
+// and the event log's writer once it has written the lines queued (until
+// ctx ends at most).
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.ShutdownWithContext(ctx)
+	s.expiry.close()
+	s.events.close(ctx)
+	return err
+}
 
 // Drain starts a graceful exit while the server keeps serving: GET
 // /health/ready answers 503 shutting_down, so load balancers stop opening

@@ -64,6 +64,14 @@ func newTenantHarnessAllowing(t *testing.T, open func(t *testing.T) cache.Store,
 // store's).
 func newTenantHarnessHosts(t *testing.T, open func(t *testing.T) cache.Store, apns, sandbox *dispatchtest.APNs, fcm *dispatchtest.FCM, allowed *dispatch.TokenURIs, configure ...func(*Config)) *tenantHarness {
 	t.Helper()
+	return newTenantHarnessBase(t, open, apns, sandbox, fcm, allowed, nil, configure...)
+}
+
+// newTenantHarnessBase is newTenantHarnessHosts with base, if given,
+// changing the Pool's shared settings (the operator's environment that
+// tenants' clients are built over, such as WEBPUSH_ALLOWED_ORIGINS).
+func newTenantHarnessBase(t *testing.T, open func(t *testing.T) cache.Store, apns, sandbox *dispatchtest.APNs, fcm *dispatchtest.FCM, allowed *dispatch.TokenURIs, tweak func(*dispatch.Config), configure ...func(*Config)) *tenantHarness {
+	t.Helper()
 	roots := apns.RootCAs()
 	if sandbox != apns {
 		roots = x509.NewCertPool()
@@ -81,6 +89,9 @@ func newTenantHarnessHosts(t *testing.T, open func(t *testing.T) cache.Store, ap
 	}
 	base := dispatch.Config{APNSURL: apns.URL(), APNSSandboxURL: sandbox.URL(), FCMURL: fcm.URL(), RootCAs: roots,
 		FCMTokenURIs: allowed, MaxAttempts: 2, RetryDelay: func(int, time.Duration) time.Duration { return 0 }}
+	if tweak != nil {
+		tweak(&base)
+	}
 	pool := dispatch.NewPool(base, 100, time.Minute)
 	t.Cleanup(func() { pool.Close() })
 	var conf func(*Config)

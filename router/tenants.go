@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -107,6 +108,10 @@ type tenantView struct {
 	Suspended        bool              `json:"suspended"`
 	SuspendedReason  *string           `json:"suspended_reason"`
 	Suspensions      map[string]string `json:"suspensions"`
+	// APNSCertificateExpiresAt is the APNs certificate's notAfter (RFC
+	// 3339, UTC); null for token auth, no APNs, or a certificate uploaded
+	// before expiries were kept.
+	APNSCertificateExpiresAt *string `json:"apns_certificate_expires_at"`
 }
 
 func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
@@ -118,9 +123,16 @@ func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
 	if t.APNS != nil {
 		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeAPNS, dispatch.TypeAPNSSandbox)
 		v.APNSTopic, v.APNSType = &t.APNSTopic, &t.APNSType
+		if t.APNSCertificateNotAfter != 0 {
+			at := time.Unix(t.APNSCertificateNotAfter, 0).UTC().Format(time.RFC3339)
+			v.APNSCertificateExpiresAt = &at
+		}
 	}
 	if t.FCM != nil {
 		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeFCM)
+	}
+	if t.WebPush != nil {
+		v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeWebPush)
 	}
 	v.EnabledProviders = append(v.EnabledProviders, dispatch.TypeNoop)
 	var reasons []string
@@ -135,6 +147,10 @@ func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
 	if t.FCMSuspended != "" {
 		v.Suspensions["fcm"] = t.FCMSuspended
 		reasons = append(reasons, "fcm: "+t.FCMSuspended)
+	}
+	if t.WebPushSuspended != "" {
+		v.Suspensions[dispatch.TypeWebPush] = t.WebPushSuspended
+		reasons = append(reasons, "webpush: "+t.WebPushSuspended)
 	}
 	if len(reasons) > 0 {
 		reason := strings.Join(reasons, "; ")
@@ -162,6 +178,7 @@ func (s *Server) deleteTenant(ctx *fasthttp.RequestCtx) error {
 	// instances drop theirs on their next request for the tenant
 	// (recordScope).
 	s.deps.Pool.Remove(id)
+	s.expiry.changed()
 	if err != nil {
 		return err
 	}
@@ -193,6 +210,7 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	pemKey, hasKey := formPart(form, dispatch.PartAPNSPKCS8PEM)
 	var creds dispatch.Credentials
 	var cerr error
+	var notAfter time.Time
 	switch {
 	case len(topic) == 0:
 		return credentialsError(errBadAPNSCredentials, dispatch.PartAPNSTopic, "required: the app's bundle id")
@@ -202,7 +220,9 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	case hasCert:
 		password, _ := formPart(form, dispatch.PartAPNSCertificatePassword)
 		creds = dispatch.Credentials{APNSType: dispatch.APNSTypeCertificate, APNSCertificate: cert, APNSCertificatePassword: string(password)}
-		cerr = dispatch.CheckAPNSCertificate(cert, string(password))
+		// The same checks as CheckAPNSCertificate (an expired certificate
+		// is refused, naming apns_certificate), and the date to watch.
+		notAfter, cerr = dispatch.APNSCertificateNotAfter(cert, string(password))
 	default:
 		keyID, _ := formPart(form, dispatch.PartAPNSKeyID)
 		teamID, _ := formPart(form, dispatch.PartAPNSTeamID)
@@ -217,9 +237,13 @@ func (s *Server) putAPNS(ctx *fasthttp.RequestCtx) error {
 	}
 	creds.APNSTopic = string(topic)
 	change := cache.TenantChange{SetAPNS: true, APNSTopic: creds.APNSTopic, APNSType: creds.APNSType, APNS: s.deps.Vault.SealAPNS(t.ID, &creds)}
+	if !notAfter.IsZero() {
+		change.APNSCertificateNotAfter = notAfter.Unix()
+	}
 	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 		return err
 	}
+	s.expiry.changed()
 	s.log.Info("tenant APNs credentials set", "tenant", t.ID, "apns_type", creds.APNSType, "request_id", requestID(ctx))
 	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
 }
@@ -256,6 +280,76 @@ func (s *Server) putFCM(ctx *fasthttp.RequestCtx) error {
 	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
 }
 
+// putWebPush is POST /tenants/{id}/webpush: a VAPID private key and
+// subject, as JSON or multipart, checked (the key is a P-256 scalar, the
+// subject a mailto: or https: URL), sealed and stored with the public key
+// derived from it, which GET /{id}/webpush/vapid-public-key serves.
+func (s *Server) putWebPush(ctx *fasthttp.RequestCtx) error {
+	t, err := s.tenantFromPath(ctx)
+	if err != nil {
+		return err
+	}
+	var key, subject string
+	if bytes.HasPrefix(ctx.Request.Header.ContentType(), []byte("multipart/form-data")) {
+		form, err := ctx.MultipartForm()
+		if err != nil {
+			return badFields(fieldError{"body", "want JSON or multipart/form-data: " + err.Error(), inBody})
+		}
+		k, _ := formPart(form, dispatch.PartVAPIDPrivateKey)
+		sub, _ := formPart(form, dispatch.PartVAPIDSubject)
+		key, subject = string(k), string(sub)
+	} else {
+		var body struct {
+			Key     json.RawMessage `json:"vapid_private_key"`
+			Subject json.RawMessage `json:"vapid_subject"`
+		}
+		if err := decodeObject(ctx.PostBody(), &body); err != nil {
+			return err
+		}
+		var errs []fieldError
+		key, _ = jsonField{dispatch.PartVAPIDPrivateKey, body.Key}.string(&errs)
+		subject, _ = jsonField{dispatch.PartVAPIDSubject, body.Subject}.string(&errs)
+		if len(errs) > 0 {
+			return badFields(errs...)
+		}
+	}
+	public, err := dispatch.CheckVAPID(strings.TrimSpace(key), strings.TrimSpace(subject))
+	if err != nil {
+		return credentialError(errBadWebPushCredentials, err)
+	}
+	creds := dispatch.Credentials{VAPIDPrivateKey: strings.TrimSpace(key), VAPIDSubject: strings.TrimSpace(subject)}
+	change := cache.TenantChange{SetWebPush: true, WebPush: s.deps.Vault.SealWebPush(t.ID, &creds), WebPushPublicKey: public}
+	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
+		return err
+	}
+	s.log.Info("tenant Web Push credentials set", "tenant", t.ID, "vapid_public_key", public, "request_id", requestID(ctx))
+	return writeJSON(ctx, fasthttp.StatusOK, map[string]bool{"success": true})
+}
+
+// vapidPublicKey is GET /webpush/vapid-public-key and GET
+// /{tenant_id}/webpush/vapid-public-key: the applicationServerKey a web
+// wallet subscribes with. It is public (no authentication): a wallet's
+// service worker fetches it before it can register. The operator's comes
+// from its providers, a tenant's from its record, stored in the clear
+// beside the sealed key, so neither opens anything. It is not
+// rate-limited: it costs one tenant read through the client-side cache,
+// which is what the limiter's own count would cost, and wallets behind one
+// address would share the register limits with it.
+func (s *Server) vapidPublicKey(ctx *fasthttp.RequestCtx) error {
+	sc, err := s.recordScope(ctx)
+	if err != nil {
+		return err
+	}
+	key := sc.tenant.WebPushPublicKey
+	if sc.id() == "" {
+		key = sc.providers.VAPIDPublicKey()
+	}
+	if key == "" {
+		return errWebPushNotConfigured
+	}
+	return writeJSON(ctx, fasthttp.StatusOK, map[string]string{"vapid_public_key": key})
+}
+
 // legacyFCM is POST /tenants/{id}/fcm: Google shut the legacy API down.
 func (s *Server) legacyFCM(ctx *fasthttp.RequestCtx) error {
 	if _, err := s.tenantFromPath(ctx); err != nil {
@@ -264,16 +358,19 @@ func (s *Server) legacyFCM(ctx *fasthttp.RequestCtx) error {
 	return errFCMLegacyUnsupported
 }
 
-// clearProvider is DELETE /tenants/{id}/apns and /fcm_v1: 204.
-func (s *Server) clearProvider(apns bool) func(ctx *fasthttp.RequestCtx) error {
+// clearProvider is DELETE /tenants/{id}/apns, /fcm_v1 and /webpush: 204.
+// change clears the one provider.
+func (s *Server) clearProvider(change cache.TenantChange) func(ctx *fasthttp.RequestCtx) error {
 	return func(ctx *fasthttp.RequestCtx) error {
 		t, err := s.tenantFromPath(ctx)
 		if err != nil {
 			return err
 		}
-		change := cache.TenantChange{ClearAPNS: apns, ClearFCM: !apns}
 		if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 			return err
+		}
+		if change.ClearAPNS {
+			s.expiry.changed()
 		}
 		ctx.SetStatusCode(fasthttp.StatusNoContent)
 		return nil
@@ -297,8 +394,9 @@ func formPart(form *multipart.Form, name string) ([]byte, bool) {
 	return nil, false
 }
 
-// credentialsError is the 400 of cause (errBadAPNSCredentials or
-// errBadFCMCredentials) naming the part at fault.
+// credentialsError is the 400 of cause (errBadAPNSCredentials,
+// errBadFCMCredentials or errBadWebPushCredentials) naming the part at
+// fault.
 func credentialsError(cause error, part, why string) *requestError {
 	return refused(cause, part+": "+why, fieldError{part, why, inBody})
 }

@@ -42,7 +42,13 @@ type RawTenantReader interface {
 //     tenant has the incarnation and the suspended provider's credentials
 //     it was decided from: not on credentials uploaded since, nor on a
 //     tenant created again; other changes since (the other provider's
-//     credentials, other suspensions) do not stop it.
+//     credentials, other suspensions) do not stop it;
+//   - an APNs certificate's expiry is kept with its credentials, replaced
+//     or removed with them (token credentials have none), and
+//     APNSCertificateExpiries reports exactly the tenants holding one,
+//     once each, whatever their ids' spelling;
+//   - Web Push's credentials (sealed key and clear public key) and its
+//     suspension follow the same rules, apart from the other providers'.
 func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 	tests := []struct {
 		name string
@@ -57,6 +63,8 @@ func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 		{"ConditionalSuspension", testConditionalSuspension},
 		{"DeleteRemovesClients", testDeleteTenantRemovesClients},
 		{"SealedBytesStoredAsGiven", testSealedBytesStoredAsGiven},
+		{"CertificateExpiries", testCertificateExpiries},
+		{"WebPushLikeTheOthers", testWebPushLikeTheOthers},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -120,13 +128,16 @@ func tenantEqual(a, b cache.Tenant) bool {
 	return a.ID == b.ID && a.Version == b.Version && a.Incarnation == b.Incarnation &&
 		a.APNSTopic == b.APNSTopic && a.APNSType == b.APNSType && sameBytes(a.APNS, b.APNS) &&
 		sameBytes(a.FCM, b.FCM) && a.APNSSuspended == b.APNSSuspended &&
-		a.APNSSandboxSuspended == b.APNSSandboxSuspended && a.FCMSuspended == b.FCMSuspended
+		a.APNSSandboxSuspended == b.APNSSandboxSuspended && a.FCMSuspended == b.FCMSuspended &&
+		a.APNSCertificateNotAfter == b.APNSCertificateNotAfter &&
+		sameBytes(a.WebPush, b.WebPush) && a.WebPushPublicKey == b.WebPushPublicKey && a.WebPushSuspended == b.WebPushSuspended
 }
 
 // sealed bytes as dispatch.Vault might produce them: arbitrary binary.
 var (
 	sealedAPNS = []byte("\x00sealed-apns\xff\x01{}")
 	sealedFCM  = []byte("\x00sealed-fcm\xfe\x02/*")
+	sealedWP   = []byte("\x00sealed-vapid\xfd\x03'")
 )
 
 func testCreateTenantIsIdempotent(t *testing.T, s TenantStore) {
@@ -375,6 +386,54 @@ func testSealedBytesStoredAsGiven(t *testing.T, s TenantStore) {
 	}
 }
 
+func testWebPushLikeTheOthers(t *testing.T, s TenantStore) {
+	mustCreateTenant(t, s, "a", true)
+	tn := mustTenant(t, s, "a")
+	want := cache.Tenant{FCM: sealedFCM, WebPush: sealedWP, WebPushPublicKey: "BPublicKey"}
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: sealedFCM, SetWebPush: true, WebPush: sealedWP, WebPushPublicKey: "BPublicKey"}, want)
+	read := tn
+
+	// Suspended alone, and conditionally on the key the send used.
+	want.WebPushSuspended = "401 Unauthorized"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendWebPush: want.WebPushSuspended,
+		If: &cache.TenantCondition{Incarnation: read.Incarnation, WebPush: read.WebPush}}, want)
+	// A new key lifts the suspension; a late refusal of the old one does
+	// not land on it.
+	newWP := []byte("\x00sealed-vapid-2")
+	want.WebPush, want.WebPushPublicKey, want.WebPushSuspended = newWP, "BOther", ""
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetWebPush: true, WebPush: newWP, WebPushPublicKey: "BOther"}, want)
+	late := cache.TenantChange{SuspendWebPush: "401", If: &cache.TenantCondition{Incarnation: read.Incarnation, WebPush: read.WebPush}}
+	if err := s.UpdateTenant(ctx(t), "a", late); !errors.Is(err, cache.ErrTenantChanged) {
+		t.Fatalf("a suspension decided from the old VAPID key = %v; want ErrTenantChanged", err)
+	}
+	// The other providers' changes leave Web Push as it is, and the other
+	// way round.
+	want.FCMSuspended = "UNAUTHENTICATED"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendFCM: want.FCMSuspended}, want)
+	want.FCM, want.FCMSuspended = nil, ""
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{ClearFCM: true}, want)
+	want.WebPushSuspended = "401 again"
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SuspendWebPush: want.WebPushSuspended}, want)
+	want.FCM = sealedFCM
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: sealedFCM}, want)
+	// Clearing takes key, public key and suspension.
+	tn = updateAndCheck(t, s, tn, cache.TenantChange{ClearWebPush: true}, cache.Tenant{FCM: sealedFCM})
+	if err := s.UpdateTenant(ctx(t), "a", cache.TenantChange{SuspendWebPush: "401", If: &cache.TenantCondition{Incarnation: tn.Incarnation, WebPush: newWP}}); !errors.Is(err, cache.ErrTenantChanged) {
+		t.Fatalf("a suspension of a cleared Web Push = %v; want ErrTenantChanged", err)
+	}
+
+	if raw, ok := s.(RawTenantReader); ok {
+		mustUpdateTenant(t, s, "a", cache.TenantChange{SetWebPush: true, WebPush: sealedWP, WebPushPublicKey: "BPublicKey"})
+		b, err := raw.RawTenantForTest(ctx(t), "a")
+		if err != nil {
+			t.Fatalf("RawTenantForTest: %v", err)
+		}
+		if !bytes.Contains(b, sealedWP) {
+			t.Fatalf("stored tenant record %q does not hold the sealed VAPID key %q as given", b, sealedWP)
+		}
+	}
+}
+
 // RunLimiter checks a cache.Limiter's fixed windows. newLimiter must close
 // what it makes in t.Cleanup.
 func RunLimiter(t *testing.T, newLimiter func(t *testing.T) cache.Limiter) {
@@ -427,5 +486,59 @@ func testFixedWindow(t *testing.T, l cache.Limiter) {
 			t.Fatalf("Allow after the window ended refused (retryAfter %v)", retry)
 		}
 		return
+	}
+}
+
+func testCertificateExpiries(t *testing.T, s TenantStore) {
+	const (
+		july  = int64(1783000000)
+		march = int64(1773000000)
+	)
+	// "odd id" is spelled hex-escaped in Redis keys; the store must still
+	// report it under its own name.
+	for _, id := range []string{"cert", "token", "cleared", "replaced", "odd id", "none"} {
+		mustCreateTenant(t, s, id, true)
+	}
+	cert := cache.Tenant{APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: july}
+	tn := updateAndCheck(t, s, mustTenant(t, s, "cert"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: july}, cert)
+	// Other changes keep it.
+	cert.FCM, cert.APNSSuspended = sealedFCM, "BadCertificate"
+	updateAndCheck(t, s, tn, cache.TenantChange{SetFCM: true, FCM: sealedFCM, SuspendAPNS: "BadCertificate"}, cert)
+	updateAndCheck(t, s, mustTenant(t, s, "token"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: sealedAPNS},
+		cache.Tenant{APNSTopic: "t", APNSType: "token", APNS: sealedAPNS})
+	tn = updateAndCheck(t, s, mustTenant(t, s, "cleared"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march},
+		cache.Tenant{APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march})
+	updateAndCheck(t, s, tn, cache.TenantChange{ClearAPNS: true}, cache.Tenant{})
+	// A certificate replaced by a token key leaves no expiry behind.
+	tn = updateAndCheck(t, s, mustTenant(t, s, "replaced"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march},
+		cache.Tenant{APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march})
+	updateAndCheck(t, s, tn, cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "token", APNS: sealedAPNS},
+		cache.Tenant{APNSTopic: "t", APNSType: "token", APNS: sealedAPNS})
+	updateAndCheck(t, s, mustTenant(t, s, "odd id"), cache.TenantChange{SetAPNS: true, APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march},
+		cache.Tenant{APNSTopic: "t", APNSType: "certificate", APNS: sealedAPNS, APNSCertificateNotAfter: march})
+
+	got := map[string]int64{}
+	if err := s.APNSCertificateExpiries(ctx(t), func(id string, notAfter int64) {
+		if _, dup := got[id]; dup {
+			t.Errorf("APNSCertificateExpiries reported %q twice", id)
+		}
+		got[id] = notAfter
+	}); err != nil {
+		t.Fatalf("APNSCertificateExpiries: %v", err)
+	}
+	want := map[string]int64{"cert": july, "odd id": march}
+	if len(got) != len(want) || got["cert"] != july || got["odd id"] != march {
+		t.Fatalf("APNSCertificateExpiries reported %v; want %v", got, want)
+	}
+	// A deleted tenant goes with its expiry.
+	if err := s.DeleteTenant(ctx(t), "cert"); err != nil {
+		t.Fatal(err)
+	}
+	clear(got)
+	if err := s.APNSCertificateExpiries(ctx(t), func(id string, notAfter int64) { got[id] = notAfter }); err != nil {
+		t.Fatalf("APNSCertificateExpiries: %v", err)
+	}
+	if len(got) != 1 || got["odd id"] != march {
+		t.Fatalf("after deleting a tenant, APNSCertificateExpiries reported %v; want only odd id", got)
 	}
 }

@@ -1,5 +1,7 @@
-// Package dispatchtest runs mock APNs and FCM HTTP v1 servers: the project's
-// only mocks, standing at the network edge where Apple and Google would be.
+// Package dispatchtest runs mock APNs and FCM HTTP v1 servers and a mock
+// Web Push service (WebPushService): the project's only mocks, standing at
+// the network edge where Apple, Google and the browsers' push services
+// would be.
 //
 // The mocks validate requests the way the real providers do (headers, paths,
 // payload limits, provider tokens, OAuth access tokens) and answer in the

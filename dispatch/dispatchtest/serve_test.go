@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestServe(t *testing.T) {
 					continue
 				}
 				settings[k] = strings.Trim(v, "'")
-				if k == "TENANT_FCM_TOKEN_URIS" && !useTLS {
+				if k == "WEBPUSH_ALLOWED_ORIGINS" && !useTLS {
 					break
 				}
 			}
@@ -85,6 +86,12 @@ func TestServe(t *testing.T) {
 				t.Fatalf("token fetch with the printed credentials: %d %v", status, out)
 			}
 
+			// The Web Push mock makes subscriptions for its printed origin.
+			wp := settings["WEBPUSH_ALLOWED_ORIGINS"]
+			if status, sub := post(t, wp+"/subscribe", http.Header{}, nil); status != 201 || !strings.HasPrefix(endpointOf(t, sub), wp+"/push/") {
+				t.Fatalf("POST %s/subscribe: %d %s", wp, status, sub)
+			}
+
 			cancel()
 			select {
 			case err := <-done:
@@ -94,7 +101,7 @@ func TestServe(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("Serve did not return after ctx ended")
 			}
-			for _, u := range []string{apnsURL, fcmURL} {
+			for _, u := range []string{apnsURL, fcmURL, wp} {
 				host := u[strings.Index(u, "//")+2:]
 				if conn, err := net.DialTimeout("tcp", host, time.Second); err == nil {
 					conn.Close()

@@ -1,4 +1,4 @@
-package cache
+package deadline
 
 import (
 	"context"
@@ -11,10 +11,10 @@ import (
 // timeout plus one tick; a caller's cancellable context still ends it.
 func TestDeadlinesBoundEveryCall(t *testing.T) {
 	const timeout = 200 * time.Millisecond
-	d := newDeadlines(timeout)
+	d := New(timeout)
 	for i := 0; i < 50; i++ {
 		start := time.Now()
-		ctx, cancel := d.within(context.Background())
+		ctx, cancel := d.Within(context.Background())
 		dl, ok := ctx.Deadline()
 		cancel()
 		if !ok {
@@ -31,14 +31,14 @@ func TestDeadlinesBoundEveryCall(t *testing.T) {
 
 	// Calls in one tick share a context: that is the point (one timer).
 	// A long tick makes "the same tick" certain.
-	long := &deadlines{timeout: timeout, granularity: time.Hour}
-	a, _ := long.within(context.Background())
-	if b, _ := long.within(context.Background()); a != b {
+	long := &Shared{timeout: timeout, granularity: time.Hour}
+	a, _ := long.Within(context.Background())
+	if b, _ := long.Within(context.Background()); a != b {
 		t.Error("two calls in the same tick got two contexts")
 	}
 
 	// The shared context really ends at its deadline.
-	a, _ = d.within(context.Background())
+	a, _ = d.Within(context.Background())
 	select {
 	case <-a.Done():
 	case <-time.After(timeout + d.granularity + time.Second):
@@ -47,7 +47,7 @@ func TestDeadlinesBoundEveryCall(t *testing.T) {
 
 	// A caller's cancellable context gets its own timer and its cancel.
 	parent, cancelParent := context.WithCancel(context.Background())
-	own, cancel := d.within(parent)
+	own, cancel := d.Within(parent)
 	defer cancel()
 	if own == d.current.Load().ctx {
 		t.Fatal("a cancellable caller got the shared context")
@@ -64,11 +64,11 @@ func TestDeadlinesBoundEveryCall(t *testing.T) {
 // says (a clock that jumped, a bug), a context that has ended is replaced,
 // or every store call would fail at once while readiness stayed green.
 func TestDeadlinesNeverHandOutAnEndedContext(t *testing.T) {
-	d := newDeadlines(time.Second)
+	d := New(time.Second)
 	ended, cancel := context.WithCancel(context.Background())
 	cancel()
 	d.current.Store(&sharedDeadline{ctx: ended, cancel: cancel, handOutUntil: time.Now().Add(time.Hour)})
-	ctx, done := d.within(context.Background())
+	ctx, done := d.Within(context.Background())
 	defer done()
 	if err := ctx.Err(); err != nil {
 		t.Fatalf("within handed out an ended context: %v", err)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# loadtest/perfwindow.sh: one noop closed-loop window of push-server built
+# binaries, with the server's CPU a send and, optionally, a profile or the
+# system calls of the server taken inside the window. Unlike ab.sh, which
+# starts perf a fixed 12 s after the server, the observer starts from
+# loadgen's -before-window hook (2 s into the window), so it lands in the
+# window however long signing takes on a busy machine.
+#
+#   go build -o BIN/ . ./loadtest/cmd/loadgen ./loadtest/cmd/verifyrate
+#   loadtest/perfwindow.sh BIN OUT_PREFIX [SERVER_ENV=value ...]
+#
+# PERF=record → OUT_PREFIX.perf.data (perf record -g, 5 s); PERF=stat →
+# OUT_PREFIX.stat (system calls by kind); default none. Knobs: CLOSED (8s),
+# CONNS (64), MAXRATE (30000: signed requests per second of window).
+# Layout as run.sh: server on core 0 (GOMAXPROCS=1), Redis and the
+# generator on core 1. The last line is the server's CPU µs per send, the
+# figure that moves least when other processes share the machine.
+set -euo pipefail
+bin=$1
+out=$2
+shift 2
+pids=()
+rdir=$(mktemp -d "${TMPDIR:-/tmp}/push-perfwindow.XXXXXX")
+cleanup() {
+	for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$rdir"
+}
+trap cleanup EXIT
+eval "$("$bin/push-server" keygen)"
+# Ports from 30000–49999, never Redis's 6379.
+redis_port=$((30000 + RANDOM % 20000))
+server_port=$((30000 + RANDOM % 20000))
+taskset -c 1 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$rdir" >/dev/null 2>&1 &
+redis_pid=$!
+pids+=("$redis_pid")
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+env PORT="$server_port" RELAY_PUBLIC_KEY="$RELAY_PUBLIC_KEY" LOG_LEVEL=warn GOMAXPROCS=1 RATE_LIMIT_PER_IP=0 \
+	REDIS_URL="redis://127.0.0.1:$redis_port" "$@" taskset -c 0 "$bin/push-server" >"$out.server.log" 2>&1 &
+server_pid=$!
+pids+=("$server_pid")
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$server_port/health" >/dev/null && break; sleep 0.1; done
+before="taskset -c 0 env GOMAXPROCS=1 $bin/verifyrate -d 2s"
+case ${PERF:-none} in
+record) before="$before; (sleep 2; perf record -F 4000 -g -p $server_pid -o $out.perf.data -- sleep 5 >/dev/null 2>&1) &" ;;
+stat) before="$before; (sleep 2; perf stat -e syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_futex,syscalls:sys_enter_nanosleep,syscalls:sys_enter_epoll_pwait -p $server_pid -o $out.stat -- sleep 5 >/dev/null 2>&1) &" ;;
+esac
+"$bin/loadgen" -url "http://127.0.0.1:$server_port" -key "$RELAY_PRIVATE_KEY" -type noop \
+	-conns "${CONNS:-64}" -closed "${CLOSED:-8s}" -open 0 -pin-cpu 1 -max-rate "${MAXRATE:-30000}" \
+	-before-window "$before" -watch "server=$server_pid,redis=$redis_pid" >"$out.loadgen" 2>&1
+sleep 1 # the observer ends 7 s into an 8 s window
+rps=$(grep -o 'closed_rps=[0-9]*' "$out.loadgen" | cut -d= -f2)
+cpu=$(grep -o 'closed_cpu_server=[0-9.]*' "$out.loadgen" | cut -d= -f2)
+awk -v r="$rps" -v c="$cpu" -v o="$out" 'BEGIN{printf "%s: %d sends/s, server %.0f%% of its core, %.1f µs of server CPU a send\n", o, r, c*100, c*1e6/r}'
