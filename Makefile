@@ -4,7 +4,7 @@ GO ?= go
 PORT ?= 3000
 DEV_ENV := .dev/relay.env
 
-.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss loadtest-forged fuzz build redis-server clean sdk http-ece hostile faults
+.PHONY: run test vet lint bench bench-compare bench-baseline loadtest loadtest-rss loadtest-forged fuzz build redis-server clean sdk http-ece hostile faults k6-check image image-check
 
 build:
 	$(GO) build -o bin/push-server .
@@ -25,7 +25,7 @@ $(DEV_ENV):
 # PUSH_SERVER_FULL_TESTS=1 turns a missing redis-server or SDK into a
 # failure: a plain `go test ./...` skips those tests, saying how to run them;
 # `go test -short ./...` skips every Redis, cluster, binary and SDK test.
-test: redis-server sdk http-ece lint
+test: redis-server sdk http-ece lint k6-check
 	PUSH_SERVER_FULL_TESTS=1 $(GO) test -race -count=1 -timeout 10m ./...
 	# The allocation tests (…DoesNotAllocate, …AllocatesOnce, …AllocatesOnly…) build only without -race (the race detector allocates).
 	PUSH_SERVER_FULL_TESTS=1 $(GO) test -count=1 -run 'DoesNotAllocate|AllocatesOnce|AllocatesOnly' ./...
@@ -35,6 +35,30 @@ SDK_DIR := router/testdata/walletconnect-sdk
 sdk: $(SDK_DIR)/node_modules/.package-lock.json
 $(SDK_DIR)/node_modules/.package-lock.json: $(SDK_DIR)/package-lock.json
 	npm ci --prefix $(SDK_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# k6-check type-checks loadtest/k6/*.js against k6's API types (@types/k6)
+# with TypeScript (tsc --checkJs --noEmit, loadtest/k6/jsconfig.json): k6
+# cannot be installed here, but a script calling a k6 API wrongly fails
+# here. Both packages are pinned in loadtest/k6/package-lock.json.
+K6_DIR := loadtest/k6
+k6-check: $(K6_DIR)/node_modules/.package-lock.json
+	cd $(K6_DIR) && ./node_modules/.bin/tsc -p jsconfig.json
+$(K6_DIR)/node_modules/.package-lock.json: $(K6_DIR)/package-lock.json
+	npm ci --prefix $(K6_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+
+# image builds the container image (Dockerfile; docs/deploy.md, "Container
+# image") with docker, else podman, else buildah; IMAGE_TOOL picks one.
+# image-check builds and runs its final stage with buildah where no registry
+# is reachable (the build stage's output made on the host); it skips when
+# buildah is absent.
+IMAGE ?= push-server
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE_TOOL ?= $(shell if docker info >/dev/null 2>&1; then echo docker; elif command -v podman >/dev/null; then echo podman; elif command -v buildah >/dev/null; then echo buildah; else echo docker; fi)
+image:
+	$(IMAGE_TOOL) build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
+image-check:
+	./image-check.sh
 
 # http-ece installs the pinned npm package http_ece, the second implementation
 # that decrypts what the Web Push sender encrypts (TestWebPushHTTPECEDecrypts).

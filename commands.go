@@ -34,6 +34,9 @@ func check(getenv func(string) string, stdout, stderr io.Writer) int {
 	if _, _, code := validate(getenv, stderr); code != 0 {
 		return code
 	}
+	if code := checkTracing(getenv, stderr); code != 0 {
+		return code
+	}
 	fmt.Fprintln(stdout, "push-server: configuration OK")
 	return 0
 }

@@ -94,6 +94,24 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 	// logger, so LOG_FORMAT and LOG_LEVEL apply to those lines too.
 	cfg.router.Logger, cfg.dispatch.Logger = log, log
 
+	tp, stopTracing, err := startTracing(context.Background(), getenv, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "push-server: tracing:", err)
+		return 2
+	}
+	if tp != nil {
+		cfg.router.TracerProvider = tp
+		log.Info("tracing on")
+	}
+	defer func() {
+		// Flush the spans still buffered, but never hold the exit for long.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(ctx); err != nil {
+			log.Warn("tracing: cannot flush spans at exit", "error", err.Error())
+		}
+	}()
+
 	store, err := openStore(cfg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server:", err)

@@ -356,7 +356,7 @@ func TestDialH2TLSRefusesAServerThatDoesNotSpeakHTTP2(t *testing.T) {
 	addr := ln.Addr().String()
 	before := runtime.NumGoroutine()
 	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost", NextProtos: []string{http2.NextProtoTLS}}
-	c, err := dialH2TLS(t.Context(), "tcp", addr, cfg)
+	c, err := dialH2TLS(t.Context(), nil, "tcp", addr, cfg)
 	if err == nil {
 		c.Close()
 		t.Fatal("dialH2TLS to an HTTP/1.1-only server succeeded; want an error")

@@ -203,7 +203,8 @@ func CheckFCMCredentials(ctx context.Context, serviceAccountJSON []byte, rootCAs
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	tr := newFCMTransport(rootCAs)
+	// Through the egress proxy, as the pushes will go.
+	tr := newFCMTransport(rootCAs, ProxyFromEnvironment())
 	defer tr.CloseIdleConnections()
 	// oauth2's JWT source posts without a context, so the transport puts
 	// ctx on each request (redirects included) to bound the fetch. It also

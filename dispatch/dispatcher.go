@@ -69,6 +69,10 @@ type Config struct {
 	// RootCAs, when set, replaces the system roots for provider TLS (for
 	// mock providers with a self-signed certificate).
 	RootCAs *x509.CertPool
+	// Proxy picks the outbound proxy of every provider connection, the
+	// OAuth token fetch's included. nil means ProxyFromEnvironment, read
+	// when New runs: HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
+	Proxy ProxyFunc
 	// Logger receives provider misconfiguration reports; nil = slog.Default().
 	Logger *slog.Logger
 
@@ -119,6 +123,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Proxy == nil {
+		cfg.Proxy = ProxyFromEnvironment()
+	}
 	// One budget for all providers: the cap is on what this Dispatcher
 	// sends, and APNs production and sandbox are one Apple service; per
 	// provider it would be up to three times the configured figure.
@@ -149,7 +156,7 @@ func New(cfg Config) (*Dispatcher, error) {
 			}
 			t := transports[scheme]
 			if t == nil {
-				t = newAPNsTransport(scheme, cert, cfg.RootCAs)
+				t = newAPNsTransport(scheme, cert, cfg.RootCAs, cfg.Proxy)
 				transports[scheme] = t
 				d.closers = append(d.closers, t)
 			}
@@ -180,7 +187,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		}
 	}
 	if cr.fcm != nil {
-		base := newFCMTransport(cfg.RootCAs)
+		base := newFCMTransport(cfg.RootCAs, cfg.Proxy)
 		d.closers = append(d.closers, base)
 		s, err := newFCMSender(&cfg, cr.fcm, base, policy, &loudLog{logger: cfg.Logger})
 		if err != nil {
@@ -193,7 +200,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		if cfg.WebPushTTL == 0 {
 			cfg.WebPushTTL = DefaultWebPushTTL
 		}
-		t := newFCMTransport(cfg.RootCAs)
+		t := newFCMTransport(cfg.RootCAs, cfg.Proxy)
 		d.closers = append(d.closers, t)
 		s, err := newWebPushSender(&cfg, cr.vapid, t, policy, &loudLog{logger: cfg.Logger})
 		if err != nil {

@@ -96,6 +96,10 @@ func newPool(base Config, maxTenants int, idle time.Duration, now func() time.Ti
 	if base.FCMTokenURIs == nil {
 		base.FCMTokenURIs = googleOnly
 	}
+	if base.Proxy == nil {
+		// Read once: every tenant's providers use the same egress.
+		base.Proxy = ProxyFromEnvironment()
+	}
 	p := &Pool{
 		base:     withCredentials(base, &Config{}),
 		max:      maxTenants,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -35,12 +36,12 @@ var dialer = &net.Dialer{Timeout: dialTimeout, KeepAlive: keepAlive}
 // client certificate (certificate auth) and trusts roots (nil = system).
 // Either way HTTP/2 writes to a coalescingConn (over TLS, not under it), so
 // that concurrent pushes share TLS records and write syscalls.
-func newAPNsTransport(scheme string, cert *tls.Certificate, roots *x509.CertPool) *http2.Transport {
+func newAPNsTransport(scheme string, cert *tls.Certificate, roots *x509.CertPool, proxy ProxyFunc) *http2.Transport {
 	if scheme == "http" {
 		return &http2.Transport{
 			AllowHTTP: true,
 			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				c, err := dialer.DialContext(ctx, network, addr)
+				c, err := dialProvider(ctx, proxy, scheme, network, addr)
 				if err != nil {
 					return nil, err
 				}
@@ -53,15 +54,18 @@ func newAPNsTransport(scheme string, cert *tls.Certificate, roots *x509.CertPool
 	if cert != nil {
 		tc.Certificates = []tls.Certificate{*cert}
 	}
-	return &http2.Transport{TLSClientConfig: tc, DialTLSContext: dialH2TLS, ReadIdleTimeout: readIdleTimeout}
+	dial := func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+		return dialH2TLS(ctx, proxy, network, addr, cfg)
+	}
+	return &http2.Transport{TLSClientConfig: tc, DialTLSContext: dial, ReadIdleTimeout: readIdleTimeout}
 }
 
-// dialH2TLS opens a TLS connection for HTTP/2 under a coalescingConn. cfg
-// is the transport's, with ServerName and NextProtos ["h2"] already set;
-// like http2.Transport's own dial, it refuses a server that does not choose
-// h2.
-func dialH2TLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-	raw, err := dialer.DialContext(ctx, network, addr)
+// dialH2TLS opens a TLS connection for HTTP/2 under a coalescingConn,
+// through proxy's choice for addr (dialProvider). cfg is the transport's,
+// with ServerName and NextProtos ["h2"] already set; like http2.Transport's
+// own dial, it refuses a server that does not choose h2.
+func dialH2TLS(ctx context.Context, proxy ProxyFunc, network, addr string, cfg *tls.Config) (net.Conn, error) {
+	raw, err := dialProvider(ctx, proxy, "https", network, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -78,10 +82,15 @@ func dialH2TLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.
 }
 
 // newFCMTransport returns the transport for FCM and its OAuth token
-// endpoint: HTTP/2 over TLS, plain HTTP/1.1 for an http:// URL.
-func newFCMTransport(roots *x509.CertPool) *http.Transport {
+// endpoint: HTTP/2 over TLS, plain HTTP/1.1 for an http:// URL; through
+// the proxy that proxy names (nil: direct).
+func newFCMTransport(roots *x509.CertPool, proxy ProxyFunc) *http.Transport {
+	var proxyFor func(*http.Request) (*url.URL, error)
+	if proxy != nil {
+		proxyFor = proxy.forRequest
+	}
 	return &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
+		Proxy:               proxyFor,
 		DialContext:         dialer.DialContext,
 		TLSClientConfig:     &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:   true,

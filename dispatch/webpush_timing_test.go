@@ -115,7 +115,7 @@ func BenchmarkWebPushSend(b *testing.B) {
 		if err := json.Unmarshal([]byte(strings.Replace(m.Subscribe(pub), m.Origin(), srv.URL, 1)), &js); err != nil {
 			b.Fatal(err)
 		}
-		client := &http.Client{Transport: newFCMTransport(nil)}
+		client := &http.Client{Transport: newFCMTransport(nil, nil)}
 		defer client.CloseIdleConnections()
 		opts := &webpush.Options{HTTPClient: client, Subscriber: "ops@example.com", TTL: 86400, VAPIDPublicKey: pub, VAPIDPrivateKey: priv}
 		msg := appendWebPushPayload(nil, raw)

@@ -44,7 +44,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	body := ctx.PostBody()
 	if s.cfg.ValidateSignatures {
 		h := &ctx.Request.Header
-		if err := s.relay.Verify(h.Peek(headerTimestamp), h.Peek(headerSignature), body); err != nil {
+		st := s.stepOf(ctx, spanVerify)
+		err := s.relay.Verify(h.Peek(headerTimestamp), h.Peek(headerSignature), body)
+		if st.end(err); err != nil {
 			return err
 		}
 	}
@@ -66,8 +68,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		return err
 	}
+	st := s.stepOf(ctx, spanLookup)
 	client, err := s.store.Lookup(bg, sc.id(), id)
-	if err != nil {
+	if st.end(err); err != nil {
 		return err
 	}
 	// The notification lives in the pooled request: a provider takes it by
@@ -84,7 +87,9 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 		return &providerRefused{provider: client.Type, reason: "suspended: " + reason}
 	}
 
+	st = s.stepOf(ctx, spanClaim)
 	claim, err := s.store.Reserve(bg, sc.id(), id, n.MessageID, s.cfg.SendTimeout+leaseMargin)
+	st.endClaim(err)
 	local := ""
 	switch {
 	case errors.Is(err, cache.ErrAlreadyDelivered):
@@ -109,9 +114,11 @@ func (s *Server) send(ctx *fasthttp.RequestCtx) error {
 	}
 
 	sendCtx, cancel := s.sendDeadlines.Within(bg)
+	st = s.stepOf(ctx, spanPush)
 	start := time.Now()
 	err = sender.Send(sendCtx, client.Token, n)
 	cancel()
+	st.endPush(client.Type, err)
 	s.sent(sc.id(), client.Type, err, start, n.MessageID)
 	if err != nil {
 		// Not delivered: forget the claim so that a retry is delivered.

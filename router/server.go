@@ -24,6 +24,7 @@ import (
 
 	fasthttprouter "github.com/fasthttp/router"
 	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"push-server/cache"
 	"push-server/dispatch"
@@ -115,6 +116,11 @@ type Config struct {
 	// request to, for the operator's providers and tenants' alike. nil:
 	// the browsers' push services only.
 	WebPushAllowedOrigins *dispatch.WebPushOrigins
+	// TracerProvider, when set, traces every send: a span with a child per
+	// step (tracing.go). nil turns tracing off, and then the send path
+	// builds no span nor context at all. main sets it from the OTEL_*
+	// environment.
+	TracerProvider trace.TracerProvider
 }
 
 // Deps are the parts a Server sequences. Store, ClientAuth and Providers
@@ -158,6 +164,7 @@ type Server struct {
 	events     *eventLog     // nil unless EVENT_LOG is set
 	// sendDeadlines bounds each provider hand-off by SendTimeout.
 	sendDeadlines *deadline.Shared
+	tracer        trace.Tracer // nil: tracing off (see tracing.go)
 }
 
 // New builds a Server.
@@ -190,6 +197,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		localDedup: newLocalDedup(100000),
 	}
 	s.sendDeadlines = deadline.NewTick(cfg.SendTimeout, sendDeadlineTick)
+	if cfg.TracerProvider != nil {
+		s.tracer = cfg.TracerProvider.Tracer(tracerName)
+	}
 
 	r := fasthttprouter.New()
 	// A bare 301/308 is not our envelope: answer the exact path or 404.
@@ -212,7 +222,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	on(fasthttp.MethodGet, "/health/ready", instrument("ready", s.handle(s.ready)))
 	on(fasthttp.MethodPost, "/clients", instrument("register", s.handle(s.register)))
 	on(fasthttp.MethodDelete, "/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
-	on(fasthttp.MethodPost, "/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+	on(fasthttp.MethodPost, "/clients/{client_id}", instrument("send", s.handle(s.shed(s.traced("/clients/{client_id}", s.send)))))
 	on(fasthttp.MethodGet, "/webpush/vapid-public-key", instrument("webpush_key", s.handle(s.vapidPublicKey)))
 	if cfg.ServeMetrics {
 		on(fasthttp.MethodGet, "/metrics", MetricsHandler)
@@ -220,7 +230,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Tenants != nil {
 		on(fasthttp.MethodPost, "/{tenant_id}/clients", instrument("register", s.handle(s.register)))
 		on(fasthttp.MethodDelete, "/{tenant_id}/clients/{client_id}", instrument("unregister", s.handle(s.unregister)))
-		on(fasthttp.MethodPost, "/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.send))))
+		on(fasthttp.MethodPost, "/{tenant_id}/clients/{client_id}", instrument("send", s.handle(s.shed(s.traced("/{tenant_id}/clients/{client_id}", s.send)))))
 		on(fasthttp.MethodGet, "/{tenant_id}/webpush/vapid-public-key", instrument("webpush_key", s.handle(s.vapidPublicKey)))
 
 		on(fasthttp.MethodPost, "/tenants", instrument("tenants", s.handle(s.createTenant)))

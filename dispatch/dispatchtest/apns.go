@@ -658,8 +658,8 @@ func decodeJSONSegment(seg string, v any) error {
 	return nil
 }
 
-// SelfSignedCert makes a fresh P-256 certificate for 127.0.0.1, ::1 and
-// localhost, named commonName, that is its own CA, so that a client can
+// SelfSignedCert makes a fresh P-256 certificate for 127.0.0.1, ::1,
+// localhost and *.push-server.test, named commonName, that is its own CA, so that a client can
 // trust it directly (in RootCAs, or as SSL_CERT_FILE). The mocks here and
 // the load-test mock APNs serve TLS with it.
 func SelfSignedCert(commonName string) (tls.Certificate, error) {
@@ -681,8 +681,10 @@ func SelfSignedCert(commonName string) (tls.Certificate, error) {
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		// *.push-server.test: names a test proxy resolves to 127.0.0.1
+		// (testkit.Proxy), for traffic that must go through the proxy.
+		DNSNames:    []string{"localhost", "*.push-server.test"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {

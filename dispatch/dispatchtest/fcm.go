@@ -589,7 +589,9 @@ func (m *FCM) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail(400, "unsupported_grant_type", fmt.Sprintf("Invalid grant_type: %s", gt))
 		return
 	}
-	t, err := m.verifyAssertion(r.PostForm.Get("assertion"))
+	// aud must be the token URL the client addressed: this mock's, by
+	// address or by a name a test proxy resolves to it.
+	t, err := m.verifyAssertion(r.PostForm.Get("assertion"), "http://"+r.Host+"/token")
 	if err != nil {
 		fail(400, "invalid_grant", err.Error())
 		return
@@ -621,7 +623,7 @@ func (m *FCM) serveToken(w http.ResponseWriter, r *http.Request) {
 // verifyAssertion checks a service account's RS256 JWT as Google does: a key
 // the mock issued, iss = client_email, aud = the token endpoint, a scope,
 // and an unexpired lifetime of at most an hour.
-func (m *FCM) verifyAssertion(jwt string) (fcmToken, error) {
+func (m *FCM) verifyAssertion(jwt, aud string) (fcmToken, error) {
 	hdrB64, rest, ok1 := strings.Cut(jwt, ".")
 	claimsB64, sigB64, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 {
@@ -664,8 +666,8 @@ func (m *FCM) verifyAssertion(jwt string) (fcmToken, error) {
 	if err := rsa.VerifyPKCS1v15(acct.pub, crypto.SHA256, digest[:], sig); err != nil {
 		return fcmToken{}, fmt.Errorf("invalid JWT signature: %w", err)
 	}
-	if claims.Aud != m.TokenURL() {
-		return fcmToken{}, fmt.Errorf("invalid JWT: aud %q, want %q", claims.Aud, m.TokenURL())
+	if claims.Aud != aud {
+		return fcmToken{}, fmt.Errorf("invalid JWT: aud %q, want %q", claims.Aud, aud)
 	}
 	if claims.Scope == "" {
 		return fcmToken{}, fmt.Errorf("invalid_scope: no scope requested")

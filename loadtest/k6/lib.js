@@ -11,8 +11,16 @@ const FILE = __ENV.REQUESTS || './requests.json';
 
 // open() may only run in the init context; each SharedArray parses the file
 // once, not once per VU.
-export const clients = new SharedArray('clients', () => JSON.parse(open(FILE)).clients);
-export const sends = new SharedArray('sends', () => JSON.parse(open(FILE)).sends);
+/**
+ * A client to register: the body of POST /clients (loadtest/cmd/signer).
+ * @typedef {{client_id: string, type: string, token: string}} Client
+ */
+/**
+ * A pre-signed send (loadtest/cmd/signer).
+ * @typedef {{path: string, timestamp: string, signature: string, body: string}} Send
+ */
+export const clients = new SharedArray('clients', () => /** @type {Client[]} */ (JSON.parse(open(FILE)).clients));
+export const sends = new SharedArray('sends', () => /** @type {Send[]} */ (JSON.parse(open(FILE)).sends));
 
 const jsonHeaders = { 'Content-Type': 'application/json' };
 
@@ -30,6 +38,7 @@ export function register(i) {
 // registerAll registers every client from the file, in batches, for setup().
 export function registerAll() {
   for (let i = 0; i < clients.length; i += 100) {
+    /** @type {import('k6/http').ArrayBatchRequest[]} */
     const batch = [];
     for (let j = i; j < Math.min(i + 100, clients.length); j++) {
       batch.push(['POST', `${BASE}/clients`, JSON.stringify(clients[j]), { headers: jsonHeaders }]);
