@@ -531,3 +531,30 @@ func TestWebPushUnreachableHidesThePath(t *testing.T) {
 		t.Fatalf("the error should name the host and hide the path: %v", err)
 	}
 }
+
+// TestWebPushErrorHidesTheQuery: an endpoint whose capability is in its
+// query (Windows' push service: /w/?token=…) quoted alone in a push
+// service's error answer does not reach the error's text, which the
+// relay's 502 description and the logs carry.
+func TestWebPushErrorHidesTheQuery(t *testing.T) {
+	const secret = "BQYAAAsecretcapability"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte("bad request for " + r.URL.Query().Get("token")))
+	}))
+	t.Cleanup(srv.Close)
+	origins, err := ParseWebPushOrigins(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig()
+	cfg.VAPIDPrivateKey, cfg.VAPIDSubject, cfg.WebPushAllowedOrigins = mustVAPIDKey(t), testVAPIDSubject, origins
+	s := mustSender(t, mustNew(t, cfg), TypeWebPush)
+	err = s.Send(t.Context(), testSubscription(t, srv.URL+"/w/?token="+secret, nil), &Notification{Kind: KindRaw})
+	if !errors.Is(err, ErrMisconfigured) || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("Send = %v, want the push service's 400 as ErrMisconfigured", err)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("the error quotes the endpoint's query: %v", err)
+	}
+}
