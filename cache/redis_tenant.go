@@ -256,7 +256,26 @@ func (r *Redis) DeleteTenant(ctx context.Context, id string) error {
 	}); err != nil {
 		return unavailable(fmt.Sprintf("delete tenant %q", id), err)
 	}
-	pattern := r.tenantDataPattern(id)
+	if err := r.scanNodes(ctx, r.tenantDataPattern(id), fmt.Sprintf("list the keys of tenant %q", id), func(ctx context.Context, keys []string) error {
+		if err := r.deleteKeys(ctx, keys); err != nil {
+			return unavailable(fmt.Sprintf("delete the keys of tenant %q", id), err)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	ctx, cancel := r.deadlines.Within(ctx)
+	defer cancel()
+	r.settle(ctx, []string{k})
+	return nil
+}
+
+// scanNodes SCANs every node for keys matching pattern, deleteBatch at a
+// time, and hands each non-empty batch to batch, each round trip within the
+// store's timeout. A replica answers SCAN too, so batch may see a key more
+// than once. A failed SCAN is ErrUnavailable naming list and the node;
+// batch's error is returned as it is.
+func (r *Redis) scanNodes(ctx context.Context, pattern, list string, batch func(ctx context.Context, keys []string) error) error {
 	for addr, node := range r.c.Nodes() {
 		var cursor uint64
 		for {
@@ -266,11 +285,11 @@ func (r *Redis) DeleteTenant(ctx context.Context, id string) error {
 				return err
 			})
 			if err != nil {
-				return unavailable(fmt.Sprintf("list the keys of tenant %q on %s", id, addr), err)
+				return unavailable(fmt.Sprintf("%s on %s", list, addr), err)
 			}
 			if len(e.Elements) > 0 {
-				if err := r.withTimeout(ctx, func(ctx context.Context) error { return r.deleteKeys(ctx, e.Elements) }); err != nil {
-					return unavailable(fmt.Sprintf("delete the keys of tenant %q", id), err)
+				if err := r.withTimeout(ctx, func(ctx context.Context) error { return batch(ctx, e.Elements) }); err != nil {
+					return err
 				}
 			}
 			if cursor = e.Cursor; cursor == 0 {
@@ -278,9 +297,6 @@ func (r *Redis) DeleteTenant(ctx context.Context, id string) error {
 			}
 		}
 	}
-	ctx, cancel := r.deadlines.Within(ctx)
-	defer cancel()
-	r.settle(ctx, []string{k})
 	return nil
 }
 

@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"encoding/hex"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -44,37 +43,23 @@ func (e *Embedded) APNSCertificateExpiries(ctx context.Context, each func(tenant
 // seen on more than one node (a replica answers SCAN too) are reported
 // once.
 func (r *Redis) APNSCertificateExpiries(ctx context.Context, each func(tenant string, notAfter int64)) error {
-	pattern := r.tenantPattern()
 	seen := map[string]struct{}{}
-	for addr, node := range r.c.Nodes() {
-		var cursor uint64
-		for {
-			var e rueidis.ScanEntry
-			err := r.withTimeout(ctx, func(ctx context.Context) (err error) {
-				e, err = node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(deleteBatch).Build()).AsScanEntry()
-				return err
-			})
-			if err != nil {
-				return unavailable(fmt.Sprintf("list tenants on %s", addr), err)
-			}
-			keys := e.Elements[:0]
-			for _, k := range e.Elements {
-				if _, dup := seen[k]; !dup {
-					seen[k] = struct{}{}
-					keys = append(keys, k)
-				}
-			}
-			if len(keys) > 0 {
-				if err := r.withTimeout(ctx, func(ctx context.Context) error { return r.reportExpiries(ctx, keys, each) }); err != nil {
-					return unavailable("read tenants' certificate expiries", err)
-				}
-			}
-			if cursor = e.Cursor; cursor == 0 {
-				break
+	return r.scanNodes(ctx, r.tenantPattern(), "list tenants", func(ctx context.Context, batch []string) error {
+		keys := batch[:0]
+		for _, k := range batch {
+			if _, dup := seen[k]; !dup {
+				seen[k] = struct{}{}
+				keys = append(keys, k)
 			}
 		}
-	}
-	return nil
+		if len(keys) == 0 {
+			return nil
+		}
+		if err := r.reportExpiries(ctx, keys, each); err != nil {
+			return unavailable("read tenants' certificate expiries", err)
+		}
+		return nil
+	})
 }
 
 // reportExpiries reads the ae field of tenant keys and reports those set.

@@ -43,7 +43,8 @@ func TestClassifyTransport(t *testing.T) {
 	f(wrap(fmt.Errorf("remote error: %w", tls.AlertError(80))), ErrUnavailable, true) // internal_error
 }
 
-// TestCredentialRefusalTable is docs/tenants.md's table: only the answers
+// TestCredentialRefusalTable is docs/tenants.md's table (APNs, FCM and Web
+// Push rows): only the answers
 // saying that the host refused our credentials are ErrCredentialsRejected
 // (which suspends a tenant's provider for that host); an answer one device
 // token can cause never is.
@@ -91,6 +92,31 @@ func TestCredentialRefusalTable(t *testing.T) {
 	} {
 		if got, _ := classifyFCM(answer{status: c.status, reason: c.reason}); got != c.want {
 			t.Errorf("FCM %d %s = %v; want %v", c.status, c.reason, got, c.want)
+		}
+	}
+	// Web Push: the Web Push rows of the table, retries included (API.md,
+	// "Web Push", Outcomes).
+	for _, c := range []struct {
+		a     answer
+		want  error
+		retry bool
+	}{
+		{answer{status: 401}, ErrCredentialsRejected, false},
+		{answer{status: 403}, ErrTokenDead, false},
+		{answer{status: 404}, ErrTokenDead, false},
+		{answer{status: 410}, ErrTokenDead, false},
+		{answer{status: 400}, ErrMisconfigured, false},
+		{answer{status: 413}, ErrPayloadTooLarge, false},
+		{answer{status: 429}, ErrUnavailable, true},
+		{answer{status: 500}, ErrUnavailable, true},
+		{answer{status: 503}, ErrUnavailable, true},
+		{answer{status: 307}, ErrUnavailable, false}, // a redirect, not followed
+		{answer{err: fmt.Errorf("guard: %w", ErrEndpointNotAllowed)}, ErrMisconfigured, false},
+		{answer{err: &url.Error{Op: "Post", URL: "https://x", Err: syscall.ECONNREFUSED}}, ErrUnavailable, true},
+	} {
+		got, retry := classifyWebPush(c.a)
+		if got != c.want || retry != c.retry {
+			t.Errorf("Web Push %d %v = %v, retry %v; want %v, retry %v", c.a.status, c.a.err, got, retry, c.want, c.retry)
 		}
 	}
 }

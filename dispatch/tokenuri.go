@@ -123,21 +123,11 @@ func tokenURIKey(s string) (key string, ok bool) {
 		strings.Contains(s, "#") || u.Host == "" || u.Hostname() == "" {
 		return "", false
 	}
-	scheme := strings.ToLower(u.Scheme)
-	port := u.Port()
-	switch {
-	case scheme == "https" && port == "443", scheme == "http" && port == "80":
-		port = ""
-	case scheme != "https" && scheme != "http":
+	origin, ok := originKey(u) // the same origin rules as Web Push's allow-list
+	if !ok {
 		return "", false
 	}
-	host := strings.ToLower(u.Hostname())
-	if port != "" {
-		host = net.JoinHostPort(host, port)
-	} else if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	return scheme + "://" + host + u.EscapedPath(), true
+	return origin + u.EscapedPath(), true
 }
 
 // loopbackHost reports whether host names this machine only.

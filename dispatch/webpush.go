@@ -152,6 +152,14 @@ func (s *webpushSender) Send(ctx context.Context, token string, n *Notification)
 		pe.redactToken(token)
 		pe.redactToken(sub.endpoint)
 		pe.redactToken(u.EscapedPath()) // a push service quoting the path alone
+		// or a capability in the query (Windows' /w/?token=…), whole or
+		// a value alone; redactToken skips what is too short to matter.
+		pe.redactToken(u.RawQuery)
+		for _, vs := range u.Query() {
+			for _, v := range vs {
+				pe.redactToken(v)
+			}
+		}
 		s.log.report(pe)
 	}
 	return err

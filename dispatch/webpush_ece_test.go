@@ -54,13 +54,7 @@ func TestWebPushHTTPECEDecrypts(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	t.Cleanup(srv.Close)
-	origins, err := ParseWebPushOrigins(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := baseConfig()
-	cfg.VAPIDPrivateKey, cfg.VAPIDSubject, cfg.WebPushAllowedOrigins = mustVAPIDKey(t), testVAPIDSubject, origins
-	s := mustSender(t, mustNew(t, cfg), TypeWebPush)
+	s := webpushTo(t, srv.URL)
 	sub, _ := json.Marshal(map[string]any{"endpoint": srv.URL + "/push/1", "keys": map[string]string{
 		"p256dh": base64.RawURLEncoding.EncodeToString(key.PublicKey().Bytes()),
 		"auth":   base64.RawURLEncoding.EncodeToString(auth),

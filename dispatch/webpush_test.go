@@ -515,14 +515,8 @@ func TestWebPushUnreachableHidesThePath(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	origin := srv.URL
 	srv.Close() // nothing listens there now
-	origins, err := ParseWebPushOrigins(origin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := baseConfig()
-	cfg.VAPIDPrivateKey, cfg.VAPIDSubject, cfg.WebPushAllowedOrigins = mustVAPIDKey(t), testVAPIDSubject, origins
-	s := mustSender(t, mustNew(t, cfg), TypeWebPush)
-	err = s.Send(t.Context(), testSubscription(t, origin+"/push/secretpath", nil), &Notification{Kind: KindRaw})
+	s := webpushTo(t, origin)
+	err := s.Send(t.Context(), testSubscription(t, origin+"/push/secretpath", nil), &Notification{Kind: KindRaw})
 	var pe *ProviderError
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &pe) || pe.Attempts != 3 {
 		t.Fatalf("Send = %v, want ErrUnavailable after 3 attempts", err)
@@ -530,4 +524,37 @@ func TestWebPushUnreachableHidesThePath(t *testing.T) {
 	if strings.Contains(err.Error(), "secretpath") || !strings.Contains(err.Error(), origin) {
 		t.Fatalf("the error should name the host and hide the path: %v", err)
 	}
+}
+
+// TestWebPushErrorHidesTheQuery: an endpoint whose capability is in its
+// query (Windows' push service: /w/?token=…) quoted alone in a push
+// service's error answer does not reach the error's text, which the
+// relay's 502 description and the logs carry.
+func TestWebPushErrorHidesTheQuery(t *testing.T) {
+	const secret = "BQYAAAsecretcapability"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		w.Write([]byte("bad request for " + r.URL.Query().Get("token")))
+	}))
+	t.Cleanup(srv.Close)
+	err := webpushTo(t, srv.URL).Send(t.Context(), testSubscription(t, srv.URL+"/w/?token="+secret, nil), &Notification{Kind: KindRaw})
+	if !errors.Is(err, ErrMisconfigured) || !strings.Contains(err.Error(), "400") {
+		t.Fatalf("Send = %v, want the push service's 400 as ErrMisconfigured", err)
+	}
+	if strings.Contains(err.Error(), secret) {
+		t.Fatalf("the error quotes the endpoint's query: %v", err)
+	}
+}
+
+// webpushTo is a Web Push sender with a fresh VAPID key whose allow-list is
+// origin alone, for tests against a server of their own.
+func webpushTo(t *testing.T, origin string) Sender {
+	t.Helper()
+	origins, err := ParseWebPushOrigins(origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig()
+	cfg.VAPIDPrivateKey, cfg.VAPIDSubject, cfg.WebPushAllowedOrigins = mustVAPIDKey(t), testVAPIDSubject, origins
+	return mustSender(t, mustNew(t, cfg), TypeWebPush)
 }

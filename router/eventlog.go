@@ -45,9 +45,9 @@ var eventLogDropped = metrics.NewCounter(`push_event_log_dropped_total`)
 // A send only formats its line into a pooled buffer and queues it; when
 // every buffer is queued or being written the line is dropped and counted
 // (push_event_log_dropped_total), so a slow or blocked writer never slows
-// or blocks a send. The hashing and the writing happen in the one writer
-// goroutine, which flushes whenever the queue runs empty and, on close,
-// writes what is queued.
+// or blocks a send. The hashing (but of an id over maxQueuedMessageID
+// bytes) and the writing happen in the one writer goroutine, which flushes
+// whenever the queue runs empty and, on close, writes what is queued.
 type eventLog struct {
 	queue chan *eventLine
 	// free holds the line buffers not in use; made counts those made, at
@@ -71,11 +71,21 @@ type eventLog struct {
 }
 
 // eventLine is one line in the making: JSON up to latency_ms, then the raw
-// message id from idx on, which the writer replaces with its hash.
+// message id from idx on, which the writer replaces with its hash; or,
+// when hashed, the whole line already.
 type eventLine struct {
-	b   []byte
-	idx int
+	b      []byte
+	idx    int
+	hashed bool
 }
+
+// maxQueuedMessageID is the longest message id a queued line carries raw
+// for the writer to hash. A relay chooses its ids and only the body size
+// bounds them; a longer one is hashed by the send itself (rare: relay ids
+// are a few dozen bytes), so that the queue holds at most about
+// DefaultEventLogBuffer × 300 bytes and no line buffer keeps a body-sized
+// capacity.
+const maxQueuedMessageID = 128
 
 // newEventLog starts the writer; nil out means no event log (nil *eventLog,
 // whose methods do nothing).
@@ -118,7 +128,11 @@ func (l *eventLog) record(at time.Time, tenant, provider, outcome string, took t
 	b = append(b, `,"latency_ms":`...)
 	b = strconv.AppendFloat(b, float64(took.Microseconds())/1000, 'f', -1, 64)
 	e.idx = len(b)
-	e.b = append(b, messageID...)
+	if e.hashed = len(messageID) > maxQueuedMessageID; e.hashed {
+		e.b = endLine(b, sha256.Sum256([]byte(messageID)))
+	} else {
+		e.b = append(b, messageID...)
+	}
 	l.queue <- e // never waits: no more lines exist than it holds
 }
 
@@ -160,16 +174,24 @@ func (l *eventLog) run() {
 
 // write finishes e's line with the message id's hash and buffers it.
 func (l *eventLog) write(e *eventLine) {
-	sum := sha256.Sum256(e.b[e.idx:])
-	b := append(e.b[:e.idx], `,"message_id_hash":"`...)
-	b = hex.AppendEncode(b, sum[:16])
-	b = append(b, "\"}\n"...)
+	b := e.b
+	if !e.hashed {
+		b = endLine(e.b[:e.idx], sha256.Sum256(e.b[e.idx:]))
+	}
 	l.pending++
 	if _, err := l.w.Write(b); err != nil {
 		l.failed(err)
 	}
 	e.b = b
 	l.free <- e // never waits: it holds every line made
+}
+
+// endLine appends the message id's hash (the first 128 bits of sum) and
+// the line's end.
+func endLine(b []byte, sum [sha256.Size]byte) []byte {
+	b = append(b, `,"message_id_hash":"`...)
+	b = hex.AppendEncode(b, sum[:16])
+	return append(b, "\"}\n"...)
 }
 
 func (l *eventLog) flush() {

@@ -210,3 +210,38 @@ func TestEventLogFlushedOnClose(t *testing.T) {
 		t.Fatalf("after close, %d lines written; want 11", n)
 	}
 }
+
+// A relay-chosen message id as long as a body allows is hashed like any
+// other, and neither the queue nor the pooled line buffers keep its size:
+// 16 such lines queued behind a blocked writer hold a few KB, not 16 ids.
+func TestEventLogLongMessageIDsStaySmall(t *testing.T) {
+	out := newGate()
+	l := newEventLog(out, 16, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	long := strings.Repeat("i", 60<<10)
+	l.record(time.Now(), "t", "noop", "delivered", 0, "first")
+	<-out.entered
+	for range 15 {
+		l.record(time.Now(), "t", "noop", "delivered", 0, long)
+	}
+	queued := 0
+	for range len(l.queue) {
+		e := <-l.queue
+		queued += cap(e.b)
+		l.queue <- e
+	}
+	if queued > 16<<10 {
+		t.Errorf("15 queued lines hold %d bytes of buffers; want a few KB", queued)
+	}
+	out.release()
+	l.close(context.Background())
+	lines := eventLines(t, out.String())
+	sum := sha256.Sum256([]byte(long))
+	if len(lines) != 16 || lines[1]["message_id_hash"] != hex.EncodeToString(sum[:16]) {
+		t.Fatalf("%d lines, the second's hash %v; want 16, %s", len(lines), lines[1]["message_id_hash"], hex.EncodeToString(sum[:16]))
+	}
+	for range len(l.free) {
+		if e := <-l.free; cap(e.b) > 4<<10 {
+			t.Fatalf("a pooled line buffer keeps %d bytes", cap(e.b))
+		}
+	}
+}

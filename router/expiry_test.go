@@ -4,46 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"log/slog"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
-
-	"software.sslmate.com/src/go-pkcs12"
 
 	"push-server/cache"
 	"push-server/dispatch/dispatchtest"
 	"push-server/internal/testkit"
 )
-
-// p12Expiring makes a throwaway APNs client certificate valid until
-// notAfter, packed with its key under password.
-func p12Expiring(t *testing.T, password string, notAfter time.Time) []byte {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "Apple Push Services: com.example.p12"},
-		NotBefore: notAfter.Add(-400 * day), NotAfter: notAfter,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	p12, err := pkcs12.Modern.Encode(key, cert, nil, password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p12
-}
 
 // expiryWarning is one warning line of expiryWatch, as logged in JSON.
 type expiryWarning struct {

@@ -185,13 +185,14 @@ func (m *sendMetrics) histogram(provider string) *metrics.PrometheusHistogram {
 	return h
 }
 
-// forgetTenant removes a tenant label's series from /metrics: tenantLabels
-// calls it for tenants no longer among the busiest.
-func (m *sendMetrics) forgetTenant(tenant string) {
+// forgetTenants removes tenant labels' series from /metrics: tenantLabels
+// calls it for tenants no longer among the busiest, in one pass over the
+// labelled series however many tenants go.
+func (m *sendMetrics) forgetTenants(tenants map[string]struct{}) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for key := range m.byTenant {
-		if key[2] == tenant {
+		if _, gone := tenants[key[2]]; gone {
 			metrics.UnregisterMetric(tenantSeries(key))
 			delete(m.byTenant, key)
 		}

@@ -23,7 +23,7 @@ func TestSentDoesNotAllocate(t *testing.T) {
 		t.Errorf("sent with labels and event log off allocates %.1f times per call; want 0", n)
 	}
 
-	on := &Server{labels: newTenantLabels(2, time.Hour, sends.forgetTenant),
+	on := &Server{labels: newTenantLabels(2, time.Hour, sends.forgetTenants),
 		events: newEventLog(io.Discard, 16, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	defer on.events.close(t.Context())
 	// Label acme, make its counter, and make the event log's 16 line

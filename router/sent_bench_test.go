@@ -30,7 +30,7 @@ func BenchmarkSent(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			s := &Server{}
 			if tc.labels {
-				s.labels = newTenantLabels(20, time.Minute, sends.forgetTenant)
+				s.labels = newTenantLabels(20, time.Minute, sends.forgetTenants)
 			}
 			if tc.events {
 				s.events = newEventLog(io.Discard, DefaultEventLogBuffer, quiet)

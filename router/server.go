@@ -247,7 +247,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	setBuildInfo(cfg.Version)
 	s.expiry = newExpiryWatch(s.log, deps.Tenants, cfg.APNSCertificateNotAfter, cfg.CredentialSweep).start()
-	s.labels = newTenantLabels(cfg.TenantLabels, cfg.TenantLabelWindow, sends.forgetTenant)
+	s.labels = newTenantLabels(cfg.TenantLabels, cfg.TenantLabelWindow, sends.forgetTenants)
 	s.events = newEventLog(cfg.EventLog, cfg.EventLogBuffer, s.log)
 
 	s.http = &fasthttp.Server{

@@ -15,14 +15,21 @@ import (
 	"software.sslmate.com/src/go-pkcs12"
 )
 
-// selfSignedP12 makes a throwaway APNs-style client certificate and packs
-// it with its key into a .p12 under password.
+// selfSignedP12 makes a throwaway APNs-style client certificate valid for
+// a day and packs it with its key into a .p12 under password.
 func selfSignedP12(t *testing.T, password string) []byte {
+	t.Helper()
+	return p12Expiring(t, password, time.Now().Add(24*time.Hour))
+}
+
+// p12Expiring makes a throwaway APNs client certificate valid until
+// notAfter, packed with its key under password.
+func p12Expiring(t *testing.T, password string, notAfter time.Time) []byte {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "Apple Push Services: com.example.p12"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: notAfter.Add(-400 * day), NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)

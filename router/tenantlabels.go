@@ -40,8 +40,10 @@ const maxTenantLabels = 1000
 type tenantLabels struct {
 	n      int
 	window time.Duration
-	// forget removes a tenant's series (sendMetrics.forgetTenant).
-	forget func(tenant string)
+	// forget removes tenants' series (sendMetrics.forgetTenants), all of a
+	// window's closing at once: one pass over the series, not one per
+	// tenant, while the send that closed the window waits.
+	forget func(tenants map[string]struct{})
 
 	mu       sync.Mutex
 	sketch   spaceSaving
@@ -50,7 +52,7 @@ type tenantLabels struct {
 	closesAt time.Time
 }
 
-func newTenantLabels(n int, window time.Duration, forget func(string)) *tenantLabels {
+func newTenantLabels(n int, window time.Duration, forget func(map[string]struct{})) *tenantLabels {
 	if n <= 0 {
 		return nil
 	}
@@ -91,10 +93,14 @@ func (t *tenantLabels) close(now time.Time) {
 	for _, name := range t.sketch.highest(t.n) {
 		next[name] = struct{}{}
 	}
-	for name := range t.retiring {
-		if _, back := next[name]; !back {
-			t.forget(name)
+	gone := t.retiring
+	for name := range gone {
+		if _, back := next[name]; back {
+			delete(gone, name)
 		}
+	}
+	if len(gone) > 0 {
+		t.forget(gone)
 	}
 	t.retiring = map[string]struct{}{}
 	for name := range t.top {

@@ -3,7 +3,9 @@ package router
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +19,7 @@ import (
 // are "other". While fewer than N hold labels, a tenant gets one at once.
 func TestTenantLabelsFollowTheBusiest(t *testing.T) {
 	var forgotten []string
-	l := newTenantLabels(2, time.Minute, func(name string) { forgotten = append(forgotten, name) })
+	l := newTenantLabels(2, time.Minute, func(names map[string]struct{}) { forgotten = append(forgotten, slices.Sorted(maps.Keys(names))...) })
 	at := time.Unix(1_800_000_000, 0)
 	if got := l.label("quiet", at); got != "quiet" {
 		t.Fatalf("first tenant labelled %q; want its own label (room for 2)", got)
@@ -69,7 +71,7 @@ func TestTenantLabelsFollowTheBusiest(t *testing.T) {
 func TestTenantLabelsStayBounded(t *testing.T) {
 	const n = 3
 	m := &sendMetrics{outcomes: map[[2]string]*metrics.Counter{}, latency: map[string]*metrics.PrometheusHistogram{}, byTenant: map[[3]string]*metrics.Counter{}}
-	l := newTenantLabels(n, time.Minute, m.forgetTenant)
+	l := newTenantLabels(n, time.Minute, m.forgetTenants)
 	t.Cleanup(func() {
 		for key := range m.byTenant {
 			metrics.UnregisterMetric(tenantSeries(key))

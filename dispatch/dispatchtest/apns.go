@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net"
@@ -107,8 +106,7 @@ type APNs struct {
 	srv     *server
 	url     string
 	record  bool
-	certDER []byte // the server certificate, when TLS
-	roots   *x509.CertPool
+	cert    mockCert // the server certificate, when TLS
 	ids     *idGen
 	count   atomic.Int64
 	answers script
@@ -144,18 +142,14 @@ func NewAPNs(opts APNsOptions) (*APNs, error) {
 		jwts:   make(map[string]apnsJWT),
 		certs:  make(map[*x509.Certificate]bool),
 	}
-	var protos http.Protocols
-	var wrap func(net.Listener) net.Listener
-	scheme := "http"
+	var cfg *tls.Config
 	if opts.TLS {
-		cert, err := SelfSignedCert("push-server APNs mock")
+		cert, mc, err := newMockCert("push-server APNs mock")
 		if err != nil {
 			return nil, err
 		}
-		m.certDER = cert.Certificate[0]
-		m.roots = x509.NewCertPool()
-		m.roots.AddCert(cert.Leaf)
-		cfg := &tls.Config{
+		m.cert = mc
+		cfg = &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			NextProtos:   []string{"h2"},
 			MinVersion:   tls.VersionTLS12,
@@ -165,18 +159,12 @@ func NewAPNs(opts APNsOptions) (*APNs, error) {
 			// handshake.
 			ClientAuth: tls.RequestClientCert,
 		}
-		wrap = func(ln net.Listener) net.Listener { return tls.NewListener(ln, cfg) }
-		protos.SetHTTP2(true)
-		scheme = "https"
-	} else {
-		protos.SetUnencryptedHTTP2(true)
 	}
-	srv, err := listen(opts.Addr, m, &protos, wrap)
+	srv, base, err := listenMock(opts.Addr, m, http.Protocols{}, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start APNs mock: %w", err)
 	}
-	m.srv = srv
-	m.url = srv.baseURL(scheme)
+	m.srv, m.url = srv, base
 	return m, nil
 }
 
@@ -198,15 +186,12 @@ func (m *APNs) URL() string { return m.url }
 
 // RootCAs returns a pool that trusts the mock's self-signed certificate; nil
 // for h2c.
-func (m *APNs) RootCAs() *x509.CertPool { return m.roots }
+func (m *APNs) RootCAs() *x509.CertPool { return m.cert.roots }
 
 // CertPEM returns the mock's TLS certificate in PEM form (nil for h2c), for
 // processes that cannot be handed RootCAs.
 func (m *APNs) CertPEM() []byte {
-	if m.certDER == nil {
-		return nil
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.certDER})
+	return m.cert.pem()
 }
 
 // TrustKey makes the mock accept ES256 provider tokens whose header kid is

@@ -17,7 +17,10 @@ package dispatchtest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -189,6 +192,53 @@ func listen(addr string, h http.Handler, protos *http.Protocols, wrap func(net.L
 		_ = s.srv.Serve(ln) // returns http.ErrServerClosed after Close
 	}()
 	return s, nil
+}
+
+// mockCert is the certificate of a mock serving TLS: what its clients
+// must trust (RootCAs) or be given (CertPEM). Zero without TLS.
+type mockCert struct {
+	der   []byte
+	roots *x509.CertPool
+}
+
+// newMockCert makes a mock's self-signed certificate for commonName.
+func newMockCert(commonName string) (tls.Certificate, mockCert, error) {
+	cert, err := SelfSignedCert(commonName)
+	if err != nil {
+		return tls.Certificate{}, mockCert{}, err
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.Leaf)
+	return cert, mockCert{der: cert.Certificate[0], roots: roots}, nil
+}
+
+// pem returns the certificate as PEM; nil without TLS.
+func (c mockCert) pem() []byte {
+	if c.der == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.der})
+}
+
+// listenMock is listen for a mock: TLS under cfg when it is set, with
+// HTTP/2 where cfg's NextProtos offer it, else plain HTTP with unencrypted
+// HTTP/2 (h2c) beside what protos allows. It returns the server and its
+// base URL.
+func listenMock(addr string, h http.Handler, protos http.Protocols, cfg *tls.Config) (*server, string, error) {
+	scheme := "http"
+	var wrap func(net.Listener) net.Listener
+	if cfg != nil {
+		wrap = func(ln net.Listener) net.Listener { return tls.NewListener(ln, cfg) }
+		protos.SetHTTP2(true)
+		scheme = "https"
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+	}
+	srv, err := listen(addr, h, &protos, wrap)
+	if err != nil {
+		return nil, "", err
+	}
+	return srv, srv.baseURL(scheme), nil
 }
 
 // baseURL is scheme://host:port for the listener, with an unspecified host

@@ -150,13 +150,11 @@ func NewFCM(opts FCMOptions) (*FCM, error) {
 	}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
-	srv, err := listen(opts.Addr, m, &protos, nil)
+	srv, base, err := listenMock(opts.Addr, m, protos, nil)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start FCM mock: %w", err)
 	}
-	m.srv = srv
-	m.url = srv.baseURL("http")
+	m.srv, m.url = srv, base
 	return m, nil
 }
 

@@ -14,11 +14,9 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -112,8 +110,7 @@ type WebPushRequest struct {
 type WebPushService struct {
 	srv     *server
 	url     string
-	roots   *x509.CertPool
-	certDER []byte
+	cert    mockCert // the server certificate, when TLS
 	record  bool
 	count   atomic.Int64
 	redirs  atomic.Int64
@@ -141,29 +138,20 @@ func NewWebPushService(opts WebPushOptions) (*WebPushService, error) {
 	m := &WebPushService{record: opts.Record, subs: make(map[string]*webpushSub)}
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	var wrap func(net.Listener) net.Listener
-	scheme := "http"
+	var cfg *tls.Config
 	if opts.TLS {
-		cert, err := SelfSignedCert("push-server Web Push mock")
+		cert, mc, err := newMockCert("push-server Web Push mock")
 		if err != nil {
 			return nil, err
 		}
-		m.certDER = cert.Certificate[0]
-		m.roots = x509.NewCertPool()
-		m.roots.AddCert(cert.Leaf)
-		cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
-		wrap = func(ln net.Listener) net.Listener { return tls.NewListener(ln, cfg) }
-		protos.SetHTTP2(true)
-		scheme = "https"
-	} else {
-		protos.SetUnencryptedHTTP2(true)
+		m.cert = mc
+		cfg = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 	}
-	srv, err := listen(opts.Addr, m, &protos, wrap)
+	srv, base, err := listenMock(opts.Addr, m, protos, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start Web Push mock: %w", err)
 	}
-	m.srv = srv
-	m.url = srv.baseURL(scheme)
+	m.srv, m.url = srv, base
 	return m, nil
 }
 
@@ -185,14 +173,11 @@ func StartWebPushService(t testing.TB, useTLS bool) *WebPushService {
 func (m *WebPushService) Origin() string { return m.url }
 
 // RootCAs returns a pool that trusts the mock's certificate; nil without TLS.
-func (m *WebPushService) RootCAs() *x509.CertPool { return m.roots }
+func (m *WebPushService) RootCAs() *x509.CertPool { return m.cert.roots }
 
 // CertPEM returns the mock's certificate as PEM; nil without TLS.
 func (m *WebPushService) CertPEM() []byte {
-	if m.certDER == nil {
-		return nil
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: m.certDER})
+	return m.cert.pem()
 }
 
 // Subscribe makes a subscription, as a browser's pushManager.subscribe does,
