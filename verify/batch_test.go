@@ -380,28 +380,5 @@ func TestBatchesAreCheckedInParallel(t *testing.T) {
 // splitting the work between processors must not leave every batch with a
 // request or two.
 func TestBatchesFillOnTwoCores(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
-	r, ts, sig, body := newSignedSend(t)
-	const callers, rounds = 64, 20
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for range rounds {
-				if err := r.Verify(ts, sig, body); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	r.batch.mu.Lock()
-	batches, served := r.batch.batches, r.batch.served
-	r.batch.mu.Unlock()
-	if served != callers*rounds {
-		t.Fatalf("%d requests served; want %d", served, callers*rounds)
-	}
-	if avg := float64(served) / float64(batches); avg < 8 {
-		t.Errorf("%d requests in %d batches (%.1f per batch) on two cores; want at least 8 per batch", served, batches, avg)
-	}
+	checkBatchesForm(t, 2, 64)
 }

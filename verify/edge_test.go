@@ -438,9 +438,16 @@ func TestVerifyConcurrentCallers(t *testing.T) {
 // GOMAXPROCS=1 and 32 concurrent callers, requests must still share batches.
 // Without runtime.Gosched in batcher.verify every batch holds one request.
 func TestBatchesFormOnOneCore(t *testing.T) {
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	checkBatchesForm(t, 1, 32)
+}
+
+// checkBatchesForm has callers verify 20 times each at once with procs
+// processors and wants at least 8 requests a batch on average.
+func checkBatchesForm(t *testing.T, procs, callers int) {
+	t.Helper()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
 	r, ts, sig, body := newSignedSend(t)
-	const callers, rounds = 32, 20
+	const rounds = 20
 	var wg sync.WaitGroup
 	for range callers {
 		wg.Go(func() {
@@ -456,10 +463,10 @@ func TestBatchesFormOnOneCore(t *testing.T) {
 	r.batch.mu.Lock()
 	batches, served := r.batch.batches, r.batch.served
 	r.batch.mu.Unlock()
-	if served != callers*rounds {
+	if served != uint64(callers*rounds) {
 		t.Fatalf("%d requests served; want %d", served, callers*rounds)
 	}
 	if avg := float64(served) / float64(batches); avg < 8 {
-		t.Errorf("%d requests in %d batches (%.1f per batch) on one core; want at least 8 per batch", served, batches, avg)
+		t.Errorf("%d requests in %d batches (%.1f per batch) with GOMAXPROCS=%d; want at least 8 per batch", served, batches, avg, procs)
 	}
 }
