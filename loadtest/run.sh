@@ -152,13 +152,12 @@ result() {
 # batches (verifyrate -relay-callers), both in stdlib verifies, nothing else.
 bound() {
 	local out=$1 bare_rps bare_cpu verifies relay
+	bound_ratio=$(bound_of "$out")
+	[ -n "$bound_ratio" ] || return 0
 	bare_rps=$(result closed_rps "$out")
 	bare_cpu=$(result closed_cpu_server "$out")
 	verifies=$(result verifies_per_s "$out")
 	relay=$(result relay_verifies_per_s "$out")
-	# No figure (or a CPU share of 0, when /proc could not be read): no bound.
-	awk -v c="$bare_cpu" -v x="$relay" 'BEGIN{exit !(c > 0 && x > 0)}' || return 0
-	bound_ratio=$(bound_of "$out")
 	awk -v r="$bare_rps" -v c="$bare_cpu" -v v="$verifies" -v x="$relay" -v b="$bound_ratio" 'BEGIN{
 		http = v / (r / c); ver = v / x
 		printf "== bound: a bare answer costs %.3f of a stdlib verify (%.0f answers per server CPU-second), relay verification at full batches %.3f (%.0f/s): no send path beats 1 ÷ (%.3f + %.3f) = %s here\n", http, r / c, ver, x, http, ver, b
