@@ -107,7 +107,7 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if c.redisCacheSize, err = envInt(getenv, "REDIS_CACHE_SIZE", cache.DefaultCacheSize, 1<<20, 1<<34); err != nil {
 		return nil, err
 	}
-	if c.redisFlush, err = envDelay(getenv, "REDIS_MAX_FLUSH_DELAY", cache.DefaultMaxFlushDelay, 10*time.Millisecond); err != nil {
+	if c.redisFlush, err = envDelay(getenv, "REDIS_MAX_FLUSH_DELAY", cache.DefaultMaxFlushDelay, 0, 10*time.Millisecond); err != nil {
 		return nil, err
 	}
 	c.dataDir = env("DATA_DIR", defaultDataDir)
@@ -124,7 +124,7 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if c.router.SendTimeout, err = envDuration(getenv, "PROVIDER_TIMEOUT", dispatch.DefaultTimeout); err != nil {
 		return nil, err
 	}
-	if c.shutdownDelay, err = envDelay(getenv, "SHUTDOWN_DELAY", defaultShutdownDelay, 5*time.Minute); err != nil {
+	if c.shutdownDelay, err = envDelay(getenv, "SHUTDOWN_DELAY", defaultShutdownDelay, 0, 5*time.Minute); err != nil {
 		return nil, err
 	}
 	maxBody, err := envInt(getenv, "MAX_BODY_SIZE", router.DefaultMaxBodySize, 256, 16<<20)
@@ -240,13 +240,10 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	// Tenants' subscriptions are held to the same list (the Pool's base
 	// is this Config), and registrations of either before they are stored.
 	c.router.WebPushAllowedOrigins = d.WebPushAllowedOrigins
-	if d.WebPushTTL, err = envDelay(getenv, "WEBPUSH_TTL", dispatch.DefaultWebPushTTL, maxWebPushTTL); err != nil {
+	// At least a second: dispatch reads 0 as its default, and a push
+	// service keeps a message for whole seconds.
+	if d.WebPushTTL, err = envDelay(getenv, "WEBPUSH_TTL", dispatch.DefaultWebPushTTL, time.Second, maxWebPushTTL); err != nil {
 		return nil, err
-	}
-	if d.WebPushTTL < time.Second {
-		// dispatch reads 0 as its default; a push service keeps a
-		// message for whole seconds.
-		return nil, fmt.Errorf("WEBPUSH_TTL=%q: want from 1s to %s (a bare number counts seconds)", getenv("WEBPUSH_TTL"), maxWebPushTTL)
 	}
 	d.VAPIDPrivateKey = env("VAPID_PRIVATE_KEY", "")
 	d.VAPIDSubject = env("VAPID_SUBJECT", "")
@@ -362,15 +359,15 @@ func parseDurationOrSeconds(v string) (time.Duration, error) {
 	return time.ParseDuration(v)
 }
 
-// envDelay reads a Go duration ("5s") or whole seconds, from 0 to limit.
-func envDelay(getenv func(string) string, name string, def, limit time.Duration) (time.Duration, error) {
+// envDelay reads a Go duration ("5s") or whole seconds, from lo to hi.
+func envDelay(getenv func(string) string, name string, def, lo, hi time.Duration) (time.Duration, error) {
 	v := strings.TrimSpace(getenv(name))
 	if v == "" {
 		return def, nil
 	}
 	d, err := parseDurationOrSeconds(v)
-	if err != nil || d < 0 || d > limit {
-		return 0, fmt.Errorf("%s=%q: want a duration from 0s to %s (a bare number counts seconds)", name, v, limit)
+	if err != nil || d < lo || d > hi {
+		return 0, fmt.Errorf("%s=%q: want a duration from %s to %s (a bare number counts seconds)", name, v, lo, hi)
 	}
 	return d, nil
 }
