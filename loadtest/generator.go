@@ -142,6 +142,13 @@ func (w *worker) send(i int) {
 	w.statuses[w.resp.StatusCode()]++
 }
 
+// collect adds what worker w counted and measured to p.
+func (p *Phase) collect(w *worker) {
+	p.Statuses.add(w.statuses)
+	p.Latencies = append(p.Latencies, w.latencies...)
+	p.FromDue = append(p.FromDue, w.fromDue...)
+}
+
 // take returns the index of the next unsent request, or false when the
 // batch is used up.
 func (g *Generator) take() (int, bool) {
@@ -154,10 +161,9 @@ func (g *Generator) take() (int, bool) {
 func (g *Generator) ClosedLoop(conns int, d time.Duration) Phase {
 	var mu sync.Mutex
 	res := Phase{Statuses: StatusCounts{}}
-	var done atomic.Int64
 	var ranOut atomic.Bool
-	deadline := time.Now().Add(d)
 	start := time.Now()
+	deadline := start.Add(d)
 	var wg sync.WaitGroup
 	for range conns {
 		wg.Add(1)
@@ -174,17 +180,15 @@ func (g *Generator) ClosedLoop(conns int, d time.Duration) Phase {
 				t0 := time.Now()
 				w.send(i)
 				w.latencies = append(w.latencies, time.Since(t0))
-				done.Add(1)
 			}
 			mu.Lock()
-			res.Statuses.add(w.statuses)
-			res.Latencies = append(res.Latencies, w.latencies...)
+			res.collect(w)
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
 	res.Elapsed = time.Since(start)
-	res.Done = done.Load()
+	res.Done = int64(len(res.Latencies))
 	res.RanOut = ranOut.Load()
 	return res
 }
@@ -216,9 +220,7 @@ func (g *Generator) OpenLoop(conns int, rate float64, d time.Duration) Phase {
 				w.fromDue = append(w.fromDue, time.Since(j.due))
 			}
 			mu.Lock()
-			res.Statuses.add(w.statuses)
-			res.Latencies = append(res.Latencies, w.latencies...)
-			res.FromDue = append(res.FromDue, w.fromDue...)
+			res.collect(w)
 			mu.Unlock()
 		}()
 	}
