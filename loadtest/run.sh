@@ -258,11 +258,7 @@ send)
 
 	echo
 	echo "### APNs provider (token auth) against the TLS mock APNs on core $LOAD_CPU, Redis store"
-	taskset -c "$LOAD_CPU" "$bin/mockapns" -env "$work/mockapns.env" -cert "$work/mockapns.pem" >"$work/mockapns.log" 2>&1 &
-	mock_pid=$!
-	pids+=("$mock_pid")
-	wait_until test -s "$work/mockapns.env"
-	mapfile -t apns_env <"$work/mockapns.env"
+	start_mockapns
 	start_server REDIS_URL="redis://127.0.0.1:$redis_port" "${apns_env[@]}"
 	loadgen -clients "$CLIENTS" -type apns "${quarter_bound[@]}" -watch "server=$server_pid,mockapns=$mock_pid,redis=$redis_pid" | tee "$work/apns.out"
 	stop_pid "$server_pid"
