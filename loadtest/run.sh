@@ -236,7 +236,8 @@ echo "building into $work/bin"
 go build -o "$bin/" . ./loadtest/cmd/...
 eval "$("$bin/push-server" keygen)"
 export RELAY_PUBLIC_KEY RELAY_PRIVATE_KEY
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3)"
+machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3)"
+echo "machine: $machine"
 
 case $mode in
 send)
@@ -279,7 +280,6 @@ curve)
 	CURVE_STEPS=${CURVE_STEPS:-10}
 	CURVE_STEP=${CURVE_STEP:-5s}
 	CURVE_OUT=${CURVE_OUT:-docs/loadtest-curve}
-	machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(go version | cut -d' ' -f3)"
 	# The code measured, taken now: the tree may change during the run.
 	rev=$(git describe --always --dirty 2>/dev/null || echo 'no git')
 	start_redis
