@@ -229,7 +229,7 @@ var errTokenBound = errors.New("token held by a bound client")
 // boundRecord reports whether v is a record of a bound client that has not
 // expired at now (unix ms).
 func (e *Embedded) boundRecord(v []byte, now int64) bool {
-	if len(v) < 2 || v[1]&flagBound == 0 {
+	if !flaggedBound(v) {
 		return false
 	}
 	r, err := decodeRecord(v)

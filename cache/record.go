@@ -61,6 +61,13 @@ func luaIndex(i int) string { return strconv.Itoa(i + 1) }
 // luaRange is the string.sub bounds of Go's [from:to].
 func luaRange(from, to int) string { return luaIndex(from) + ", " + strconv.Itoa(to) }
 
+// flaggedBound reports whether the stored record v has its bound flag set,
+// read from the flags byte alone so that it holds for a record that does
+// not decode too (as the Redis scripts read it).
+func flaggedBound(v []byte) bool {
+	return len(v) > recordFlagsOff && v[recordFlagsOff]&flagBound != 0
+}
+
 // errCorruptRecord means a stored record does not decode; it is our bug or a
 // foreign writer, not an outage, so it does not wrap ErrUnavailable.
 var errCorruptRecord = errors.New("cache: corrupt client record")

@@ -216,7 +216,7 @@ func (r *Redis) boundRecord(ctx context.Context, key string, hash *[sha256.Size]
 	if err != nil {
 		return false, err
 	}
-	if len(v) < 2 || v[1]&flagBound == 0 {
+	if !flaggedBound(v) {
 		return false, nil
 	}
 	if hash == nil {

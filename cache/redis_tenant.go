@@ -116,19 +116,25 @@ func (r *Redis) limitKey(key string) string {
 // escaped, since it may hold glob characters; appendTenant's spelling holds
 // none.
 func (r *Redis) tenantDataPattern(tenant string) string {
-	b := make([]byte, 0, 2*len(r.prefix)+len(tenant)+12)
-	for i := 0; i < len(r.prefix); i++ {
-		switch c := r.prefix[i]; c {
-		case '*', '?', '[', ']', '\\':
-			b = append(b, '\\', c)
-		default:
-			b = append(b, c)
-		}
-	}
+	b := appendGlobEscaped(make([]byte, 0, 2*len(r.prefix)+len(tenant)+12), r.prefix)
 	b = append(b, "[ctd]:{"...)
 	b = appendTenant(b, tenant)
 	b = append(b, "/*"...)
 	return rueidis.BinaryString(b)
+}
+
+// appendGlobEscaped appends s with every SCAN MATCH glob character
+// escaped, so that a key prefix holding one matches only itself.
+func appendGlobEscaped(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '*', '?', '[', ']', '\\':
+			dst = append(dst, '\\', c)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
 // CreateTenant implements Tenants with HSETNX on the version field (the

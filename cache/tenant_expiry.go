@@ -89,18 +89,8 @@ func (r *Redis) reportExpiries(ctx context.Context, keys []string, each func(str
 // tenantPattern is a SCAN MATCH pattern for every tenant record:
 // "P tenant:{*}", the prefix escaped as in tenantDataPattern.
 func (r *Redis) tenantPattern() string {
-	var b strings.Builder
-	for i := 0; i < len(r.prefix); i++ {
-		switch c := r.prefix[i]; c {
-		case '*', '?', '[', ']', '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteString("tenant:{*}")
-	return b.String()
+	b := appendGlobEscaped(make([]byte, 0, 2*len(r.prefix)+10), r.prefix)
+	return string(append(b, "tenant:{*}"...))
 }
 
 // tenantOfKey is tenantKey's inverse: the tenant id a record key names.

@@ -401,11 +401,7 @@ func (b *batcher) lead(r *Relay, self *pending, s *batchScratch) bool {
 // only confirms what it accepted.
 func (r *Relay) check(items []*pending, s *batchScratch, searchFirst bool) (failed bool) {
 	if len(items) < minBatch {
-		for _, p := range items {
-			p.ok = r.verifyOne(p)
-			failed = failed || !p.ok
-		}
-		return failed
+		return !r.verifyEach(items)
 	}
 	if searchFirst {
 		return r.findBad(items, s, false)
@@ -541,12 +537,7 @@ func (r *Relay) bisect(items []*pending, e *curve.EdwardsPoint) {
 // fail and their sibling pass. Below minBatch signatures are checked alone.
 func (r *Relay) bisectRandom(items []*pending, s *batchScratch, knownBad bool) bool {
 	if len(items) < minBatch {
-		all := true
-		for _, p := range items {
-			p.ok = r.verifyOne(p)
-			all = all && p.ok
-		}
-		return all
+		return r.verifyEach(items)
 	}
 	if !knownBad && r.verifyBatch(items, s) {
 		for _, p := range items {
@@ -558,6 +549,17 @@ func (r *Relay) bisectRandom(items []*pending, s *batchScratch, knownBad bool) b
 	leftOK := r.bisectRandom(items[:mid], s, false)
 	r.bisectRandom(items[mid:], s, leftOK)
 	return false
+}
+
+// verifyEach sets ok on items with their own equations, for groups too
+// small to batch, and reports whether all of them verified.
+func (r *Relay) verifyEach(items []*pending) bool {
+	all := true
+	for _, p := range items {
+		p.ok = r.verifyOne(p)
+		all = all && p.ok
+	}
+	return all
 }
 
 // verifyBatch checks the cofactored batch equation for signatures under the
