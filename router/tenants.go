@@ -313,11 +313,12 @@ func (s *Server) putWebPush(ctx *fasthttp.RequestCtx) error {
 			return badFields(errs...)
 		}
 	}
-	public, err := dispatch.CheckVAPID(strings.TrimSpace(key), strings.TrimSpace(subject))
+	key, subject = strings.TrimSpace(key), strings.TrimSpace(subject)
+	public, err := dispatch.CheckVAPID(key, subject)
 	if err != nil {
 		return credentialError(errBadWebPushCredentials, err)
 	}
-	creds := dispatch.Credentials{VAPIDPrivateKey: strings.TrimSpace(key), VAPIDSubject: strings.TrimSpace(subject)}
+	creds := dispatch.Credentials{VAPIDPrivateKey: key, VAPIDSubject: subject}
 	change := cache.TenantChange{SetWebPush: true, WebPush: s.deps.Vault.SealWebPush(t.ID, &creds), WebPushPublicKey: public}
 	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 		return err
