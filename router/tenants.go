@@ -52,9 +52,9 @@ func (s *Server) tenantAuth(ctx *fasthttp.RequestCtx, id string) error {
 // tenantFromPath authenticates the request for {tenant_id} and loads the
 // tenant.
 func (s *Server) tenantFromPath(ctx *fasthttp.RequestCtx) (cache.Tenant, error) {
-	id, rerr := pathParam(ctx, "tenant_id")
-	if rerr != nil {
-		return cache.Tenant{}, rerr
+	id, err := pathTenant(ctx)
+	if err != nil {
+		return cache.Tenant{}, err
 	}
 	if err := s.tenantAuth(ctx, id); err != nil {
 		return cache.Tenant{}, err
@@ -160,9 +160,9 @@ func (s *Server) getTenant(ctx *fasthttp.RequestCtx) error {
 }
 
 func (s *Server) deleteTenant(ctx *fasthttp.RequestCtx) error {
-	id, rerr := pathParam(ctx, "tenant_id")
-	if rerr != nil {
-		return rerr
+	id, err := pathTenant(ctx)
+	if err != nil {
+		return err
 	}
 	if err := s.tenantAuth(ctx, id); err != nil {
 		return err
@@ -170,7 +170,7 @@ func (s *Server) deleteTenant(ctx *fasthttp.RequestCtx) error {
 	if why := checkTenantID(id); why != "" {
 		return badFieldAt("tenant_id", why, inPath)
 	}
-	err := s.deps.Tenants.DeleteTenant(context.Background(), id)
+	err = s.deps.Tenants.DeleteTenant(context.Background(), id)
 	// The record goes first in DeleteTenant, so even when it failed later
 	// the tenant may be gone: its provider clients go at once on this
 	// instance (a send racing this rebuilds them for the old incarnation
@@ -313,11 +313,12 @@ func (s *Server) putWebPush(ctx *fasthttp.RequestCtx) error {
 			return badFields(errs...)
 		}
 	}
-	public, err := dispatch.CheckVAPID(strings.TrimSpace(key), strings.TrimSpace(subject))
+	key, subject = strings.TrimSpace(key), strings.TrimSpace(subject)
+	public, err := dispatch.CheckVAPID(key, subject)
 	if err != nil {
 		return credentialError(errBadWebPushCredentials, err)
 	}
-	creds := dispatch.Credentials{VAPIDPrivateKey: strings.TrimSpace(key), VAPIDSubject: strings.TrimSpace(subject)}
+	creds := dispatch.Credentials{VAPIDPrivateKey: key, VAPIDSubject: subject}
 	change := cache.TenantChange{SetWebPush: true, WebPush: s.deps.Vault.SealWebPush(t.ID, &creds), WebPushPublicKey: public}
 	if err := s.deps.Tenants.UpdateTenant(context.Background(), t.ID, change); err != nil {
 		return err
