@@ -98,11 +98,10 @@ func (v *Vault) SealWebPush(tenantID string, c *Credentials) []byte {
 
 // OpenCredentials opens a tenant's sealed blobs, as SealAPNS, SealFCM and
 // SealWebPush made them, into its Credentials; apnsTopic is the topic
-// stored in the clear beside the APNs blob. webpush is optional (at most
-// one blob), so callers from before Web Push need no change. A nil blob
-// leaves that provider unconfigured. An error names the provider whose blob
+// stored in the clear beside the APNs blob. A nil blob leaves that
+// provider unconfigured. An error names the provider whose blob
 // does not open (wrapping ErrSealed) or does not decode.
-func (v *Vault) OpenCredentials(tenantID string, apns, fcm []byte, apnsTopic string, webpush ...[]byte) (Credentials, error) {
+func (v *Vault) OpenCredentials(tenantID string, apns, fcm []byte, apnsTopic string, webpush []byte) (Credentials, error) {
 	var c Credentials
 	if apns != nil {
 		plain, err := v.open(tenantID, apns)
@@ -121,11 +120,8 @@ func (v *Vault) OpenCredentials(tenantID string, apns, fcm []byte, apnsTopic str
 		}
 		c.FCMCredentials = plain
 	}
-	if len(webpush) > 1 {
-		panic("BUG: OpenCredentials takes at most one Web Push blob")
-	}
-	if len(webpush) == 1 && webpush[0] != nil {
-		plain, err := v.open(tenantID, webpush[0])
+	if webpush != nil {
+		plain, err := v.open(tenantID, webpush)
 		if err != nil {
 			return Credentials{}, fmt.Errorf("cannot open tenant %s's Web Push credentials: %w", tenantID, err)
 		}

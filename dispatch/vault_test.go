@@ -113,7 +113,7 @@ func TestVaultCredentialsRoundTrip(t *testing.T) {
 	}
 
 	// Each provider's blob stands alone: a tenant may have either.
-	onlyFCM, err := v.OpenCredentials("acme", nil, fcm, "")
+	onlyFCM, err := v.OpenCredentials("acme", nil, fcm, "", nil)
 	if err != nil || !reflect.DeepEqual(onlyFCM, Credentials{FCMCredentials: want.FCMCredentials}) {
 		t.Fatalf("FCM only: %+v, %v", onlyFCM, err)
 	}
@@ -127,10 +127,10 @@ func TestVaultCredentialsRoundTrip(t *testing.T) {
 	wantAPNS := want
 	wantAPNS.FCMCredentials = nil
 	wantAPNS.VAPIDPrivateKey, wantAPNS.VAPIDSubject = "", ""
-	if onlyAPNS, err := v.OpenCredentials("acme", apns, nil, want.APNSTopic); err != nil || !reflect.DeepEqual(onlyAPNS, wantAPNS) {
+	if onlyAPNS, err := v.OpenCredentials("acme", apns, nil, want.APNSTopic, nil); err != nil || !reflect.DeepEqual(onlyAPNS, wantAPNS) {
 		t.Fatalf("APNs only: %+v, %v", onlyAPNS, err)
 	}
-	if c, err := v.OpenCredentials("acme", nil, nil, ""); err != nil || !reflect.DeepEqual(c, Credentials{}) {
+	if c, err := v.OpenCredentials("acme", nil, nil, "", nil); err != nil || !reflect.DeepEqual(c, Credentials{}) {
 		t.Fatalf("no blobs: %+v, %v", c, err)
 	}
 
@@ -143,7 +143,7 @@ func TestVaultCredentialsRoundTrip(t *testing.T) {
 		{"another tenant's FCM blob", apns, v.SealFCM("other", &want), "cannot open tenant acme's FCM credentials"},
 		{"an APNs blob that is no JSON", v.seal("acme", []byte("{")), nil, "cannot decode tenant acme's APNs credentials"},
 	} {
-		_, err := v.OpenCredentials("acme", tc.apns, tc.fcm, "")
+		_, err := v.OpenCredentials("acme", tc.apns, tc.fcm, "", nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
 		}
@@ -179,13 +179,13 @@ func TestVaultOpensBlobsSealedBeforeCredentials(t *testing.T) {
 		}
 		return b
 	}
-	got, err := v.OpenCredentials("acme", blob(fixtureTokenBlob), blob(fixtureFCMBlob), "com.example.wallet")
+	got, err := v.OpenCredentials("acme", blob(fixtureTokenBlob), blob(fixtureFCMBlob), "com.example.wallet", nil)
 	want := Credentials{APNSType: APNSTypeToken, APNSTopic: "com.example.wallet", APNSPKCS8PEM: []byte(fixtureP8),
 		APNSKeyID: "ABC123DEFG", APNSTeamID: "DEF123GHIJ", FCMCredentials: []byte(fixtureFCM)}
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("token-auth tenant sealed by the old release: %+v, %v; want %+v", got, err, want)
 	}
-	got, err = v.OpenCredentials("acme", blob(fixtureCertBlob), nil, "com.example.wallet")
+	got, err = v.OpenCredentials("acme", blob(fixtureCertBlob), nil, "com.example.wallet", nil)
 	want = Credentials{APNSType: APNSTypeCertificate, APNSTopic: "com.example.wallet",
 		APNSCertificate: []byte{0x30, 0x82, 0x01, 0xff, 0x00}, APNSCertificatePassword: "hunter2"}
 	if err != nil || !reflect.DeepEqual(got, want) {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -112,12 +111,8 @@ func (s *webpushSender) Send(ctx context.Context, token string, n *Notification)
 	if *body, err = encryptWebPush((*body)[:0], *plain, sub.p256dh, sub.auth); err != nil {
 		return fmt.Errorf("webpush: cannot encrypt: %w", err)
 	}
-	u, err := url.Parse(sub.endpoint)
-	if err != nil {
-		return fmt.Errorf("webpush: endpoint no longer parses: %w", err) // parseSubscription parsed it
-	}
-	origin, _ := originKey(u)
-	auth, err := s.headers.header(origin)
+	u := sub.url
+	auth, err := s.headers.header(sub.origin)
 	if err != nil {
 		return fmt.Errorf("webpush: %w", err)
 	}

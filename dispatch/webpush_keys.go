@@ -116,36 +116,43 @@ func originKey(u *url.URL) (string, bool) {
 // browser (RFC 8030 treats it as a capability), so it is kept out of every
 // message.
 func (o *WebPushOrigins) Check(endpoint string) error {
+	_, _, err := o.check(endpoint)
+	return err
+}
+
+// check is Check, also returning the parsed endpoint and its origin
+// (originKey) when it is allowed, so the sender parses it once a push.
+func (o *WebPushOrigins) check(endpoint string) (*url.URL, string, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Opaque != "" || u.Hostname() == "" {
-		return fmt.Errorf("endpoint is not an absolute URL: %w", ErrEndpointNotAllowed)
+		return nil, "", fmt.Errorf("endpoint is not an absolute URL: %w", ErrEndpointNotAllowed)
 	}
 	origin, ok := originKey(u)
 	if !ok {
-		return fmt.Errorf("endpoint scheme %q: %w", u.Scheme, ErrEndpointNotAllowed)
+		return nil, "", fmt.Errorf("endpoint scheme %q: %w", u.Scheme, ErrEndpointNotAllowed)
 	}
 	shown := origin // what messages may quote
 	switch {
 	case u.User != nil:
-		return fmt.Errorf("endpoint %s carries user info: %w", shown, ErrEndpointNotAllowed)
+		return nil, "", fmt.Errorf("endpoint %s carries user info: %w", shown, ErrEndpointNotAllowed)
 	case u.Fragment != "" || strings.Contains(endpoint, "#"):
-		return fmt.Errorf("endpoint %s carries a fragment: %w", shown, ErrEndpointNotAllowed)
+		return nil, "", fmt.Errorf("endpoint %s carries a fragment: %w", shown, ErrEndpointNotAllowed)
 	}
 	if strings.HasPrefix(origin, "https://") {
 		host := origin[len("https://"):]
 		for _, h := range WebPushBrowserHosts {
 			if host == h {
-				return nil
+				return u, origin, nil
 			}
 		}
 		if strings.HasSuffix(host, "."+WebPushWindowsDomain) {
-			return nil
+			return u, origin, nil
 		}
 	}
 	if o != nil && o.origins[origin] {
-		return nil
+		return u, origin, nil
 	}
-	return fmt.Errorf("endpoint %s: %w", shown, ErrEndpointNotAllowed)
+	return nil, "", fmt.Errorf("endpoint %s: %w", shown, ErrEndpointNotAllowed)
 }
 
 // Origins returns the operator's extra origins, sorted, as
@@ -169,6 +176,8 @@ const maxSubscriptionSize = 4096
 // subscription is a parsed webpush token.
 type subscription struct {
 	endpoint string
+	url      *url.URL // endpoint, parsed
+	origin   string   // url's originKey: the VAPID JWT's aud
 	p256dh   *ecdh.PublicKey
 	auth     []byte // 16 bytes
 }
@@ -206,10 +215,11 @@ func parseSubscription(token string, allowed *WebPushOrigins) (*subscription, er
 	if js.Endpoint == "" {
 		return nil, fmt.Errorf("endpoint is missing: %w", ErrBadSubscription)
 	}
-	if err := allowed.Check(js.Endpoint); err != nil {
+	u, origin, err := allowed.check(js.Endpoint)
+	if err != nil {
 		return nil, fmt.Errorf("%w: %w", err, ErrBadSubscription)
 	}
-	s := &subscription{endpoint: js.Endpoint}
+	s := &subscription{endpoint: js.Endpoint, url: u, origin: origin}
 	point, err := decodeB64(js.Keys.P256dh)
 	if err != nil || len(point) != 65 {
 		return nil, fmt.Errorf("keys.p256dh: want the base64url of a 65-byte uncompressed P-256 point: %w", ErrBadSubscription)
