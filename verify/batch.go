@@ -152,19 +152,26 @@ func (r *Relay) counted(kind equationKind, n int) {
 // batcher groups the Verify calls that wait at the same moment into batches,
 // and lets up to one batch per processor be checked at once.
 //
-// There is no collector goroutine. A caller that finds no batch forming (no
-// leader that has yet to take its batch) and a free leader's scratch becomes
-// a leader: it yields the processor once (runtime.Gosched), so that callers
-// that are already runnable, on this or any core, can queue behind it, then
-// takes up to maxBatch-1 queued requests besides its own, verifies them and
-// wakes their callers. A caller that finds a batch forming, or every scratch
-// taken, queues and sleeps. So a lone request is verified at once, by its
+// There is no collector goroutine. A caller that finds a free leader's
+// scratch becomes a leader: it yields the processor once (runtime.Gosched),
+// so that callers that are already runnable, on this or any core, can queue
+// behind it, then takes up to maxBatch-1 queued requests besides its own,
+// verifies them and wakes their callers. A caller that finds every scratch
+// taken queues and sleeps. So a lone request is verified at once, by its
 // own goroutine, after one Gosched that returns immediately when nothing
-// else is runnable; under load the batch fills by itself; and as soon as a
-// leader has taken its batch and is busy checking it, the next caller starts
-// the next batch, which another processor can check at the same time. That
-// is what makes verification scale with GOMAXPROCS: with one leader at a
-// time, as before, it stopped at about one core.
+// else is runnable; under load the batch fills by itself; and while one
+// leader checks its batch, callers on another processor start and check
+// theirs. That is what makes verification scale with GOMAXPROCS: with one
+// leader at a time, as before, it stopped at about one core.
+//
+// A caller leads even while another leader is still forming its batch
+// (yielding, not yet having taken it). Earlier versions queued such a
+// caller behind the forming leader: on 2 processors that left one of them
+// idle whenever the callers it had just woken all queued behind a leader
+// forming on the other, about 12 % of the wall time of
+// BenchmarkRelayVerifyParallel at -cpu 2; letting both form cut that to
+// about 4 %, for batches of 21 instead of 26 (BENCHMARKS.md, session 7).
+// With one processor there is one scratch, so nothing changes there.
 //
 // A leader that finds a free scratch and at least 2·minBatch requests
 // waiting takes only half of them, so that another processor can check the
@@ -200,8 +207,9 @@ type batcher struct {
 	failScore int
 
 	// onLead, when set by a test, is called by every leader once it has
-	// taken its batch and before it checks it.
-	onLead func()
+	// taken its batch and before it checks it; onForm by every leader as it
+	// starts forming its batch, before it yields.
+	onLead, onForm func()
 }
 
 // searchFirstScore is the failScore above which a batch is searched for bad
@@ -252,7 +260,7 @@ func (b *batcher) verify(r *Relay, p *pending) bool {
 	p.ok, p.lead = false, false
 	var s *batchScratch
 	b.mu.Lock()
-	if b.forming == 0 && len(b.idle) > 0 {
+	if len(b.idle) > 0 {
 		s = b.takeScratch()
 		b.forming++
 		b.mu.Unlock()
@@ -264,6 +272,9 @@ func (b *batcher) verify(r *Relay, p *pending) bool {
 		}
 	}
 	for {
+		if b.onForm != nil {
+			b.onForm()
+		}
 		runtime.Gosched()
 		if b.lead(r, p, s) {
 			return p.ok

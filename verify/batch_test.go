@@ -376,6 +376,54 @@ func TestBatchesAreCheckedInParallel(t *testing.T) {
 	}
 }
 
+// TestLeadersFormOnBothCores: with GOMAXPROCS=2, a caller that finds a
+// free scratch leads even while another leader is still forming its batch.
+// The first leader waits in the onForm hook (it has not yet yielded or taken
+// anything) until a second leader forms too. The batcher of session 6 queued
+// every caller behind a forming leader, which left the other processor idle
+// (BENCHMARKS.md, session 7); with it the second leader never forms and the
+// test fails after 10 s.
+func TestLeadersFormOnBothCores(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	r, ts, sig, body := newSignedSend(t)
+	var mu sync.Mutex
+	forming, most, leaders := 0, 0, 0
+	first, second := make(chan struct{}), make(chan struct{})
+	r.batch.onForm = func() {
+		mu.Lock()
+		forming++
+		leaders++
+		most = max(most, forming)
+		n := leaders
+		mu.Unlock()
+		switch n {
+		case 1:
+			close(first)
+			select {
+			case <-second:
+			case <-time.After(10 * time.Second):
+			}
+		case 2:
+			close(second)
+		}
+		mu.Lock()
+		forming--
+		mu.Unlock()
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- r.Verify(ts, sig, body) }()
+	<-first
+	go func() { errs <- r.Verify(ts, sig, body) }()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if most < 2 {
+		t.Fatalf("at most %d leader forming at once with GOMAXPROCS=2 and 2 scratches; want 2", most)
+	}
+}
+
 // TestBatchesFillOnTwoCores is TestBatchesFormOnOneCore with two leaders:
 // splitting the work between processors must not leave every batch with a
 // request or two.
