@@ -12,6 +12,11 @@
 # PERF=record → OUT_PREFIX.perf.data (perf record -g, 5 s); PERF=stat →
 # OUT_PREFIX.stat (system calls by kind); default none. Knobs: CLOSED (8s),
 # CONNS (64), MAXRATE (30000: signed requests per second of window).
+#
+# RATE=N measures an open loop at N sends/s instead (OPEN, 12s, after a
+# 200 ms closed loop with no warm-up): what a send costs when the server is
+# not saturated and little is shared (issue 18 goal 3). The observer then
+# starts 3 s after the hook, inside the open loop.
 # Layout as run.sh: server on core 0 (GOMAXPROCS=1), Redis and the
 # generator on core 1. The last line is the server's CPU µs per send, the
 # figure that moves least when other processes share the machine.
@@ -41,14 +46,28 @@ server_pid=$!
 pids+=("$server_pid")
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$server_port/health" >/dev/null && break; sleep 0.1; done
 before="taskset -c 0 env GOMAXPROCS=1 $bin/verifyrate -d 2s"
+if [ -n "${RATE:-}" ]; then
+	loop=(-warmup 0 -closed 200ms -open "${OPEN:-12s}" -rate "$RATE")
+	delay=3 # verifyrate's 2 s, then 1 s into the open loop
+else
+	loop=(-closed "${CLOSED:-8s}" -open 0)
+	delay=2
+fi
 case ${PERF:-none} in
-record) before="$before; (sleep 2; perf record -F 4000 -g -p $server_pid -o $out.perf.data -- sleep 5 >/dev/null 2>&1) &" ;;
-stat) before="$before; (sleep 2; perf stat -e syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_futex,syscalls:sys_enter_nanosleep,syscalls:sys_enter_epoll_pwait -p $server_pid -o $out.stat -- sleep 5 >/dev/null 2>&1) &" ;;
+record) before="$before; (sleep $delay; perf record -F 4000 -g -p $server_pid -o $out.perf.data -- sleep 5 >/dev/null 2>&1) &" ;;
+stat) before="$before; (sleep $delay; perf stat -e syscalls:sys_enter_write,syscalls:sys_enter_read,syscalls:sys_enter_futex,syscalls:sys_enter_nanosleep,syscalls:sys_enter_epoll_pwait -p $server_pid -o $out.stat -- sleep 5 >/dev/null 2>&1) &" ;;
 esac
 "$bin/loadgen" -url "http://127.0.0.1:$server_port" -key "$RELAY_PRIVATE_KEY" -type noop \
-	-conns "${CONNS:-64}" -closed "${CLOSED:-8s}" -open 0 -pin-cpu 1 -max-rate "${MAXRATE:-30000}" \
+	-conns "${CONNS:-64}" "${loop[@]}" -pin-cpu 1 -max-rate "${MAXRATE:-30000}" \
 	-before-window "$before" -watch "server=$server_pid,redis=$redis_pid" >"$out.loadgen" 2>&1
-sleep 1 # the observer ends 7 s into an 8 s window
-rps=$(grep -o 'closed_rps=[0-9]*' "$out.loadgen" | cut -d= -f2)
-cpu=$(grep -o 'closed_cpu_server=[0-9.]*' "$out.loadgen" | cut -d= -f2)
+sleep 1 # the observer ends before the window does
+result() { grep -o "$1=[0-9.]*" "$out.loadgen" | cut -d= -f2; }
+if [ -n "${RATE:-}" ]; then
+	rps=$(awk -v d="$(result open_done)" -v o="${OPEN:-12s}" 'BEGIN{sub(/s$/, "", o); printf "%d", d / o}')
+	cpu=$(result open_cpu_server)
+	grep -E '^  latency from release' "$out.loadgen" || true
+else
+	rps=$(result closed_rps)
+	cpu=$(result closed_cpu_server)
+fi
 awk -v r="$rps" -v c="$cpu" -v o="$out" 'BEGIN{printf "%s: %d sends/s, server %.0f%% of its core, %.1f µs of server CPU a send\n", o, r, c*100, c*1e6/r}'

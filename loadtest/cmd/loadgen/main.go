@@ -292,6 +292,11 @@ func run(args []string, w io.Writer) error {
 		if o.rateVerifies > 0 {
 			result = append(result, fmt.Sprintf("open_rate_verifies=%.4f", o.rateVerifies))
 		}
+		// As in the closed loop: a send's server CPU at a fixed rate is the
+		// figure that shows what a send costs when nothing is batched.
+		for i, p := range o.watch {
+			result = append(result, fmt.Sprintf("open_cpu_%s=%.3f", p.name, (procs3[i]-procs2[i]).Seconds()/open.Elapsed.Seconds()))
+		}
 	}
 	for _, p := range o.watch {
 		if cur, peak, err := rss(p.pid); err == nil {
