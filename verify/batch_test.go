@@ -335,30 +335,9 @@ func TestCancellingForgeriesAreRejected(t *testing.T) {
 func TestBatchesAreCheckedInParallel(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	r, ts, sig, body := newSignedSend(t)
-	var mu sync.Mutex
-	inProgress, most, leaders := 0, 0, 0
-	first, second := make(chan struct{}), make(chan struct{})
-	r.batch.onLead = func() {
-		mu.Lock()
-		inProgress++
-		leaders++
-		most = max(most, inProgress)
-		n := leaders
-		mu.Unlock()
-		switch n {
-		case 1:
-			close(first)
-			select {
-			case <-second:
-			case <-time.After(10 * time.Second):
-			}
-		case 2:
-			close(second)
-		}
-		mu.Lock()
-		inProgress--
-		mu.Unlock()
-	}
+	var first <-chan struct{}
+	var most func() int
+	r.batch.onLead, first, most = heldUntilSecond()
 	const later = 2 * minBatch
 	errs := make(chan error, 1+later)
 	go func() { errs <- r.Verify(ts, sig, body) }()
@@ -371,8 +350,45 @@ func TestBatchesAreCheckedInParallel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if most < 2 {
-		t.Fatalf("at most %d batch in progress at once with GOMAXPROCS=2; want 2", most)
+	if n := most(); n < 2 {
+		t.Fatalf("at most %d batch in progress at once with GOMAXPROCS=2; want 2", n)
+	}
+}
+
+// heldUntilSecond returns a batcher hook that holds the first caller to
+// reach it there until a second one does (or 10 s pass), a channel closed
+// once the first is held, and the most callers that were in the hook at
+// once. A batcher that never lets a second caller reach the hook while the
+// first is in it shows 1, after 10 s.
+func heldUntilSecond() (hook func(), first <-chan struct{}, most func() int) {
+	var mu sync.Mutex
+	in, peak, seen := 0, 0, 0
+	firstIn, secondIn := make(chan struct{}), make(chan struct{})
+	hook = func() {
+		mu.Lock()
+		in++
+		seen++
+		peak = max(peak, in)
+		n := seen
+		mu.Unlock()
+		switch n {
+		case 1:
+			close(firstIn)
+			select {
+			case <-secondIn:
+			case <-time.After(10 * time.Second):
+			}
+		case 2:
+			close(secondIn)
+		}
+		mu.Lock()
+		in--
+		mu.Unlock()
+	}
+	return hook, firstIn, func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return peak
 	}
 }
 
@@ -386,30 +402,9 @@ func TestBatchesAreCheckedInParallel(t *testing.T) {
 func TestLeadersFormOnBothCores(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	r, ts, sig, body := newSignedSend(t)
-	var mu sync.Mutex
-	forming, most, leaders := 0, 0, 0
-	first, second := make(chan struct{}), make(chan struct{})
-	r.batch.onForm = func() {
-		mu.Lock()
-		forming++
-		leaders++
-		most = max(most, forming)
-		n := leaders
-		mu.Unlock()
-		switch n {
-		case 1:
-			close(first)
-			select {
-			case <-second:
-			case <-time.After(10 * time.Second):
-			}
-		case 2:
-			close(second)
-		}
-		mu.Lock()
-		forming--
-		mu.Unlock()
-	}
+	var first <-chan struct{}
+	var most func() int
+	r.batch.onForm, first, most = heldUntilSecond()
 	errs := make(chan error, 2)
 	go func() { errs <- r.Verify(ts, sig, body) }()
 	<-first
@@ -419,8 +414,8 @@ func TestLeadersFormOnBothCores(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if most < 2 {
-		t.Fatalf("at most %d leader forming at once with GOMAXPROCS=2 and 2 scratches; want 2", most)
+	if n := most(); n < 2 {
+		t.Fatalf("at most %d leader forming at once with GOMAXPROCS=2 and 2 scratches; want 2", n)
 	}
 }
 
