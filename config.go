@@ -53,6 +53,9 @@ type config struct {
 	tenantTokenURIs *dispatch.TokenURIs
 	router          router.Config
 	dispatch        dispatch.Config
+	// providers is dispatch's credentials as validation opened them, for
+	// dispatch.NewParsed: the .p12 and keys are parsed once per start.
+	providers *dispatch.Parsed
 }
 
 // parseConfig reads the environment through getenv. Its first error names
@@ -260,15 +263,11 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if err := c.router.Validate(); err != nil {
 		return nil, err
 	}
-	if err := d.Validate(); err != nil {
+	if c.providers, err = d.Parse(); err != nil {
 		return nil, err
 	}
-	if d.APNSType == dispatch.APNSTypeCertificate {
-		// Validate opened it: this reads the date the router watches.
-		if c.router.APNSCertificateNotAfter, err = dispatch.APNSCertificateNotAfter(d.APNSCertificate, d.APNSCertificatePassword); err != nil {
-			return nil, fmt.Errorf("APNS_CERTIFICATE: %w", err)
-		}
-	}
+	// Zero unless APNS_TYPE is certificate: the router watches no date then.
+	c.router.APNSCertificateNotAfter = c.providers.APNSCertificateNotAfter()
 	if err := checkVAPIDPublicKey(d, env("VAPID_PUBLIC_KEY", "")); err != nil {
 		return nil, err
 	}
