@@ -97,7 +97,7 @@ bench: bench-compare
 # encoding/json.
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./router:FuzzSendParse ./router:FuzzRegisterAgrees ./router:FuzzRegisterParse ./router:FuzzDecodeBlob \
-	./verify:FuzzVerify ./verify:FuzzClientAuth ./dispatch:FuzzAppendJSONString
+	./verify:FuzzVerify ./verify:FuzzClientAuth ./internal/jsonstr:FuzzAppend
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -53,6 +53,9 @@ type config struct {
 	tenantTokenURIs *dispatch.TokenURIs
 	router          router.Config
 	dispatch        dispatch.Config
+	// providers is dispatch's credentials as validation opened them, for
+	// dispatch.NewParsed: the .p12 and keys are parsed once per start.
+	providers *dispatch.Parsed
 }
 
 // parseConfig reads the environment through getenv. Its first error names
@@ -92,13 +95,13 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	c.redisURL = env("REDIS_URL", "")
 	if c.redisURL != "" {
 		for _, u := range strings.Split(c.redisURL, ",") {
-			if u = strings.TrimSpace(u); !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") {
+			if u = strings.TrimSpace(u); !isRedisURL(u) {
 				return nil, fmt.Errorf("REDIS_URL: want redis:// or rediss:// URLs (comma-separated for cluster seeds), got %q", redactURL(u))
 			}
 		}
 	}
 	c.redisReplica = env("REDIS_REPLICA_URL", "")
-	if c.redisReplica != "" && !strings.HasPrefix(c.redisReplica, "redis://") && !strings.HasPrefix(c.redisReplica, "rediss://") {
+	if c.redisReplica != "" && !isRedisURL(c.redisReplica) {
 		return nil, fmt.Errorf("REDIS_REPLICA_URL: want a redis:// or rediss:// URL, got %q", redactURL(c.redisReplica))
 	}
 	if c.redisReplica != "" && c.redisURL == "" {
@@ -193,7 +196,7 @@ func parseConfig(getenv func(string) string) (*config, error) {
 			return nil, fmt.Errorf("JWT_SECRET: want at least 32 bytes, got %d", len(secret))
 		}
 		c.jwtSecret = []byte(secret)
-		if c.credentialsKey, err = envKey(getenv, "TENANT_CREDENTIALS_KEY", true); err != nil {
+		if c.credentialsKey, err = envKey(getenv, "TENANT_CREDENTIALS_KEY"); err != nil {
 			return nil, err
 		}
 		if v := env("TENANT_CREDENTIALS_PREVIOUS_KEYS", ""); v != "" {
@@ -260,15 +263,11 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if err := c.router.Validate(); err != nil {
 		return nil, err
 	}
-	if err := d.Validate(); err != nil {
+	if c.providers, err = d.Parse(); err != nil {
 		return nil, err
 	}
-	if d.APNSType == dispatch.APNSTypeCertificate {
-		// Validate opened it: this reads the date the router watches.
-		if c.router.APNSCertificateNotAfter, err = dispatch.APNSCertificateNotAfter(d.APNSCertificate, d.APNSCertificatePassword); err != nil {
-			return nil, fmt.Errorf("APNS_CERTIFICATE: %w", err)
-		}
-	}
+	// Zero unless APNS_TYPE is certificate: the router watches no date then.
+	c.router.APNSCertificateNotAfter = c.providers.APNSCertificateNotAfter()
 	if err := checkVAPIDPublicKey(d, env("VAPID_PUBLIC_KEY", "")); err != nil {
 		return nil, err
 	}
@@ -372,20 +371,24 @@ func envDelay(getenv func(string) string, name string, def, lo, hi time.Duration
 	return d, nil
 }
 
-// envKey reads a 32-byte key given as hex or standard base64.
-func envKey(getenv func(string) string, name string, required bool) ([]byte, error) {
+// envKey reads a 32-byte key given as hex or standard base64. Its one
+// caller needs the key with JWT_SECRET, so an empty value is an error.
+func envKey(getenv func(string) string, name string) ([]byte, error) {
 	v := strings.TrimSpace(getenv(name))
 	if v == "" {
-		if required {
-			return nil, fmt.Errorf("%s: required with JWT_SECRET (32 bytes, hex or base64)", name)
-		}
-		return nil, nil
+		return nil, fmt.Errorf("%s: required with JWT_SECRET (32 bytes, hex or base64)", name)
 	}
 	k, err := decodeKey(v)
 	if err != nil {
 		return nil, fmt.Errorf("%s: want 32 bytes as 64 hex digits or standard base64", name)
 	}
 	return k, nil
+}
+
+// isRedisURL reports whether u has a scheme REDIS_URL and
+// REDIS_REPLICA_URL accept: redis:// or rediss:// (TLS).
+func isRedisURL(u string) bool {
+	return strings.HasPrefix(u, "redis://") || strings.HasPrefix(u, "rediss://")
 }
 
 func decodeKey(v string) ([]byte, error) {

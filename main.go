@@ -119,7 +119,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 	}
 	defer store.Close()
 
-	providers, err := dispatch.New(cfg.dispatch)
+	providers, err := dispatch.NewParsed(cfg.dispatch, cfg.providers)
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server: providers:", err)
 		return 2

@@ -82,6 +82,24 @@ func TestBadConfigurationNamesTheVariable(t *testing.T) {
 	f(map[string]string{"TENANT_FCM_TOKEN_URIS": "https://proxy.example/token#f"}, "TENANT_FCM_TOKEN_URIS")
 }
 
+// REDIS_URL and REDIS_REPLICA_URL take redis:// and rediss:// alone, and
+// each says so in its own words, the password redacted.
+func TestRedisURLConfig(t *testing.T) {
+	f := func(primary, replica, wantErr string) {
+		t.Helper()
+		_, err := parseConfig(envMap(map[string]string{"RELAY_PUBLIC_KEY": testKey, "REDIS_URL": primary, "REDIS_REPLICA_URL": replica}))
+		if got := fmt.Sprint(err); err == nil && wantErr != "" || err != nil && got != wantErr {
+			t.Errorf("REDIS_URL=%q REDIS_REPLICA_URL=%q: error %v; want %q", primary, replica, err, wantErr)
+		}
+	}
+	f("redis://a:1", "", "")
+	f("rediss://a:1, redis://b:2", "rediss://r:1", "")
+	f("localhost:6379", "", `REDIS_URL: want redis:// or rediss:// URLs (comma-separated for cluster seeds), got "localhost:6379"`)
+	f("redis://a:1, http://u:secret@b:2", "", `REDIS_URL: want redis:// or rediss:// URLs (comma-separated for cluster seeds), got "http://u:***@b:2"`)
+	f("redis://a:1", "http://u:secret@r:1", `REDIS_REPLICA_URL: want a redis:// or rediss:// URL, got "http://u:***@r:1"`)
+	f("", "redis://r:1", "REDIS_REPLICA_URL: needs REDIS_URL (the primary) too")
+}
+
 func TestTenantTokenURIs(t *testing.T) {
 	google := "https://oauth2.googleapis.com/token"
 	for _, tc := range []struct {

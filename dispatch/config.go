@@ -50,6 +50,33 @@ func (c *Config) Validate() error {
 	return err
 }
 
+// Parse checks c as Validate does and returns its credentials opened, for
+// NewParsed and APNSCertificateNotAfter: the operator's .p12 and keys are
+// then parsed once per start.
+func (c *Config) Parse() (*Parsed, error) {
+	cr, err := c.parse()
+	if err != nil {
+		return nil, err
+	}
+	return &Parsed{cr: cr}, nil
+}
+
+// Parsed is a Config's credentials as Parse opened them: the APNs
+// certificate or key, the FCM service account and the VAPID key.
+type Parsed struct {
+	cr *credentials
+}
+
+// APNSCertificateNotAfter is when the APNs certificate expires, its
+// notAfter: the date the gateway watches and warns about. It is zero
+// unless APNS_TYPE is certificate.
+func (p *Parsed) APNSCertificateNotAfter() time.Time {
+	if p.cr.apnsCert.Leaf == nil {
+		return time.Time{}
+	}
+	return p.cr.apnsCert.Leaf.NotAfter
+}
+
 // credentials is what parse extracts from a Config: the material New needs
 // to build the providers.
 type credentials struct {
@@ -69,8 +96,8 @@ type serviceAccount struct {
 	TokenURI    string `json:"token_uri"`
 }
 
-// parse is Validate's body; New calls it too, so what was validated is what
-// gets built.
+// parse is the body of Validate and Parse, which New calls too, so what was
+// validated is what gets built.
 func (c *Config) parse() (*credentials, error) {
 	var cr credentials
 	switch c.APNSType {

@@ -104,10 +104,21 @@ type Dispatcher struct {
 // Nothing is
 // dialled until the first push. "noop" always exists.
 func New(cfg Config) (*Dispatcher, error) {
-	cr, err := cfg.parse()
+	p, err := cfg.Parse()
 	if err != nil {
 		return nil, err
 	}
+	return NewParsed(cfg, p)
+}
+
+// NewParsed is New for a Config whose credentials cfg.Parse has already
+// opened, so that a start-up that validated them (and read the APNs
+// certificate's expiry) does not open the .p12 and parse the keys again.
+// p must come from Parse of the same credential settings; NewParsed does
+// not check cfg again, so change only what Parse does not read, such as
+// Logger, in between.
+func NewParsed(cfg Config, p *Parsed) (*Dispatcher, error) {
+	cr := p.cr
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}

@@ -3,7 +3,8 @@ package dispatch
 import (
 	"crypto/sha256"
 	"sync"
-	"unicode/utf8"
+
+	"push-server/internal/jsonstr"
 )
 
 // Placeholder alert of KindEncrypted: iOS shows it if the notification
@@ -60,9 +61,9 @@ func appendAPNSPayload(dst []byte, n *Notification) []byte {
 	switch n.Kind {
 	case KindVisible:
 		dst = append(dst, `"alert":{"title":`...)
-		dst = appendJSONString(dst, n.Title)
+		dst = jsonstr.Append(dst, n.Title)
 		dst = append(dst, `,"body":`...)
-		dst = appendJSONString(dst, n.Body)
+		dst = jsonstr.Append(dst, n.Body)
 		dst = append(dst, `},"sound":"default"`...)
 		if n.ImageURL != "" {
 			dst = append(dst, `,"mutable-content":1`...)
@@ -131,68 +132,12 @@ func hasKey(data []Field, key string) bool {
 // member.
 func appendMember(dst []byte, key, value string) []byte {
 	dst = append(dst, ',')
-	dst = appendJSONString(dst, key)
+	dst = jsonstr.Append(dst, key)
 	dst = append(dst, ':')
-	return appendJSONString(dst, value)
+	return jsonstr.Append(dst, value)
 }
 
 const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a quoted JSON string, escaped as
-// encoding/json.Marshal escapes it: ", \ and control characters; <, > and &
-// as \u003c, \u003e, \u0026; U+2028 and U+2029; invalid UTF-8 becomes
-// \ufffd.
-func appendJSONString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
 
 // apnsID returns the apns-id for a message id: the first 16 bytes of
 // SHA-256(messageID) as an RFC 9562 version-8 UUID. Apple logs it and

@@ -9,24 +9,6 @@ import (
 	"github.com/sideshow/apns2"
 )
 
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range []string{
-		"", "plain", `quote " backslash \`, "<b>&amp;</b>", "nl\n cr\r tab\t bs\b ff\f nul\x00 us\x1f del\x7f",
-		"é ✓ 😀", "\u2028\u2029", "bad \xff utf8 \xc3", "\xed\xa0\x80 surrogate",
-	} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		want, err := json.Marshal(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := appendJSONString(nil, s); string(got) != string(want) {
-			t.Fatalf("appendJSONString(%q) = %s; want %s as encoding/json", s, got, want)
-		}
-	})
-}
-
 // apns2 runs the payload through json.Marshal before sending; the bytes, and
 // so the checked size, must come out unchanged.
 func TestAPNsPayloadSurvivesApns2(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"push-server/internal/jsonstr"
 )
 
 // DefaultWebPushTTL is how long a push service keeps a Web Push for an
@@ -212,9 +214,9 @@ func appendWebPushPayload(dst []byte, n *Notification) []byte {
 	member := func(k, v string) {
 		if first {
 			first = false
-			dst = appendJSONString(dst, k)
+			dst = jsonstr.Append(dst, k)
 			dst = append(dst, ':')
-			dst = appendJSONString(dst, v)
+			dst = jsonstr.Append(dst, v)
 			return
 		}
 		dst = appendMember(dst, k, v)

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"push-server/internal/jsonstr"
 )
 
 // Why this file exists rather than webpush-go's SendNotificationWithContext:
@@ -173,11 +175,11 @@ var vapidJWTHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"typ":"JWT","
 func (c *vapidCache) sign(origin string, now time.Time) (string, error) {
 	claims := make([]byte, 0, 128)
 	claims = append(claims, `{"aud":`...)
-	claims = appendJSONString(claims, origin)
+	claims = jsonstr.Append(claims, origin)
 	claims = append(claims, `,"exp":`...)
 	claims = strconv.AppendInt(claims, now.Add(vapidJWTLife).Unix(), 10)
 	claims = append(claims, `,"sub":`...)
-	claims = appendJSONString(claims, c.subject)
+	claims = jsonstr.Append(claims, c.subject)
 	claims = append(claims, '}')
 	signing := vapidJWTHeader + "." + base64.RawURLEncoding.EncodeToString(claims)
 	digest := sha256.Sum256([]byte(signing))

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"push-server/internal/jsonstr"
 )
 
 // DefaultEventLogBuffer is how many event lines wait for the writer
@@ -120,11 +122,11 @@ func (l *eventLog) record(at time.Time, tenant, provider, outcome string, took t
 	b := append(e.b[:0], `{"time":"`...)
 	b = at.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","tenant":`...)
-	b = appendJSONString(b, tenant)
+	b = jsonstr.AppendMinimal(b, tenant)
 	b = append(b, `,"provider":`...)
-	b = appendJSONString(b, provider)
+	b = jsonstr.AppendMinimal(b, provider)
 	b = append(b, `,"outcome":`...)
-	b = appendJSONString(b, outcome)
+	b = jsonstr.AppendMinimal(b, outcome)
 	b = append(b, `,"latency_ms":`...)
 	b = strconv.AppendFloat(b, float64(took.Microseconds())/1000, 'f', -1, 64)
 	e.idx = len(b)
@@ -226,23 +228,4 @@ func (l *eventLog) close(ctx context.Context) {
 	case <-l.done:
 	case <-ctx.Done():
 	}
-}
-
-// appendJSONString appends s as a JSON string. Tenant ids, provider types
-// and contract names are plain ASCII, but the line must stay JSON whatever
-// they hold.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
-		default:
-			b = append(b, c)
-		}
-	}
-	return append(b, '"')
 }

@@ -72,22 +72,12 @@ func newRouteMetrics(name string) *routeMetrics {
 	}
 }
 
-// observe records one answered request. The counter for a status is made
-// once; afterwards observe takes only a read lock and allocates nothing.
+// observe records one answered request.
 func (m *routeMetrics) observe(status int, start time.Time) {
 	m.duration.UpdateDuration(start)
-	m.mu.RLock()
-	c := m.byStatus[status]
-	m.mu.RUnlock()
-	if c == nil {
-		m.mu.Lock()
-		if c = m.byStatus[status]; c == nil {
-			c = metrics.GetOrCreateCounter(`push_requests_total{route="` + m.name + `",status="` + strconv.Itoa(status) + `"}`)
-			m.byStatus[status] = c
-		}
-		m.mu.Unlock()
-	}
-	c.Inc()
+	getOrCreate(&m.mu, m.byStatus, status, func(status int) *metrics.Counter {
+		return metrics.GetOrCreateCounter(`push_requests_total{route="` + m.name + `",status="` + strconv.Itoa(status) + `"}`)
+	}).Inc()
 }
 
 // instrument wraps h so that every answer is counted and timed under name.
@@ -104,18 +94,26 @@ func instrument(name string, h fasthttp.RequestHandler) fasthttp.RequestHandler 
 // with METRICS_TENANT_LABELS on, tenants' sends are counted per tenant
 // label too (see tenantLabels).
 type sendMetrics struct {
-	mu       sync.RWMutex
-	outcomes map[[2]string]*metrics.Counter
-	latency  map[string]*metrics.PrometheusHistogram
-	// byTenant: (provider, outcome, tenant label) → counter.
-	byTenant map[[3]string]*metrics.Counter
+	mu sync.RWMutex
+	// outcomes: (provider, outcome) → series.
+	outcomes map[[2]string]*sendSeries
+	// byTenant: (provider, outcome, tenant label) → series.
+	byTenant map[[3]string]*sendSeries
 }
 
-var sends = &sendMetrics{
-	outcomes: map[[2]string]*metrics.Counter{},
-	latency:  map[string]*metrics.PrometheusHistogram{},
-	byTenant: map[[3]string]*metrics.Counter{},
+// sendSeries is what one send updates: its counter, and its provider's
+// latency histogram, which every key of that provider shares. Keeping both
+// in one entry lets a send find them with one look-up under one read lock.
+type sendSeries struct {
+	count   *metrics.Counter
+	latency *metrics.PrometheusHistogram
 }
+
+func newSendMetrics() *sendMetrics {
+	return &sendMetrics{outcomes: map[[2]string]*sendSeries{}, byTenant: map[[3]string]*sendSeries{}}
+}
+
+var sends = newSendMetrics()
 
 // sent records one provider hand-off that started at start: the send
 // counters and latency, and the event log's line. It is the send path's
@@ -138,51 +136,56 @@ func (s *Server) sent(tenant, provider string, err error, start time.Time, messa
 // observe records one provider hand-off: outcome is "delivered" or the
 // contract name of the failure.
 func (m *sendMetrics) observe(provider, outcome string, took time.Duration) {
-	key := [2]string{provider, outcome}
-	m.mu.RLock()
-	c, h := m.outcomes[key], m.latency[provider]
-	m.mu.RUnlock()
-	if c == nil || h == nil {
-		m.mu.Lock()
-		if c = m.outcomes[key]; c == nil {
-			c = metrics.GetOrCreateCounter(`push_sends_total{provider="` + provider + `",outcome="` + outcome + `"}`)
-			m.outcomes[key] = c
-		}
-		h = m.histogram(provider)
-		m.mu.Unlock()
-	}
-	c.Inc()
-	h.Update(took.Seconds())
+	getOrCreate(&m.mu, m.outcomes, [2]string{provider, outcome}, newOutcomeSeries).update(took)
 }
 
 // observeTenant is observe with a tenant label ("other" or a tenant id,
 // which the tenants API restricts to [A-Za-z0-9_-]).
 func (m *sendMetrics) observeTenant(provider, outcome, tenant string, took time.Duration) {
-	key := [3]string{provider, outcome, tenant}
-	m.mu.RLock()
-	c, h := m.byTenant[key], m.latency[provider]
-	m.mu.RUnlock()
-	if c == nil || h == nil {
-		m.mu.Lock()
-		if c = m.byTenant[key]; c == nil {
-			c = metrics.GetOrCreateCounter(tenantSeries(key))
-			m.byTenant[key] = c
-		}
-		h = m.histogram(provider)
-		m.mu.Unlock()
-	}
-	c.Inc()
-	h.Update(took.Seconds())
+	getOrCreate(&m.mu, m.byTenant, [3]string{provider, outcome, tenant}, newTenantSeries).update(took)
 }
 
-// histogram returns provider's latency histogram; m.mu is held for writing.
-func (m *sendMetrics) histogram(provider string) *metrics.PrometheusHistogram {
-	h := m.latency[provider]
-	if h == nil {
-		h = metrics.GetOrCreatePrometheusHistogram(`push_provider_duration_seconds{provider="` + provider + `"}`)
-		m.latency[provider] = h
+func (s *sendSeries) update(took time.Duration) {
+	s.count.Inc()
+	s.latency.Update(took.Seconds())
+}
+
+func newOutcomeSeries(key [2]string) *sendSeries {
+	return &sendSeries{
+		count:   metrics.GetOrCreateCounter(`push_sends_total{provider="` + key[0] + `",outcome="` + key[1] + `"}`),
+		latency: providerLatency(key[0]),
 	}
-	return h
+}
+
+func newTenantSeries(key [3]string) *sendSeries {
+	return &sendSeries{count: metrics.GetOrCreateCounter(tenantSeries(key)), latency: providerLatency(key[0])}
+}
+
+// providerLatency returns provider's latency histogram; the metrics set
+// hands every caller the same one.
+func providerLatency(provider string) *metrics.PrometheusHistogram {
+	return metrics.GetOrCreatePrometheusHistogram(`push_provider_duration_seconds{provider="` + provider + `"}`)
+}
+
+// getOrCreate returns series[key], making it with create under mu's write
+// lock the first time. mu guards series. A series is made once and then
+// only read, so the request and send paths take one read lock and
+// allocate nothing (TestSentDoesNotAllocate).
+func getOrCreate[K comparable, V any](mu *sync.RWMutex, series map[K]*V, key K, create func(K) *V) *V {
+	mu.RLock()
+	v := series[key]
+	mu.RUnlock()
+	if v != nil {
+		return v
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Another caller may have made it between the two locks.
+	if v = series[key]; v == nil {
+		v = create(key)
+		series[key] = v
+	}
+	return v
 }
 
 // forgetTenants removes tenant labels' series from /metrics: tenantLabels

@@ -70,7 +70,7 @@ func TestTenantLabelsFollowTheBusiest(t *testing.T) {
 // "other" have series in /metrics.
 func TestTenantLabelsStayBounded(t *testing.T) {
 	const n = 3
-	m := &sendMetrics{outcomes: map[[2]string]*metrics.Counter{}, latency: map[string]*metrics.PrometheusHistogram{}, byTenant: map[[3]string]*metrics.Counter{}}
+	m := newSendMetrics()
 	l := newTenantLabels(n, time.Minute, m.forgetTenants)
 	t.Cleanup(func() {
 		for key := range m.byTenant {
