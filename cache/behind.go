@@ -47,7 +47,7 @@ func lookAgain(res Reservation, err error, attempt func() (Reservation, error)) 
 	return res, err
 }
 
-// errStoreClosed is why a mark queued after Close is refused.
+// errStoreClosed is why a call after Close is refused (see Redis.closed).
 var errStoreClosed = errors.New("the store is closed")
 
 // maxCommitsBehind bounds the marks waiting to be written; past it

@@ -83,6 +83,9 @@ func ownerValue(nonce uint64, id string) string {
 
 // Register implements Store; see Redis for the steps and why they are safe.
 func (r *Redis) Register(ctx context.Context, tenant string, c Client) error {
+	if r.closed() {
+		return unavailable(fmt.Sprintf("register client %q", c.ID), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
@@ -229,6 +232,9 @@ func (r *Redis) boundRecord(ctx context.Context, key string, hash *[sha256.Size]
 // Unregister implements Store: one script checks whether the client is
 // bound and deletes its record.
 func (r *Redis) Unregister(ctx context.Context, tenant, id string, proved bool) error {
+	if r.closed() {
+		return unavailable(fmt.Sprintf("delete client %q", id), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
@@ -276,6 +282,9 @@ func recordReply(res rueidis.RedisResult) (prev []byte, refused bool, err error)
 // hash and deletes it, so a registration with another token that lands
 // between a look-up and this call survives.
 func (r *Redis) UnregisterIfToken(ctx context.Context, tenant, id, token string) (bool, error) {
+	if r.closed() {
+		return false, unavailable(fmt.Sprintf("delete client %q if its token is unchanged", id), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
@@ -312,6 +321,10 @@ func (r *Redis) releaseToken(ctx context.Context, tenant, id, ck string, prev []
 // both through the client-side cache: a hit costs no round trip. With a
 // replica, the replica answers first; see Redis for what it may miss.
 func (r *Redis) Lookup(parent context.Context, tenant, id string) (Client, error) {
+	if r.closed() {
+		// Before the caches: they may still hold the answer (see closed).
+		return Client{}, unavailable(fmt.Sprintf("read client %q", id), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(parent)
 	defer cancel()
 

@@ -36,6 +36,9 @@ func appendPendingValue(dst []byte, nonce uint64) []byte {
 // still queued behind it on another instance (CommitBehind): Reserve looks
 // again (lookAgain) before it answers ErrDeliveryInProgress.
 func (r *Redis) Reserve(ctx context.Context, tenant, clientID, messageID string, lease time.Duration) (Reservation, error) {
+	if r.closed() {
+		return Reservation{}, unavailable(fmt.Sprintf("reserve message %q for client %q", messageID, clientID), errStoreClosed)
+	}
 	res, err := r.reserveOnce(ctx, tenant, clientID, messageID, lease)
 	if errors.Is(err, ErrDeliveryInProgress) {
 		return lookAgain(res, err, func() (Reservation, error) {
@@ -85,6 +88,9 @@ func (r *Redis) reserveOnce(ctx context.Context, tenant, clientID, messageID str
 // truth. Its Release then finds the key not its own and leaves it. With the
 // key kept from Reserve it allocates nothing.
 func (r *Redis) Commit(ctx context.Context, res Reservation, ttl time.Duration) error {
+	if r.closed() {
+		return unavailable(fmt.Sprintf("commit message %q for client %q", res.MessageID, res.ClientID), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 
@@ -106,6 +112,9 @@ func (r *Redis) reservedKey(res Reservation) string {
 // Release implements Store: it deletes the key only if it still holds res's
 // claim.
 func (r *Redis) Release(ctx context.Context, res Reservation) error {
+	if r.closed() {
+		return unavailable(fmt.Sprintf("release message %q for client %q", res.MessageID, res.ClientID), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 

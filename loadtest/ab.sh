@@ -39,6 +39,8 @@ cleanup() {
 	rm -rf "$bin"
 }
 trap cleanup EXIT
+# shellcheck source=loadtest/redis.sh
+. "$(dirname "$0")/redis.sh"
 
 (cd "$src" && go build -o "$bin/" . ./loadtest/cmd/loadgen ./loadtest/cmd/verifyrate ./loadtest/cmd/mockapns)
 eval "$("$bin/push-server" keygen)"
@@ -46,10 +48,10 @@ eval "$("$bin/push-server" keygen)"
 # Ports from 30000–49999, never Redis's 6379.
 redis_port=$((30000 + RANDOM % 20000))
 server_port=$((30000 + RANDOM % 20000))
-taskset -c 1 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$bin" >/dev/null 2>&1 &
+taskset -c 1 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$bin" >"$bin/redis.log" 2>&1 &
 redis_pid=$!
 pids+=("$redis_pid")
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+wait_redis "$redis_pid" "$redis_port" "$bin/redis.log"
 
 provider=noop
 provider_env=()

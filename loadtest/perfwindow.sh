@@ -32,14 +32,16 @@ cleanup() {
 	rm -rf "$rdir"
 }
 trap cleanup EXIT
+# shellcheck source=loadtest/redis.sh
+. "$(dirname "$0")/redis.sh"
 eval "$("$bin/push-server" keygen)"
 # Ports from 30000–49999, never Redis's 6379.
 redis_port=$((30000 + RANDOM % 20000))
 server_port=$((30000 + RANDOM % 20000))
-taskset -c 1 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$rdir" >/dev/null 2>&1 &
+taskset -c 1 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$rdir" >"$rdir/redis.log" 2>&1 &
 redis_pid=$!
 pids+=("$redis_pid")
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+wait_redis "$redis_pid" "$redis_port" "$rdir/redis.log"
 env PORT="$server_port" RELAY_PUBLIC_KEY="$RELAY_PUBLIC_KEY" LOG_LEVEL=warn GOMAXPROCS=1 RATE_LIMIT_PER_IP=0 \
 	REDIS_URL="redis://127.0.0.1:$redis_port" "$@" taskset -c 0 "$bin/push-server" >"$out.server.log" 2>&1 &
 server_pid=$!

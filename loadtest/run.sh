@@ -105,6 +105,9 @@ wait_until() {
 	return 1
 }
 
+# shellcheck source=loadtest/redis.sh
+. loadtest/redis.sh
+
 # start_redis starts a throwaway redis-server on core LOAD_CPU; sets
 # redis_port and redis_pid.
 start_redis() {
@@ -114,7 +117,7 @@ start_redis() {
 		--appendonly no --dir "$work/redis-$redis_port" >"$work/redis-$redis_port.log" 2>&1 &
 	redis_pid=$!
 	pids+=("$redis_pid")
-	wait_until redis-cli -p "$redis_port" ping
+	wait_redis "$redis_pid" "$redis_port" "$work/redis-$redis_port.log"
 }
 
 # start_server starts push-server alone on core SERVER_CPU with GOMAXPROCS=1

@@ -100,7 +100,13 @@ func crashRun(t *testing.T, load crashLoad) {
 		insts[0].register(fmt.Sprintf("target-%d", i), "apns", fmt.Sprintf("%062x%02x", 0xc7a5, i), false)
 	}
 	cachetest.WaitReplicaSynced(t, replica.Addr)
-	c := faultClient(3 * time.Second)
+	// A send is answered within its claim's lease, or never: past it the
+	// claim no longer guards the send, and an answer would mean nothing
+	// for dedup. So the lease, not the machine's speed, bounds the wait;
+	// a fixed 3 s timed out sends that a starved machine (load average
+	// above 20, -race) answered 202 or 502 after 3.1–3.8 s.
+	answerWithin := sendTimeout + leaseMargin
+	c := faultClient(answerWithin)
 	// B looks every target up once, so it knows them when the primary is
 	// gone; these warm-up messages count like the others.
 	var (
@@ -133,7 +139,7 @@ func crashRun(t *testing.T, load crashLoad) {
 		sent, outage202, outage503 atomic.Int64
 		timedOut                   atomic.Int64 // 502 provider_unavailable
 		down                       atomic.Bool
-		lastStart                  atomic.Int64 // unix ns of the last send's start
+		lastAnswer                 time.Time // when the last send was answered; under mu
 	)
 	// Enough senders that sends waiting out the store's timeout during the
 	// outage (A's look-ups, 300 ms) do not slow the others' pace.
@@ -144,10 +150,10 @@ func crashRun(t *testing.T, load crashLoad) {
 			for i := range jobs {
 				msg := fmt.Sprint("load-", i)
 				inst := i % 2
-				lastStart.Store(time.Now().UnixNano())
 				wasDown := down.Load()
 				r := send(inst, (i/2)%targets, msg)
 				mu.Lock()
+				lastAnswer = time.Now()
 				answered[msg] = r.status
 				if r.status == 202 {
 					via[msg] = inst
@@ -177,14 +183,23 @@ func crashRun(t *testing.T, load crashLoad) {
 	}
 	start := time.Now()
 	killed := make(chan struct{})
+	var downFor time.Duration // read after killed
 	go func() {
 		defer close(killed)
 		time.Sleep(load.killAt)
 		down.Store(true)
 		primary.Stop()
+		stopped := time.Now()
 		time.Sleep(load.outage)
+		// A starved machine can take longer than the outage to answer any
+		// send: the primary stays down until B has answered one 202 while
+		// it was down (checked below), within a send's bound.
+		for until := time.Now().Add(answerWithin); outage202.Load() == 0 && time.Now().Before(until); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		primary.Restart()
 		down.Store(false)
+		downFor = time.Since(stopped)
 	}()
 	// Send i leaves at start + i/rate: on a busy machine the pace catches
 	// up after a stall instead of dropping sends, as a ticker would.
@@ -204,8 +219,11 @@ func crashRun(t *testing.T, load crashLoad) {
 	problems = nil
 
 	// The relay re-sends after the lease (SendTimeout + leaseMargin) of the
-	// last claim has run out, so no claim can answer for a mark.
-	time.Sleep(time.Until(time.Unix(0, lastStart.Load()).Add(sendTimeout + leaseMargin + 500*time.Millisecond)))
+	// last claim has run out, so no claim can answer for a mark. Every claim
+	// was taken before its send was answered: counting from the last
+	// answer, rather than the last send's start, holds however long a
+	// starved machine took to answer.
+	time.Sleep(time.Until(lastAnswer.Add(sendTimeout + leaseMargin + 500*time.Millisecond)))
 	var resent []string
 	for msg, st := range answered {
 		if st == 202 {
@@ -278,5 +296,5 @@ func crashRun(t *testing.T, load crashLoad) {
 	}
 	t.Logf("redis-crash: sent=%d in %s (%.0f/s) accepted=%d (during the %s outage: 202=%d through B's fallback, 503=%d) | after the lease re-sent %d messages twice each (other instance, then the same): 200=%d | delivered twice=%d (202 through A=%d, through B=%d) never=%d delivered-but-not-202=%d | provider timeouts (502, not re-sent)=%d",
 		sent.Load()+targets, loadTook.Round(time.Millisecond), float64(sent.Load())/loadTook.Seconds(), accepted,
-		load.outage, outage202.Load(), outage503.Load(), len(resent), resent200.Load(), twice, twiceVia[0], twiceVia[1], never, unacked, timedOut.Load())
+		downFor.Round(time.Millisecond), outage202.Load(), outage503.Load(), len(resent), resent200.Load(), twice, twiceVia[0], twiceVia[1], never, unacked, timedOut.Load())
 }

@@ -704,6 +704,9 @@ func testOddBytes(t *testing.T, s cache.Store) {
 func testClosedStoreIsUnavailable(t *testing.T, s cache.Store) {
 	c := cache.Client{ID: "id", Type: cache.TypeAPNS, Token: "tok"}
 	mustRegister(t, s, "", c)
+	// Looked up before Close, so that a store with a cache holds the
+	// answer: a closed store must not serve it from there.
+	wantClient(t, s, "", c)
 	r := mustReserve(t, s, "", "id", "m", longLease)
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
