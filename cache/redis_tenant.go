@@ -140,6 +140,9 @@ func appendGlobEscaped(dst []byte, s string) []byte {
 // CreateTenant implements Tenants with HSETNX on the version field (the
 // field exists exactly when the tenant does) and the incarnation beside it.
 func (r *Redis) CreateTenant(ctx context.Context, id string) (bool, error) {
+	if r.closed() {
+		return false, unavailable(fmt.Sprintf("create tenant %q", id), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	k := r.tenantKey(id)
@@ -157,6 +160,9 @@ func (r *Redis) CreateTenant(ctx context.Context, id string) (bool, error) {
 // cache (not the replica, so a change is never hidden by replication lag);
 // another instance's change arrives by invalidation.
 func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
+	if r.closed() {
+		return Tenant{}, unavailable(fmt.Sprintf("read tenant %q", id), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	m, err := r.c.DoCache(ctx, r.c.B().Hgetall().Key(r.tenantKey(id)).Cache(), r.cacheTTL).AsStrMap()
@@ -208,6 +214,9 @@ func (r *Redis) Tenant(ctx context.Context, id string) (Tenant, error) {
 // UpdateTenant implements Tenants with one script on the tenant's key,
 // which also checks change.If.
 func (r *Redis) UpdateTenant(ctx context.Context, id string, change TenantChange) error {
+	if r.closed() {
+		return unavailable(fmt.Sprintf("update tenant %q", id), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	flag := func(b bool) string {
@@ -256,6 +265,9 @@ const deleteBatch = 500
 // the job; until then the leftovers are unreachable only in the sense that
 // a re-created tenant would see them, so the error must be heeded.
 func (r *Redis) DeleteTenant(ctx context.Context, id string) error {
+	if r.closed() {
+		return unavailable(fmt.Sprintf("delete tenant %q", id), errStoreClosed)
+	}
 	k := r.tenantKey(id)
 	if err := r.withTimeout(ctx, func(ctx context.Context) error {
 		return r.c.Do(ctx, r.c.B().Del().Key(k).Build()).Error()

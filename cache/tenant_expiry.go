@@ -43,6 +43,9 @@ func (e *Embedded) APNSCertificateExpiries(ctx context.Context, each func(tenant
 // seen on more than one node (a replica answers SCAN too) are reported
 // once.
 func (r *Redis) APNSCertificateExpiries(ctx context.Context, each func(tenant string, notAfter int64)) error {
+	if r.closed() {
+		return unavailable("list tenants", errStoreClosed)
+	}
 	seen := map[string]struct{}{}
 	return r.scanNodes(ctx, r.tenantPattern(), "list tenants", func(ctx context.Context, batch []string) error {
 		keys := batch[:0]

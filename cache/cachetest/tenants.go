@@ -49,6 +49,8 @@ type RawTenantReader interface {
 //     once each, whatever their ids' spelling;
 //   - Web Push's credentials (sealed key and clear public key) and its
 //     suspension follow the same rules, apart from the other providers'.
+//   - after Close every tenant method returns an error matching
+//     ErrUnavailable, a tenant read just before included.
 func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 	tests := []struct {
 		name string
@@ -65,6 +67,7 @@ func RunTenants(t *testing.T, newStore func(t *testing.T) TenantStore) {
 		{"SealedBytesStoredAsGiven", testSealedBytesStoredAsGiven},
 		{"CertificateExpiries", testCertificateExpiries},
 		{"WebPushLikeTheOthers", testWebPushLikeTheOthers},
+		{"ClosedStoreIsUnavailable", testClosedTenantStoreIsUnavailable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -541,4 +544,29 @@ func testCertificateExpiries(t *testing.T, s TenantStore) {
 	if len(got) != 1 || got["odd id"] != march {
 		t.Fatalf("after deleting a tenant, APNSCertificateExpiries reported %v; want only odd id", got)
 	}
+}
+
+// testClosedTenantStoreIsUnavailable: a tenant read just before Close is
+// not served afterwards from a cache (a store whose connections close in
+// the background could still answer from one), and nothing else is either.
+func testClosedTenantStoreIsUnavailable(t *testing.T, s TenantStore) {
+	mustCreateTenant(t, s, "acme", true)
+	mustTenant(t, s, "acme")
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	x := ctx(t)
+	f := func(op string, err error) {
+		t.Helper()
+		if !errors.Is(err, cache.ErrUnavailable) {
+			t.Errorf("%s on a closed store = %v; want ErrUnavailable", op, err)
+		}
+	}
+	_, err := s.CreateTenant(x, "other")
+	f("CreateTenant", err)
+	_, err = s.Tenant(x, "acme")
+	f("Tenant", err)
+	f("UpdateTenant", s.UpdateTenant(x, "acme", cache.TenantChange{}))
+	f("DeleteTenant", s.DeleteTenant(x, "acme"))
+	f("APNSCertificateExpiries", s.APNSCertificateExpiries(x, func(string, int64) {}))
 }
