@@ -82,14 +82,8 @@ func (s *apnsSender) Send(ctx context.Context, token string, n *Notification) er
 		note.PushType, note.Priority = apns2.PushTypeBackground, apnsPriorityLow
 	}
 
-	// The router's context already ends within the timeout (both are
-	// PROVIDER_TIMEOUT): a timer context of our own would only cost a
-	// timer and four allocations a push.
-	if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > s.timeout {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-	}
+	ctx, cancel := withTimeout(ctx, s.timeout)
+	defer cancel()
 	err := s.policy.run(ctx, s.name, classifyAPNs, func(ctx context.Context) answer {
 		tc := newTryContext(ctx)
 		resp, err := s.client.PushWithContext(tc, note)

@@ -115,7 +115,7 @@ func (s *fcmSender) Send(ctx context.Context, token string, n *Notification) err
 	}
 	msg := fcmMessage(token, n, time.Now())
 
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := withTimeout(ctx, s.timeout)
 	defer cancel()
 	var refused error // the SDK refused the message without sending it
 	err := s.policy.run(ctx, TypeFCM, classifyFCM, func(ctx context.Context) answer {

@@ -120,7 +120,7 @@ func (s *webpushSender) Send(ctx context.Context, token string, n *Notification)
 	}
 	urgency := webpushUrgency(n)
 
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := withTimeout(ctx, s.timeout)
 	defer cancel()
 	err = s.policy.run(ctx, TypeWebPush, classifyWebPush, func(ctx context.Context) answer {
 		var rec tryRecord
