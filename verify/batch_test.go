@@ -335,9 +335,8 @@ func TestCancellingForgeriesAreRejected(t *testing.T) {
 func TestBatchesAreCheckedInParallel(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	r, ts, sig, body := newSignedSend(t)
-	var first <-chan struct{}
-	var most func() int
-	r.batch.onLead, first, most = heldUntilSecond()
+	hook, first, most := heldUntilSecond()
+	r.batch.onLead = hook
 	const later = 2 * minBatch
 	errs := make(chan error, 1+later)
 	go func() { errs <- r.Verify(ts, sig, body) }()
@@ -402,9 +401,8 @@ func heldUntilSecond() (hook func(), first <-chan struct{}, most func() int) {
 func TestLeadersFormOnBothCores(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
 	r, ts, sig, body := newSignedSend(t)
-	var first <-chan struct{}
-	var most func() int
-	r.batch.onForm, first, most = heldUntilSecond()
+	hook, first, most := heldUntilSecond()
+	r.batch.onForm = hook
 	errs := make(chan error, 2)
 	go func() { errs <- r.Verify(ts, sig, body) }()
 	<-first

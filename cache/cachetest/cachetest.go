@@ -115,6 +115,15 @@ func wantNotFound(t *testing.T, s cache.Store, tenant, id string) {
 	}
 }
 
+// wantUnavailable checks that op, called on a closed store, returned an
+// error matching ErrUnavailable.
+func wantUnavailable(t *testing.T, op string, err error) {
+	t.Helper()
+	if !errors.Is(err, cache.ErrUnavailable) {
+		t.Errorf("%s on a closed store = %v; want ErrUnavailable", op, err)
+	}
+}
+
 func testRegisterThenLookup(t *testing.T, s cache.Store) {
 	wantNotFound(t, s, "", "z6MkA")
 	c := cache.Client{ID: "z6MkA", Type: cache.TypeAPNS, Token: "tok-a"}
@@ -712,22 +721,16 @@ func testClosedStoreIsUnavailable(t *testing.T, s cache.Store) {
 		t.Fatalf("Close: %v", err)
 	}
 	x := ctx(t)
-	f := func(op string, err error) {
-		t.Helper()
-		if !errors.Is(err, cache.ErrUnavailable) {
-			t.Errorf("%s on a closed store = %v; want ErrUnavailable", op, err)
-		}
-	}
-	f("Register", s.Register(x, "", c))
-	f("Unregister", s.Unregister(x, "", "id", false))
+	wantUnavailable(t, "Register", s.Register(x, "", c))
+	wantUnavailable(t, "Unregister", s.Unregister(x, "", "id", false))
 	_, err := s.Lookup(x, "", "id")
-	f("Lookup", err)
+	wantUnavailable(t, "Lookup", err)
 	_, err = s.Reserve(x, "", "id", "m2", longLease)
-	f("Reserve", err)
-	f("Commit", s.Commit(x, r, longTTL))
-	f("CommitBehind", s.CommitBehind(x, r, longTTL))
-	f("Release", s.Release(x, r))
-	f("Ping", s.Ping(x))
+	wantUnavailable(t, "Reserve", err)
+	wantUnavailable(t, "Commit", s.Commit(x, r, longTTL))
+	wantUnavailable(t, "CommitBehind", s.CommitBehind(x, r, longTTL))
+	wantUnavailable(t, "Release", s.Release(x, r))
+	wantUnavailable(t, "Ping", s.Ping(x))
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}

@@ -556,17 +556,11 @@ func testClosedTenantStoreIsUnavailable(t *testing.T, s TenantStore) {
 		t.Fatalf("Close: %v", err)
 	}
 	x := ctx(t)
-	f := func(op string, err error) {
-		t.Helper()
-		if !errors.Is(err, cache.ErrUnavailable) {
-			t.Errorf("%s on a closed store = %v; want ErrUnavailable", op, err)
-		}
-	}
 	_, err := s.CreateTenant(x, "other")
-	f("CreateTenant", err)
+	wantUnavailable(t, "CreateTenant", err)
 	_, err = s.Tenant(x, "acme")
-	f("Tenant", err)
-	f("UpdateTenant", s.UpdateTenant(x, "acme", cache.TenantChange{}))
-	f("DeleteTenant", s.DeleteTenant(x, "acme"))
-	f("APNSCertificateExpiries", s.APNSCertificateExpiries(x, func(string, int64) {}))
+	wantUnavailable(t, "Tenant", err)
+	wantUnavailable(t, "UpdateTenant", s.UpdateTenant(x, "acme", cache.TenantChange{}))
+	wantUnavailable(t, "DeleteTenant", s.DeleteTenant(x, "acme"))
+	wantUnavailable(t, "APNSCertificateExpiries", s.APNSCertificateExpiries(x, func(string, int64) {}))
 }
