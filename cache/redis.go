@@ -488,8 +488,8 @@ func durationMs(d time.Duration) int64 {
 	return max(ms, 1)
 }
 
-// closed reports whether Close has begun. Every Store and Tenants method
-// asks it first, because rueidis alone does not make a closed store refuse: a
+// closed reports whether Close has begun. Every Store, Tenants and
+// Limiter method asks it first, because rueidis alone does not make a closed store refuse: a
 // cluster client closes its connections in goroutines after Close returns,
 // so a command right after Close can still be answered (Ping was, once in
 // five runs of the Cluster contract suite), and the front cache and

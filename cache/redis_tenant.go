@@ -346,6 +346,9 @@ func (r *Redis) withTimeout(ctx context.Context, f func(context.Context) error) 
 // Allow implements Limiter with a fixed-window counter on the primary,
 // shared by every instance.
 func (r *Redis) Allow(ctx context.Context, key string, limit int, window time.Duration) (bool, time.Duration, error) {
+	if r.closed() {
+		return false, 0, unavailable(fmt.Sprintf("count rate limit %q", key), errStoreClosed)
+	}
 	ctx, cancel := r.deadlines.Within(ctx)
 	defer cancel()
 	vals, err := allowScript.Exec(ctx, r.c, []string{r.limitKey(key)}, []string{strconv.FormatInt(durationMs(window), 10)}).AsIntSlice()

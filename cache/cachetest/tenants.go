@@ -437,10 +437,29 @@ func testWebPushLikeTheOthers(t *testing.T, s TenantStore) {
 	}
 }
 
-// RunLimiter checks a cache.Limiter's fixed windows. newLimiter must close
-// what it makes in t.Cleanup.
+// RunLimiter checks a cache.Limiter's fixed windows, and that a limiter
+// that can be closed refuses after Close with ErrUnavailable. newLimiter
+// must close what it makes in t.Cleanup (Close is then called twice).
 func RunLimiter(t *testing.T, newLimiter func(t *testing.T) cache.Limiter) {
 	t.Run("FixedWindow", func(t *testing.T) { testFixedWindow(t, newLimiter(t)) })
+	t.Run("ClosedLimiterIsUnavailable", func(t *testing.T) { testClosedLimiterIsUnavailable(t, newLimiter(t)) })
+}
+
+// testClosedLimiterIsUnavailable: a closed store does not count requests
+// any more (on a Redis Cluster a call after Close could still reach a node).
+func testClosedLimiterIsUnavailable(t *testing.T, l cache.Limiter) {
+	closer, ok := l.(interface{ Close() error })
+	if !ok {
+		t.Skip("the limiter cannot be closed")
+	}
+	if _, _, err := l.Allow(ctx(t), "ip:198.51.100.9", 3, time.Minute); err != nil {
+		t.Fatalf("Allow before Close: %v", err)
+	}
+	if err := closer.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	_, _, err := l.Allow(ctx(t), "ip:198.51.100.9", 3, time.Minute)
+	wantUnavailable(t, "Allow", err)
 }
 
 func testFixedWindow(t *testing.T, l cache.Limiter) {
