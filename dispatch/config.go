@@ -40,19 +40,13 @@ const (
 	DefaultMaxRetriesPerSecond = 100
 )
 
-// Validate checks every setting without touching the network and returns an
-// error naming the environment variable of the first bad one. It opens the
-// .p12 and parses the keys, so a wrong password or a wrong key type stops
-// start-up instead of failing the first push. A bad credential is a
+// Parse checks every setting without touching the network and returns the
+// credentials opened, for NewParsed and APNSCertificateNotAfter, so that the
+// operator's .p12 and keys are parsed once per start. Its error names the
+// environment variable of the first bad setting: it opens the .p12 and
+// parses the keys, so a wrong password or a wrong key type stops start-up
+// instead of failing the first push. A bad credential is a
 // *CredentialError whose Part is the variable's name.
-func (c *Config) Validate() error {
-	_, err := c.parse()
-	return err
-}
-
-// Parse checks c as Validate does and returns its credentials opened, for
-// NewParsed and APNSCertificateNotAfter: the operator's .p12 and keys are
-// then parsed once per start.
 func (c *Config) Parse() (*Parsed, error) {
 	cr, err := c.parse()
 	if err != nil {
@@ -96,7 +90,7 @@ type serviceAccount struct {
 	TokenURI    string `json:"token_uri"`
 }
 
-// parse is the body of Validate and Parse, which New calls too, so what was
+// parse is the body of Parse, which New calls too, so what was
 // validated is what gets built.
 func (c *Config) parse() (*credentials, error) {
 	var cr credentials
@@ -174,7 +168,7 @@ func (c *Config) parse() (*credentials, error) {
 }
 
 // partNames names the credential inputs in error messages: environment
-// variables for Validate, multipart parts for the Check functions. Each
+// variables for Parse, multipart parts for the Check functions. Each
 // parser reports its failure as a *CredentialError whose Part is one of
 // these names, so the caller can point at the input at fault.
 type partNames struct {

@@ -17,7 +17,7 @@ import (
 	"push-server/dispatch/dispatchtest"
 )
 
-func TestConfigValidate(t *testing.T) {
+func TestConfigParse(t *testing.T) {
 	key := newAPNsKey(t)
 	cert := newClientCert(t, time.Now().Add(24*time.Hour))
 	expired := newClientCert(t, time.Now().Add(-time.Minute))
@@ -61,14 +61,14 @@ func TestConfigValidate(t *testing.T) {
 		for _, e := range edits {
 			e(&c)
 		}
-		err := c.Validate()
+		_, err := c.Parse()
 		switch {
 		case want == "" && err != nil:
-			t.Fatalf("Validate() = %v; want nil", err)
+			t.Fatalf("Parse() = %v; want nil", err)
 		case want != "" && err == nil:
-			t.Fatalf("Validate() = nil; want an error with %q", want)
+			t.Fatalf("Parse() = nil; want an error with %q", want)
 		case want != "" && !strings.Contains(err.Error(), want):
-			t.Fatalf("Validate() = %q; want it to contain %q", err, want)
+			t.Fatalf("Parse() = %q; want it to contain %q", err, want)
 		}
 	}
 	set := func(fn func(c *Config)) func(c *Config) { return fn }
@@ -123,7 +123,7 @@ func TestConfigValidate(t *testing.T) {
 func TestNewValidates(t *testing.T) {
 	_, err := New(Config{Credentials: Credentials{APNSType: "token"}})
 	if err == nil || !strings.HasPrefix(err.Error(), "APNS_TOPIC:") {
-		t.Fatalf("New with a bad Config = %v; want the APNS_TOPIC error of Validate", err)
+		t.Fatalf("New with a bad Config = %v; want the APNS_TOPIC error of Parse", err)
 	}
 }
 

@@ -67,7 +67,7 @@ var uploadNames = &partNames{
 }
 
 // CredentialError says which input of a credential set is bad and why. The
-// Check functions name a multipart part (the Part constants); Validate
+// Check functions name a multipart part (the Part constants); Parse
 // names an environment variable. Err never holds secret material.
 type CredentialError struct {
 	Part string

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// Config is what dispatch needs from the environment. main fills it; Validate
+// Config is what dispatch needs from the environment. main fills it; Parse
 // names the environment variable of the first bad setting.
 type Config struct {
 	// Credentials are the providers' credentials: the environment's in

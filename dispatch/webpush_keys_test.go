@@ -182,15 +182,15 @@ func TestConfigValidateVAPID(t *testing.T) {
 		{Config{Credentials: Credentials{VAPIDPrivateKey: priv}}, "VAPID_SUBJECT"},
 	} {
 		var ce *CredentialError
-		if err := tc.cfg.Validate(); !errors.As(err, &ce) || ce.Part != tc.part {
-			t.Errorf("Validate = %v, want a CredentialError for %s", err, tc.part)
+		if _, err := tc.cfg.Parse(); !errors.As(err, &ce) || ce.Part != tc.part {
+			t.Errorf("Parse = %v, want a CredentialError for %s", err, tc.part)
 		}
 	}
-	if err := (&Config{WebPushTTL: -1}).Validate(); err == nil || !strings.HasPrefix(err.Error(), "WEBPUSH_TTL") {
+	if _, err := (&Config{WebPushTTL: -1}).Parse(); err == nil || !strings.HasPrefix(err.Error(), "WEBPUSH_TTL") {
 		t.Errorf("negative WEBPUSH_TTL: %v", err)
 	}
 	ok := Config{Credentials: Credentials{VAPIDPrivateKey: priv, VAPIDSubject: "mailto:a@b"}}
-	if err := ok.Validate(); err != nil {
+	if _, err := ok.Parse(); err != nil {
 		t.Errorf("valid VAPID settings: %v", err)
 	}
 }
