@@ -53,9 +53,9 @@ type config struct {
 	tenantTokenURIs *dispatch.TokenURIs
 	router          router.Config
 	dispatch        dispatch.Config
-	// providers is dispatch's credentials as validation opened them, for
+	// credentials is dispatch's credentials as validation opened them, for
 	// dispatch.NewParsed: the .p12 and keys are parsed once per start.
-	providers *dispatch.Parsed
+	credentials *dispatch.Parsed
 }
 
 // parseConfig reads the environment through getenv. Its first error names
@@ -263,11 +263,11 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	if err := c.router.Validate(); err != nil {
 		return nil, err
 	}
-	if c.providers, err = d.Parse(); err != nil {
+	if c.credentials, err = d.Parse(); err != nil {
 		return nil, err
 	}
 	// Zero unless APNS_TYPE is certificate: the router watches no date then.
-	c.router.APNSCertificateNotAfter = c.providers.APNSCertificateNotAfter()
+	c.router.APNSCertificateNotAfter = c.credentials.APNSCertificateNotAfter()
 	if err := checkVAPIDPublicKey(d, env("VAPID_PUBLIC_KEY", "")); err != nil {
 		return nil, err
 	}

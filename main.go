@@ -119,7 +119,7 @@ func serve(getenv func(string) string, stderr io.Writer) int {
 	}
 	defer store.Close()
 
-	providers, err := dispatch.NewParsed(cfg.dispatch, cfg.providers)
+	providers, err := dispatch.NewParsed(cfg.dispatch, cfg.credentials)
 	if err != nil {
 		fmt.Fprintln(stderr, "push-server: providers:", err)
 		return 2
