@@ -70,7 +70,7 @@ esac
 sleep 1 # the observer ends before the window does
 result() { grep -o "$1=[0-9.]*" "$out.loadgen" | cut -d= -f2; }
 if [ -n "${RATE:-}" ]; then
-	rps=$(awk -v d="$(result open_done)" -v o="${OPEN:-12s}" 'BEGIN{sub(/s$/, "", o); printf "%d", d / o}')
+	rps=$(result open_rps)
 	cpu=$(result open_cpu_server)
 	grep -E '^  latency from release' "$out.loadgen" || true
 else

@@ -285,6 +285,7 @@ func run(args []string, w io.Writer) error {
 			100*cpuOpen.Seconds()/open.Elapsed.Seconds(), usage(o.watch, procs2, procs3, open.Elapsed))
 		result = append(result,
 			fmt.Sprintf("open_rate=%.0f", openRate), fmt.Sprintf("open_done=%d", open.Done),
+			fmt.Sprintf("open_rps=%.0f", float64(open.Done)/open.Elapsed.Seconds()),
 			fmt.Sprintf("open_statuses=%s", open.Statuses),
 			fmt.Sprintf("p50_us=%d", p[0].Microseconds()), fmt.Sprintf("p90_us=%d", p[1].Microseconds()),
 			fmt.Sprintf("p99_us=%d", p[2].Microseconds()), fmt.Sprintf("p999_us=%d", p[3].Microseconds()),
