@@ -3,6 +3,7 @@ package dispatch
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
@@ -86,6 +87,78 @@ func TestProvidersGoThroughTheProxy(t *testing.T) {
 	}
 	if sandbox.Count() != 0 {
 		t.Fatalf("the sandbox mock got %d pushes", sandbox.Count())
+	}
+}
+
+// TestWebPushGoesThroughTheProxy: with HTTPS_PROXY set, a Web Push goes
+// through a CONNECT tunnel to the push service, TLS to the service inside
+// it, and the service decrypts it and accepts its VAPID JWT, whose aud is
+// the endpoint's origin as the sender sees it (the proxied name, not the
+// listener's address); with the host in NO_PROXY it is dialled directly.
+// The push service's name resolves nowhere but in the proxy, so a push
+// that succeeds went through it.
+func TestWebPushGoesThroughTheProxy(t *testing.T) {
+	proxy := testkit.StartProxy(t)
+	t.Setenv("HTTPS_PROXY", proxy.URL)
+	t.Setenv("HTTP_PROXY", proxy.URL)
+	t.Setenv("NO_PROXY", "other.example")
+
+	mock, err := dispatchtest.NewWebPushService(dispatchtest.WebPushOptions{TLS: true, Record: true, Host: "webpush.push-server.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mock.Close() })
+	priv, pub, err := GenerateVAPIDKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	origins, err := ParseWebPushOrigins(mock.Origin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := baseConfig()
+	cfg.VAPIDPrivateKey, cfg.VAPIDSubject = priv, testVAPIDSubject
+	cfg.WebPushAllowedOrigins = origins
+	cfg.RootCAs = mock.RootCAs()
+	d := mustNew(t, cfg) // Proxy nil: the environment, read now
+
+	sub := mock.Subscribe(pub)
+	for range 2 {
+		if err := mustSender(t, d, TypeWebPush).Send(t.Context(), sub, visible()); err != nil {
+			t.Fatalf("Web Push through the proxy: %v", err)
+		}
+	}
+	got := mock.Received()
+	if len(got) != 2 {
+		t.Fatalf("the push service accepted %d pushes, want 2", len(got))
+	}
+	var payload map[string]string
+	if err := json.Unmarshal(got[0].Plaintext, &payload); err != nil || payload["title"] != visible().Title {
+		t.Fatalf("the push service decrypted %q (%v); want the notification's JSON with title %q", got[0].Plaintext, err, visible().Title)
+	}
+	if got[0].Proto != "HTTP/2.0" {
+		t.Errorf("the push came over %s; want HTTP/2.0, TLS inside the tunnel", got[0].Proto)
+	}
+	if got[0].Audience != mock.Origin() || got[0].PublicKey != pub {
+		t.Fatalf("the VAPID JWT had aud %q and k %q; want %q and %q", got[0].Audience, got[0].PublicKey, mock.Origin(), pub)
+	}
+	host := strings.TrimPrefix(mock.Origin(), "https://")
+	// Once: the HTTP/2 connection inside the tunnel is reused.
+	if seen := proxy.Seen(); !slices.Equal(seen, []string{"CONNECT " + host}) {
+		t.Fatalf("the proxy carried %q; want one CONNECT %s", seen, host)
+	}
+
+	// NO_PROXY: the push service is dialled directly, where its name does
+	// not resolve; the proxy never hears of it.
+	t.Setenv("NO_PROXY", "webpush.push-server.test")
+	direct := mustNew(t, cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := mustSender(t, direct, TypeWebPush).Send(ctx, sub, visible()); err == nil {
+		t.Fatal("a Web Push to a NO_PROXY host that does not resolve succeeded")
+	}
+	if seen := proxy.Seen(); len(seen) != 1 || mock.Count() != 2 {
+		t.Fatalf("after the NO_PROXY push the proxy carried %q and the push service got %d requests; want 1 and 2", seen, mock.Count())
 	}
 }
 

@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -58,6 +60,14 @@ type WebPushOptions struct {
 	// for Received. Off, the mock only counts, and keeps the last
 	// webpushKept delivered messages for GET /messages.
 	Record bool
+	// Host, when set, is the host name the mock's origin names instead of
+	// its listener's address (the port stays the listener's): the
+	// endpoints Subscribe makes carry it, and a VAPID JWT's aud must be
+	// that origin, as a real push service checks its own name. It is for
+	// names only a test proxy resolves (testkit.Proxy, *.push-server.test,
+	// which the TLS certificate covers): Go never sends a loopback address
+	// to a proxy, so a push that must go through one needs such a name.
+	Host string
 }
 
 // WebPushMessage is one push the mock accepted (201), decrypted: what the
@@ -151,8 +161,28 @@ func NewWebPushService(opts WebPushOptions) (*WebPushService, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot start Web Push mock: %w", err)
 	}
+	if opts.Host != "" {
+		if base, err = withHost(base, opts.Host); err != nil {
+			_ = srv.close()
+			return nil, fmt.Errorf("cannot start Web Push mock: %w", err)
+		}
+	}
 	m.srv, m.url = srv, base
 	return m, nil
+}
+
+// withHost returns base ("scheme://ip:port") with host in place of its
+// address, keeping the port.
+func withHost(base, host string) (string, error) {
+	if strings.ContainsAny(host, ":/[]@?#") {
+		return "", fmt.Errorf("host %q: want a bare host name", host)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return "", fmt.Errorf("cannot parse the listener's URL %q: %w", base, err)
+	}
+	u.Host = net.JoinHostPort(host, u.Port())
+	return u.String(), nil
 }
 
 // StartWebPushService starts a mock push service that records requests
@@ -168,7 +198,7 @@ func StartWebPushService(t testing.TB, useTLS bool) *WebPushService {
 }
 
 // Origin returns the mock's origin, "http://127.0.0.1:port" (or https with
-// TLS): the value for WEBPUSH_ALLOWED_ORIGINS, and the aud a VAPID JWT for
+// TLS; WebPushOptions.Host in place of 127.0.0.1 when set): the value for WEBPUSH_ALLOWED_ORIGINS, and the aud a VAPID JWT for
 // its endpoints must carry.
 func (m *WebPushService) Origin() string { return m.url }
 

@@ -159,6 +159,44 @@ func TestWebPushServiceChecksPushes(t *testing.T) {
 	}
 }
 
+// TestWebPushServiceHostNamesItsOrigin: with WebPushOptions.Host the
+// origin, the endpoints and the aud a push must carry all name that host;
+// the check stays exact, so a JWT for the listener's 127.0.0.1 origin is
+// refused like any other audience.
+func TestWebPushServiceHostNamesItsOrigin(t *testing.T) {
+	m, err := dispatchtest.NewWebPushService(dispatchtest.WebPushOptions{Host: "webpush.push-server.test", Record: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	if !strings.HasPrefix(m.Origin(), "http://webpush.push-server.test:") {
+		t.Fatalf("Origin() = %q, want http://webpush.push-server.test:<port>", m.Origin())
+	}
+	v := newVAPID(t)
+	sub := m.Subscribe(v.public)
+	endpoint := endpointOf(t, sub)
+	if !strings.HasPrefix(endpoint, m.Origin()+"/push/") {
+		t.Fatalf("endpoint %q is not under %s", endpoint, m.Origin())
+	}
+	body, hdr := encryptFor(t, sub, v, []byte("named")) // aud: the endpoint's origin
+	_, port, _ := strings.Cut(strings.TrimPrefix(m.Origin(), "http://"), ":")
+	loopback := "http://127.0.0.1:" + port
+	direct := strings.Replace(endpoint, m.Origin(), loopback, 1) // the name resolves nowhere
+
+	if status, reason := post(t, direct, hdr.Clone(), body); status != 201 {
+		t.Fatalf("a push with aud %s: %d %s", m.Origin(), status, reason)
+	}
+	if got := m.Received(); len(got) != 1 || string(got[0].Plaintext) != "named" || got[0].Audience != m.Origin() {
+		t.Fatalf("Received = %+v", got)
+	}
+	h := hdr.Clone()
+	h.Set("Authorization", "vapid t="+signJWT(t, v.key, map[string]any{"typ": "JWT", "alg": "ES256"},
+		map[string]any{"aud": loopback, "exp": time.Now().Add(time.Hour).Unix(), "sub": "mailto:ops@example.com"})+", k="+v.public)
+	if status, reason := post(t, direct, h, body); status != 401 {
+		t.Fatalf("a push with aud %s (the listener's address): %d %q, want 401", loopback, status, reason)
+	}
+}
+
 func TestWebPushServiceScriptsAndRedirects(t *testing.T) {
 	m := dispatchtest.StartWebPushService(t, false)
 	v := newVAPID(t)
