@@ -268,7 +268,7 @@ func parseConfig(getenv func(string) string) (*config, error) {
 	}
 	// Zero unless APNS_TYPE is certificate: the router watches no date then.
 	c.router.APNSCertificateNotAfter = c.credentials.APNSCertificateNotAfter()
-	if err := checkVAPIDPublicKey(d, env("VAPID_PUBLIC_KEY", "")); err != nil {
+	if err := checkVAPIDPublicKey(c.credentials.VAPIDPublicKey(), env("VAPID_PUBLIC_KEY", "")); err != nil {
 		return nil, err
 	}
 	return &c, nil
@@ -279,22 +279,18 @@ func parseConfig(getenv func(string) string) (*config, error) {
 // what none of them does.
 const maxWebPushTTL = 28 * 24 * time.Hour
 
-// checkVAPIDPublicKey holds an operator's VAPID_PUBLIC_KEY to the key
-// VAPID_PRIVATE_KEY derives: it is optional (the server derives it), but a
-// deployment that states one and pairs it with another private key would
-// serve wallets a key whose subscriptions every push then fails with 403.
-func checkVAPIDPublicKey(d *dispatch.Config, given string) error {
-	if given == "" {
+// checkVAPIDPublicKey holds an operator's VAPID_PUBLIC_KEY to derived, the
+// key VAPID_PRIVATE_KEY derives ("" without one): it is optional (the server
+// derives it), but a deployment that states one and pairs it with another
+// private key would serve wallets a key whose subscriptions every push then
+// fails with 403.
+func checkVAPIDPublicKey(derived, given string) error {
+	switch {
+	case given == "":
 		return nil
-	}
-	if d.VAPIDPrivateKey == "" {
+	case derived == "":
 		return errors.New("VAPID_PUBLIC_KEY: given without VAPID_PRIVATE_KEY (set both, or the private key alone: the public key is derived)")
-	}
-	derived, err := dispatch.CheckVAPID(d.VAPIDPrivateKey, d.VAPIDSubject)
-	if err != nil {
-		return fmt.Errorf("VAPID_PRIVATE_KEY: %w", err)
-	}
-	if strings.TrimRight(given, "=") != derived {
+	case strings.TrimRight(given, "=") != derived:
 		return fmt.Errorf("VAPID_PUBLIC_KEY=%q: does not match VAPID_PRIVATE_KEY, whose public key is %s (leave VAPID_PUBLIC_KEY unset to use the derived one)", given, derived)
 	}
 	return nil

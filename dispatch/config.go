@@ -61,6 +61,16 @@ type Parsed struct {
 	cr *credentials
 }
 
+// VAPIDPublicKey is the public key of VAPID_PRIVATE_KEY, base64url
+// without padding (the applicationServerKey wallets subscribe with), or ""
+// when Web Push is not configured.
+func (p *Parsed) VAPIDPublicKey() string {
+	if p.cr.vapid == nil {
+		return ""
+	}
+	return p.cr.vapid.public
+}
+
 // APNSCertificateNotAfter is when the APNs certificate expires, its
 // notAfter: the date the gateway watches and warns about. It is zero
 // unless APNS_TYPE is certificate.
