@@ -488,15 +488,14 @@ func durationMs(d time.Duration) int64 {
 	return max(ms, 1)
 }
 
-// closed reports whether Close has begun. Every Store, Tenants and
-// Limiter method asks it first, because rueidis alone does not make a closed store refuse: a
-// cluster client closes its connections in goroutines after Close returns,
-// so a command right after Close can still be answered (Ping was, once in
-// five runs of the Cluster contract suite), and the front cache and
-// rueidis' client-side cache are dropped only when a connection's reader
-// ends, so a cached Lookup was answered after Close even on one server.
-// On a cluster even writes went through: CreateTenant after Close created
-// the tenant in 10 runs of 10.
+// closed reports whether Close has begun. Every Store, Tenants and Limiter
+// method asks it first, because rueidis alone does not make a closed store
+// refuse: a cluster client closes its connections in goroutines after Close
+// returns, so a command right after Close can still be answered (Ping was,
+// once in five runs of the Cluster contract suite; CreateTenant created
+// its tenant in 10 runs of 10), and the front cache and rueidis'
+// client-side cache are dropped only when a connection's reader ends, so a
+// cached Lookup was answered after Close even on one server.
 func (r *Redis) closed() bool {
 	select {
 	case <-r.stop:

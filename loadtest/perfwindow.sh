@@ -47,8 +47,9 @@ env PORT="$server_port" RELAY_PUBLIC_KEY="$RELAY_PUBLIC_KEY" LOG_LEVEL=warn GOMA
 	REDIS_URL="redis://127.0.0.1:$redis_port" "$@" taskset -c 0 "$bin/push-server" >"$out.server.log" 2>&1 &
 server_pid=$!
 pids+=("$server_pid")
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$server_port/health" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$server_port/health" >/dev/null || { echo "perfwindow.sh: push-server did not answer /health within 10 s; its log ($out.server.log):" >&2; cat "$out.server.log" >&2; exit 1; }
+healthy=
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$server_port/health" >/dev/null && { healthy=1; break; }; sleep 0.1; done
+[ -n "$healthy" ] || { echo "perfwindow.sh: push-server did not answer /health within 10 s; its log ($out.server.log):" >&2; cat "$out.server.log" >&2; exit 1; }
 before="taskset -c 0 env GOMAXPROCS=1 $bin/verifyrate -d 2s"
 if [ -n "${RATE:-}" ]; then
 	loop=(-warmup 0 -closed 200ms -open "${OPEN:-12s}" -rate "$RATE")

@@ -198,8 +198,9 @@ func StartWebPushService(t testing.TB, useTLS bool) *WebPushService {
 }
 
 // Origin returns the mock's origin, "http://127.0.0.1:port" (or https with
-// TLS; WebPushOptions.Host in place of 127.0.0.1 when set): the value for WEBPUSH_ALLOWED_ORIGINS, and the aud a VAPID JWT for
-// its endpoints must carry.
+// TLS; WebPushOptions.Host in place of 127.0.0.1 when set): the value for
+// WEBPUSH_ALLOWED_ORIGINS, and the aud a VAPID JWT for its endpoints must
+// carry.
 func (m *WebPushService) Origin() string { return m.url }
 
 // RootCAs returns a pool that trusts the mock's certificate; nil without TLS.
